@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Provisions libtorch for the workspace: a project-local venv (.venv) with the PyTorch wheel that
+# `tch` is pinned against, plus the small Python tools the tests use. Idempotent and fast when
+# already done: it only checks versions then.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+# The torch version lives in one place: [workspace.metadata.libtorch] in Cargo.toml.
+torch_version=$(sed -n '/^\[workspace.metadata.libtorch\]/,/^\[/s/^torch *= *"\(.*\)"/\1/p' Cargo.toml)
+[ -n "$torch_version" ] || { echo "setup: no torch version in Cargo.toml [workspace.metadata.libtorch]" >&2; exit 1; }
+
+python=${PYTHON:-python3}
+venv="$root/.venv"
+if [ ! -x "$venv/bin/python" ]; then
+  echo "setup: creating $venv"
+  "$python" -m venv "$venv"
+fi
+
+installed=$("$venv/bin/python" - <<'PY' 2>/dev/null || true
+import importlib.metadata as m
+try:
+    print(m.version("torch").split("+")[0])
+except m.PackageNotFoundError:
+    pass
+PY
+)
+if [ "$installed" != "$torch_version" ] || ! "$venv/bin/python" -c "import numpy, PIL" 2>/dev/null; then
+  echo "setup: installing torch==$torch_version and test tools into $venv (a few minutes the first time)"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "torch==$torch_version" -r scripts/requirements-dev.txt
+fi
+
+# A stable path to libtorch for .cargo/config.toml, whatever the venv's Python version.
+torch_dir=$("$venv/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+ln -sfn "$torch_dir" "$venv/libtorch"
+echo "setup: libtorch $torch_version at $venv/libtorch"

@@ -1,0 +1,403 @@
+//! The classifier: a loaded model plus everything needed to turn images into predictions.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use image::DynamicImage;
+use tch::Tensor;
+
+use crate::error::{Error, Result};
+use crate::model::{read_metadata, Model, ModelMetadata, ModelPaths};
+use crate::prediction::Prediction;
+use crate::preprocess::{decode_image, preprocess_image, DecodeLimits};
+use crate::taxonomy::LesionClass;
+
+/// Where inference runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    Cpu,
+    /// The CUDA GPU with this index.
+    Cuda(usize),
+    /// The first CUDA GPU when one is usable, else the CPU.
+    #[default]
+    Auto,
+}
+
+impl Device {
+    /// The concrete libtorch device; an error when the requested GPU is not usable.
+    pub fn resolve(self) -> Result<tch::Device> {
+        match self {
+            Device::Cpu => Ok(tch::Device::Cpu),
+            Device::Auto => Ok(tch::Device::cuda_if_available()),
+            Device::Cuda(index) => {
+                let count = if tch::Cuda::is_available() {
+                    tch::Cuda::device_count()
+                } else {
+                    0
+                };
+                if (index as i64) < count {
+                    Ok(tch::Device::Cuda(index))
+                } else {
+                    Err(Error::Config(format!(
+                        "CUDA device {index} requested, but {count} CUDA device(s) are usable here"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+            Device::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+impl FromStr for Device {
+    type Err = Error;
+
+    /// Parses `cpu`, `auto`, `cuda` (GPU 0) or `cuda:N`.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::Config(format!(
+                "unknown device {s:?}: use cpu, cuda, cuda:N or auto"
+            ))
+        };
+        match s.trim().to_ascii_lowercase().as_str() {
+            "cpu" => Ok(Device::Cpu),
+            "auto" => Ok(Device::Auto),
+            "cuda" | "gpu" => Ok(Device::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(bad),
+        }
+    }
+}
+
+/// The number of CPU cores this process may run on: honours cgroup CPU quotas and the affinity
+/// mask (containers, `taskset`), not just the machine's core count.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Options for loading a [`Classifier`]; start from [`Classifier::builder`].
+#[derive(Debug, Clone)]
+pub struct ClassifierBuilder {
+    path: PathBuf,
+    device: Device,
+    threads: Option<usize>,
+    limits: DecodeLimits,
+}
+
+impl ClassifierBuilder {
+    /// Where to run inference (default [`Device::Auto`]).
+    pub fn device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// libtorch intra-op threads (default: [`available_cores`]). libtorch keeps one such
+    /// setting per process, so the last classifier built decides it for all.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads);
+        self
+    }
+
+    /// Decoding limits for untrusted images (default [`DecodeLimits::default`]).
+    pub fn decode_limits(mut self, limits: DecodeLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Most pixels an input image may declare.
+    pub fn max_pixels(mut self, max_pixels: u64) -> Self {
+        self.limits.max_pixels = max_pixels;
+        self
+    }
+
+    /// Most bytes of encoded input accepted.
+    pub fn max_bytes(mut self, max_bytes: u64) -> Self {
+        self.limits.max_bytes = max_bytes;
+        self
+    }
+
+    /// Loads and checks the model: manifest, checksum, then a dry forward pass whose output
+    /// width must equal the class count.
+    pub fn build(self) -> Result<Classifier> {
+        let threads = match self.threads {
+            Some(0) => return Err(Error::Config("threads must be at least 1".into())),
+            Some(n) => n,
+            None => available_cores(),
+        };
+        if self.limits.max_pixels == 0 || self.limits.max_bytes == 0 {
+            return Err(Error::Config("decode limits must be positive".into()));
+        }
+        let device = self.device.resolve()?;
+        tch::set_num_threads(i32::try_from(threads).unwrap_or(i32::MAX));
+
+        let (metadata, paths) = read_metadata(&self.path)?;
+        let model = Model::load(&paths.weights, &metadata.weights.sha256, device)?;
+        let classifier = Classifier {
+            model,
+            metadata,
+            paths,
+            limits: self.limits,
+            threads,
+        };
+        classifier.check_output_width()?;
+        Ok(classifier)
+    }
+}
+
+/// An image prepared for the network: decoded, resized and normalised, ready to batch.
+///
+/// Preparing is the CPU-heavy, parallelisable half of classification; a server prepares on
+/// many threads and runs [`Classifier::classify_prepared`] once for the whole batch.
+#[derive(Debug)]
+pub struct PreparedImage(Tensor);
+
+impl PreparedImage {
+    /// The 1×3×H×W input tensor.
+    pub fn tensor(&self) -> &Tensor {
+        &self.0
+    }
+}
+
+/// A loaded skin-lesion classifier.
+///
+/// `Send + Sync`: load once, share (e.g. in an `Arc`) and classify from many threads at once.
+///
+/// ```no_run
+/// use skinlesion_core::{Classifier, Device};
+///
+/// let classifier = Classifier::builder("models/skinlesion-v1.json")
+///     .device(Device::Cpu)
+///     .build()?;
+/// let prediction = classifier.classify_path("lesion.jpg")?;
+/// println!("{} ({:.0}%)", prediction.class(), prediction.confidence() * 100.0);
+/// # Ok::<(), skinlesion_core::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Classifier {
+    model: Model,
+    metadata: ModelMetadata,
+    paths: ModelPaths,
+    limits: DecodeLimits,
+    threads: usize,
+}
+
+impl Classifier {
+    /// Loads a model with default options; `path` names its manifest (`.json`) or weights (`.pt`).
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        Self::builder(path).build()
+    }
+
+    /// Starts building a classifier with non-default options.
+    pub fn builder(path: impl AsRef<Path>) -> ClassifierBuilder {
+        ClassifierBuilder {
+            path: path.as_ref().to_path_buf(),
+            device: Device::default(),
+            threads: None,
+            limits: DecodeLimits::default(),
+        }
+    }
+
+    /// The model's metadata (classes, input, calibration, version, checksum).
+    pub fn metadata(&self) -> &ModelMetadata {
+        &self.metadata
+    }
+
+    /// The classes the model was trained on, in output order.
+    pub fn classes(&self) -> &[LesionClass] {
+        &self.metadata.classes
+    }
+
+    /// The manifest this classifier was loaded from.
+    pub fn manifest_path(&self) -> &Path {
+        &self.paths.manifest
+    }
+
+    pub fn device(&self) -> tch::Device {
+        self.model.device()
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    pub fn decode_limits(&self) -> &DecodeLimits {
+        &self.limits
+    }
+
+    /// Classifies a decoded image.
+    pub fn classify(&self, image: &DynamicImage) -> Result<Prediction> {
+        let mut out = self.classify_prepared(&[self.prepare_image(image)])?;
+        Ok(out.remove(0))
+    }
+
+    /// Classifies encoded image bytes (JPEG, PNG, TIFF, BMP, WebP, GIF).
+    pub fn classify_bytes(&self, bytes: &[u8]) -> Result<Prediction> {
+        let mut out = self.classify_prepared(&[self.prepare(bytes)?])?;
+        Ok(out.remove(0))
+    }
+
+    /// Reads and classifies an image file.
+    pub fn classify_path(&self, path: impl AsRef<Path>) -> Result<Prediction> {
+        self.classify_bytes(&self.read_image_file(path.as_ref())?)
+    }
+
+    /// Classifies many decoded images with one forward pass.
+    pub fn classify_batch(&self, images: &[DynamicImage]) -> Result<Vec<Prediction>> {
+        let prepared: Vec<_> = images.iter().map(|i| self.prepare_image(i)).collect();
+        self.classify_prepared(&prepared)
+    }
+
+    /// Classifies many encoded images with one forward pass over those that decode; each
+    /// input gets its own result, in order.
+    pub fn classify_batch_bytes<B: AsRef<[u8]>>(&self, inputs: &[B]) -> Vec<Result<Prediction>> {
+        let prepared: Vec<Result<PreparedImage>> =
+            inputs.iter().map(|b| self.prepare(b.as_ref())).collect();
+        self.classify_prepared_results(prepared)
+    }
+
+    /// Reads and classifies many image files with one forward pass; a result per file, in order.
+    pub fn classify_batch_paths<P: AsRef<Path>>(&self, paths: &[P]) -> Vec<Result<Prediction>> {
+        let prepared: Vec<Result<PreparedImage>> = paths
+            .iter()
+            .map(|p| self.prepare(&self.read_image_file(p.as_ref())?))
+            .collect();
+        self.classify_prepared_results(prepared)
+    }
+
+    /// Decodes (within the decode limits) and preprocesses encoded bytes.
+    pub fn prepare(&self, bytes: &[u8]) -> Result<PreparedImage> {
+        Ok(self.prepare_image(&decode_image(bytes, &self.limits)?))
+    }
+
+    /// Preprocesses a decoded image.
+    pub fn prepare_image(&self, image: &DynamicImage) -> PreparedImage {
+        PreparedImage(preprocess_image(image, &self.metadata.input))
+    }
+
+    /// Runs one forward pass over prepared images and applies calibration and the Unknown rule.
+    pub fn classify_prepared(&self, images: &[PreparedImage]) -> Result<Vec<Prediction>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = Tensor::cat(&images.iter().map(|p| &p.0).collect::<Vec<_>>(), 0);
+        let logits = self.model.forward(&batch)?;
+        self.predictions_from_logits(&logits)
+    }
+
+    /// Calibrated predictions from raw N×C logits of this model.
+    pub fn predictions_from_logits(&self, logits: &Tensor) -> Result<Vec<Prediction>> {
+        let classes = &self.metadata.classes;
+        let calibration = &self.metadata.calibration;
+        let (n, c) = logits.size2().map_err(|_| {
+            Error::Inference(format!("expected N×C logits, got {:?}", logits.size()))
+        })?;
+        if c != classes.len() as i64 {
+            return Err(Error::MetadataMismatch(format!(
+                "the network outputs {c} values but the metadata lists {} classes",
+                classes.len()
+            )));
+        }
+        let probs = (logits / f64::from(calibration.temperature)).softmax(1, tch::Kind::Float);
+        let flat = Vec::<f32>::try_from(probs.flatten(0, -1))
+            .map_err(|e| Error::Inference(e.to_string()))?;
+        Ok(flat
+            .chunks(c as usize)
+            .take(n as usize)
+            .map(|row| {
+                Prediction::from_probabilities(
+                    classes.iter().copied().zip(row.iter().copied()),
+                    calibration.unknown_threshold,
+                )
+            })
+            .collect())
+    }
+
+    fn classify_prepared_results(
+        &self,
+        prepared: Vec<Result<PreparedImage>>,
+    ) -> Vec<Result<Prediction>> {
+        let mut good = Vec::with_capacity(prepared.len());
+        let slots: Vec<Result<()>> = prepared
+            .into_iter()
+            .map(|r| r.map(|p| good.push(p)))
+            .collect();
+        let mut predictions = match self.classify_prepared(&good) {
+            Ok(p) => p.into_iter(),
+            Err(e) => {
+                // One failed forward fails every input that reached it.
+                let msg = e.to_string();
+                return slots
+                    .into_iter()
+                    .map(|s| s.and(Err(Error::Inference(msg.clone()))))
+                    .collect();
+            }
+        };
+        slots
+            .into_iter()
+            .map(|s| {
+                s.map(|()| {
+                    predictions
+                        .next()
+                        .expect("one prediction per prepared image")
+                })
+            })
+            .collect()
+    }
+
+    fn read_image_file(&self, path: &Path) -> Result<Vec<u8>> {
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let len = std::fs::metadata(path).map_err(io)?.len();
+        if len > self.limits.max_bytes {
+            return Err(Error::InputTooLarge {
+                bytes: len,
+                max_bytes: self.limits.max_bytes,
+            });
+        }
+        std::fs::read(path).map_err(io)
+    }
+
+    /// The dry run on load: zeros in, and exactly one value per class out.
+    fn check_output_width(&self) -> Result<()> {
+        let spec = &self.metadata.input;
+        let zeros = Tensor::zeros(
+            [1, 3, i64::from(spec.height), i64::from(spec.width)],
+            (tch::Kind::Float, tch::Device::Cpu),
+        );
+        let out = self.model.forward(&zeros).map_err(|e| {
+            Error::MetadataMismatch(format!(
+                "the network does not accept a 1×3×{}×{} input as the metadata says: {e}",
+                spec.height, spec.width
+            ))
+        })?;
+        let expected = [1, self.metadata.classes.len() as i64];
+        if out.size() != expected {
+            return Err(Error::MetadataMismatch(format!(
+                "the network outputs shape {:?} but the metadata lists {} classes ({})",
+                out.size(),
+                expected[1],
+                self.metadata
+                    .classes
+                    .iter()
+                    .map(|c| c.code())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,52 @@
+//! # skinlesion-core
+//!
+//! Classifies dermoscopic images of skin lesions into the ISIC 2019 categories (melanoma, basal
+//! cell carcinoma, squamous cell carcinoma, actinic keratosis, benign keratosis, dermatofibroma,
+//! melanocytic nevi, vascular lesion), abstaining as "Unknown" when the calibrated confidence is
+//! too low.
+//!
+//! **Research and education only. This is not a medical device and must not be used for
+//! diagnosis; a lesion that worries you needs a dermatologist.**
+//!
+//! ```no_run
+//! use skinlesion_core::Classifier;
+//!
+//! let classifier = Classifier::load("models/skinlesion-v1.json")?;
+//! let prediction = classifier.classify_path("lesion.jpg")?;
+//! println!("{}", serde_json::to_string_pretty(&prediction).unwrap());
+//! # Ok::<(), skinlesion_core::Error>(())
+//! ```
+//!
+//! The pieces: [`LesionClass`] (the taxonomy), [`Classifier`] (load a model, classify images,
+//! bytes, files or batches), [`Prediction`] (the answer), [`preprocess`] (the one preprocessing
+//! path, shared with training), [`model`] (the model artifact and its metadata).
+
+pub mod classifier;
+pub mod error;
+pub mod model;
+pub mod prediction;
+pub mod preprocess;
+pub mod taxonomy;
+pub mod testing;
+
+pub use classifier::{available_cores, Classifier, ClassifierBuilder, Device, PreparedImage};
+pub use error::{Error, Result};
+pub use model::{Calibration, ModelMetadata};
+pub use prediction::Prediction;
+pub use preprocess::{DecodeLimits, InputSpec, PixelFormat, ResizePolicy};
+pub use taxonomy::{LesionClass, Malignancy};
+
+/// The image crate this crate decodes with, re-exported for [`Classifier::classify`]'s argument.
+pub use image;
+/// The libtorch bindings this crate is built on, re-exported so that dependents (training,
+/// tests) use the very same version.
+pub use tch;
+
+/// The statement every interface shows.
+pub const DISCLAIMER: &str = "skinlesion is a research and education tool, not a medical device. \
+It does not diagnose. Anyone worried about a skin lesion should see a dermatologist.";
+
+/// The README's Rust examples, compiled as doctests so they cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,0 +1,295 @@
+//! The model artifact: network weights plus the metadata needed to use them correctly.
+//!
+//! An artifact is two files side by side:
+//!
+//! - `NAME.pt`: the network, a TorchScript module mapping a N×3×H×W `f32` batch to N×C logits;
+//! - `NAME.json`: the manifest ([`ModelMetadata`]): class list in output order, input size and
+//!   normalisation, calibration (softmax temperature, "Unknown" threshold), version, and the
+//!   SHA-256 of `NAME.pt`.
+//!
+//! Loading verifies the weights against the manifest's checksum and runs one dry forward pass to
+//! check that the output width equals the class count, so a manifest that belongs to other
+//! weights fails loudly instead of mislabelling predictions. The weights format lives behind
+//! [`Model`] alone, so that moving from TorchScript (deprecated upstream) to another format
+//! touches only this file.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tch::{CModule, Kind, Tensor};
+
+use crate::error::{Error, Result};
+use crate::preprocess::InputSpec;
+use crate::taxonomy::LesionClass;
+
+/// The manifest format this version of the library reads and writes.
+pub const MANIFEST_FORMAT: &str = "skinlesion-model/1";
+
+/// Contents of a model's manifest (`NAME.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelMetadata {
+    /// Always [`MANIFEST_FORMAT`].
+    pub format: String,
+    /// Short model name, e.g. `"skinlesion-resnet"`.
+    pub name: String,
+    /// Model version, e.g. `"1.0.0"`.
+    pub version: String,
+    /// Network architecture, for people (e.g. `"resnet-lite-128"`).
+    pub architecture: String,
+    /// The classes the network was trained on, in the order of its outputs.
+    pub classes: Vec<LesionClass>,
+    pub input: InputSpec,
+    pub calibration: Calibration,
+    pub weights: WeightsRef,
+    /// Free-form provenance (training data, licence, metrics); not interpreted.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub provenance: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Post-hoc calibration, fitted on validation data.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// Softmax temperature: probabilities are `softmax(logits / temperature)`.
+    pub temperature: f32,
+    /// When the calibrated top probability is below this, the prediction is Unknown.
+    pub unknown_threshold: f32,
+}
+
+impl Default for Calibration {
+    fn default() -> Self {
+        Self {
+            temperature: 1.0,
+            unknown_threshold: 0.0,
+        }
+    }
+}
+
+/// Where the weights are and what they must hash to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightsRef {
+    /// File name, relative to the manifest's folder.
+    pub file: String,
+    /// Weights format; only `"torchscript"` for now.
+    pub format: String,
+    /// Lower-case hex SHA-256 of the weights file.
+    pub sha256: String,
+}
+
+impl ModelMetadata {
+    /// Checks the metadata's internal consistency (not yet against the network).
+    pub fn validate(&self) -> Result<()> {
+        let fail = |msg: String| Err(Error::MetadataMismatch(msg));
+        if self.format != MANIFEST_FORMAT {
+            return fail(format!(
+                "manifest format {:?}, this library reads {MANIFEST_FORMAT:?}",
+                self.format
+            ));
+        }
+        if self.classes.is_empty() {
+            return fail("the class list is empty".into());
+        }
+        if self.classes.contains(&LesionClass::Unknown) {
+            return fail("Unknown is an abstention and cannot be a trained class".into());
+        }
+        let mut seen = self.classes.clone();
+        seen.sort();
+        seen.dedup();
+        if seen.len() != self.classes.len() {
+            return fail(format!("duplicate classes in {:?}", self.classes));
+        }
+        let c = &self.calibration;
+        if !(c.temperature.is_finite() && c.temperature > 0.0) {
+            return fail(format!("temperature {} must be > 0", c.temperature));
+        }
+        if !(0.0..=1.0).contains(&c.unknown_threshold) {
+            return fail(format!(
+                "unknown_threshold {} must be within 0..=1",
+                c.unknown_threshold
+            ));
+        }
+        if self.weights.format != "torchscript" {
+            return fail(format!(
+                "weights format {:?} is not supported (only \"torchscript\")",
+                self.weights.format
+            ));
+        }
+        let sha = &self.weights.sha256;
+        if sha.len() != 64
+            || !sha
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return fail(format!("sha256 {sha:?} is not 64 lower-case hex digits"));
+        }
+        if self.weights.file.is_empty() || Path::new(&self.weights.file).components().count() != 1 {
+            return fail(format!(
+                "weights file {:?} must be a plain file name beside the manifest",
+                self.weights.file
+            ));
+        }
+        self.input.validate()
+    }
+}
+
+/// Where a model's files are, resolved from what a user passed.
+#[derive(Debug, Clone)]
+pub struct ModelPaths {
+    pub manifest: PathBuf,
+    pub weights: PathBuf,
+}
+
+/// Reads and validates a manifest. `path` may name the manifest (`.json`) or the weights (`.pt`,
+/// whose manifest is the same name with `.json`).
+pub fn read_metadata(path: &Path) -> Result<(ModelMetadata, ModelPaths)> {
+    let manifest = if path.extension().is_some_and(|e| e == "json") {
+        path.to_path_buf()
+    } else {
+        path.with_extension("json")
+    };
+    if !path.exists() {
+        return Err(Error::ModelNotFound {
+            path: path.to_path_buf(),
+        });
+    }
+    if !manifest.exists() {
+        return Err(Error::ModelCorrupt {
+            path: path.to_path_buf(),
+            reason: format!(
+                "no manifest at {}: every model needs its metadata (classes, input, calibration, checksum)",
+                manifest.display()
+            ),
+        });
+    }
+    let text = std::fs::read_to_string(&manifest).map_err(|source| Error::Io {
+        path: manifest.clone(),
+        source,
+    })?;
+    let metadata: ModelMetadata = serde_json::from_str(&text).map_err(|e| Error::ModelCorrupt {
+        path: manifest.clone(),
+        reason: format!("invalid manifest JSON: {e}"),
+    })?;
+    metadata.validate()?;
+    let weights = manifest
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(&metadata.weights.file);
+    Ok((metadata, ModelPaths { manifest, weights }))
+}
+
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A loaded network. The only type that knows the weights are TorchScript.
+#[derive(Debug)]
+pub struct Model {
+    module: CModule,
+    device: tch::Device,
+}
+
+impl Model {
+    /// Loads weights whose SHA-256 must equal `expected_sha256`. The verified bytes are the
+    /// bytes loaded: the file is read once.
+    pub fn load(path: &Path, expected_sha256: &str, device: tch::Device) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => Error::ModelNotFound {
+                path: path.to_path_buf(),
+            },
+            _ => Error::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+        })?;
+        let actual = sha256_hex(&bytes);
+        if actual != expected_sha256 {
+            return Err(Error::ChecksumMismatch {
+                path: path.to_path_buf(),
+                expected: expected_sha256.to_owned(),
+                actual,
+            });
+        }
+        let mut module =
+            CModule::load_data_on_device(&mut Cursor::new(bytes), device).map_err(|e| {
+                Error::ModelCorrupt {
+                    path: path.to_path_buf(),
+                    reason: format!("not a loadable TorchScript module: {}", first_line(&e)),
+                }
+            })?;
+        module.set_eval();
+        Ok(Self { module, device })
+    }
+
+    /// Logits for a N×3×H×W batch, as a N×C `f32` tensor on the CPU.
+    pub fn forward(&self, batch: &Tensor) -> Result<Tensor> {
+        tch::no_grad(|| {
+            let input = batch.to_device(self.device);
+            let output = self
+                .module
+                .forward_ts(&[input])
+                .map_err(|e| Error::Inference(first_line(&e)))?;
+            Ok(output.to_kind(Kind::Float).to_device(tch::Device::Cpu))
+        })
+    }
+
+    pub fn device(&self) -> tch::Device {
+        self.device
+    }
+}
+
+/// libtorch errors carry a C++ backtrace; the first line says what went wrong.
+fn first_line(e: &tch::TchError) -> String {
+    let text = e.to_string();
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("unknown libtorch error")
+        .trim()
+        .to_owned()
+}
+
+/// Writes a model artifact: `module` as `<manifest stem>.pt` beside `manifest_path`, then the
+/// manifest with the weights' checksum filled in. Returns the metadata as written.
+///
+/// This is how training produces models; `metadata.weights` is overwritten.
+pub fn write_artifact(
+    module: &CModule,
+    mut metadata: ModelMetadata,
+    manifest_path: &Path,
+) -> Result<ModelMetadata> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let weights_path = manifest_path.with_extension("pt");
+    let file_name = weights_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::Config(format!("bad model path {}", manifest_path.display())))?
+        .to_owned();
+    if let Some(dir) = manifest_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    module.save(&weights_path).map_err(|e| Error::Io {
+        path: weights_path.clone(),
+        source: std::io::Error::other(first_line(&e)),
+    })?;
+    let bytes = std::fs::read(&weights_path).map_err(io(&weights_path))?;
+    metadata.format = MANIFEST_FORMAT.to_owned();
+    metadata.weights = WeightsRef {
+        file: file_name,
+        format: "torchscript".into(),
+        sha256: sha256_hex(&bytes),
+    };
+    metadata.validate()?;
+    let json = serde_json::to_string_pretty(&metadata).expect("metadata serializes");
+    std::fs::write(manifest_path, json + "\n").map_err(io(manifest_path))?;
+    Ok(metadata)
+}

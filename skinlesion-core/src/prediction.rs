@@ -1,0 +1,187 @@
+//! The result of classifying one image.
+
+use serde::ser::{SerializeMap, SerializeStruct};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::taxonomy::LesionClass;
+
+/// One classification: the answer, how sure the model is, and the calibrated probability of
+/// every class the model was trained on.
+///
+/// Serializes to the original HTTP API's shape:
+/// `{"class_name": "Melanoma", "is_cancerous": true, "confidence": 0.85, "all_predictions": {"Actinic keratosis": 0.01, ...}}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    class: LesionClass,
+    best_guess: LesionClass,
+    confidence: f32,
+    probabilities: Vec<(LesionClass, f32)>,
+}
+
+impl Prediction {
+    /// Builds a prediction from calibrated probabilities. The answer is the most probable class,
+    /// or [`LesionClass::Unknown`] when its probability is below `unknown_threshold`.
+    ///
+    /// `probabilities` may come in any order (e.g. the model's output order); they are kept in
+    /// the stable order of [`LesionClass::ALL`]. Ties go to the class earlier in that order.
+    pub fn from_probabilities(
+        probabilities: impl IntoIterator<Item = (LesionClass, f32)>,
+        unknown_threshold: f32,
+    ) -> Self {
+        let mut probabilities: Vec<(LesionClass, f32)> = probabilities.into_iter().collect();
+        probabilities.sort_by_key(|(class, _)| *class);
+        let (best_guess, confidence) = probabilities
+            .iter()
+            .copied()
+            .reduce(|best, next| if next.1 > best.1 { next } else { best })
+            .unwrap_or((LesionClass::Unknown, 0.0));
+        // NaN compares as neither, so it too is an abstention.
+        let class = if confidence >= unknown_threshold {
+            best_guess
+        } else {
+            LesionClass::Unknown
+        };
+        Self {
+            class,
+            best_guess,
+            confidence,
+            probabilities,
+        }
+    }
+
+    /// The answer: a trained class, or [`LesionClass::Unknown`] when the model abstains.
+    pub fn class(&self) -> LesionClass {
+        self.class
+    }
+
+    /// The most probable trained class, also when the answer is Unknown.
+    pub fn best_guess(&self) -> LesionClass {
+        self.best_guess
+    }
+
+    /// Calibrated probability of [`Prediction::best_guess`].
+    pub fn confidence(&self) -> f32 {
+        self.confidence
+    }
+
+    /// True when the answer is melanoma, basal cell carcinoma or squamous cell carcinoma.
+    pub fn is_cancerous(&self) -> bool {
+        self.class.is_cancerous()
+    }
+
+    /// True when the model abstained.
+    pub fn is_unknown(&self) -> bool {
+        self.class == LesionClass::Unknown
+    }
+
+    /// Calibrated probability of every trained class, in [`LesionClass::ALL`] order.
+    pub fn probabilities(&self) -> &[(LesionClass, f32)] {
+        &self.probabilities
+    }
+
+    /// The probability of one class; `None` for a class the model was not trained on.
+    pub fn probability(&self, class: LesionClass) -> Option<f32> {
+        self.probabilities
+            .iter()
+            .find(|(c, _)| *c == class)
+            .map(|(_, p)| *p)
+    }
+}
+
+/// `all_predictions`: display name → probability, in the stable class order.
+struct AllPredictions<'a>(&'a [(LesionClass, f32)]);
+
+impl Serialize for AllPredictions<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (class, p) in self.0 {
+            map.serialize_entry(class.name(), p)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for Prediction {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Prediction", 4)?;
+        s.serialize_field("class_name", self.class.name())?;
+        s.serialize_field("is_cancerous", &self.is_cancerous())?;
+        s.serialize_field("confidence", &self.confidence)?;
+        s.serialize_field("all_predictions", &AllPredictions(&self.probabilities))?;
+        s.end()
+    }
+}
+
+/// The wire shape, for reading predictions back (e.g. an HTTP client).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire {
+    class_name: LesionClass,
+    #[allow(dead_code)] // derived from the class; read only to reject unknown fields
+    is_cancerous: bool,
+    confidence: f32,
+    all_predictions: std::collections::BTreeMap<LesionClass, f32>,
+}
+
+impl<'de> Deserialize<'de> for Prediction {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = Wire::deserialize(deserializer)?;
+        let probabilities: Vec<_> = wire.all_predictions.into_iter().collect();
+        let best_guess = probabilities
+            .iter()
+            .copied()
+            .reduce(|best, next| if next.1 > best.1 { next } else { best })
+            .map_or(wire.class_name, |(c, _)| c);
+        Ok(Self {
+            class: wire.class_name,
+            best_guess,
+            confidence: wire.confidence,
+            probabilities,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use LesionClass::*;
+
+    #[test]
+    fn serializes_to_the_original_shape_in_stable_order() {
+        let p = Prediction::from_probabilities(
+            [
+                (MelanocyticNevi, 0.1),
+                (Melanoma, 0.85),
+                (BasalCellCarcinoma, 0.05),
+            ],
+            0.5,
+        );
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"class_name":"Melanoma","is_cancerous":true,"confidence":0.85,"all_predictions":{"Basal cell carcinoma":0.05,"Melanoma":0.85,"Melanocytic nevi":0.1}}"#
+        );
+        let back: Prediction = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+    }
+
+    #[test]
+    fn abstains_below_threshold_but_keeps_probabilities() {
+        let p = Prediction::from_probabilities([(Melanoma, 0.45), (MelanocyticNevi, 0.55)], 0.6);
+        assert_eq!(p.class(), Unknown);
+        assert!(p.is_unknown() && !p.is_cancerous());
+        assert_eq!(p.best_guess(), MelanocyticNevi);
+        assert_eq!(p.confidence(), 0.55);
+        assert_eq!(p.probability(Melanoma), Some(0.45));
+        assert_eq!(p.probability(Dermatofibroma), None);
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["class_name"], "Unknown");
+        assert_eq!(json["all_predictions"].as_object().unwrap().len(), 2);
+        assert!(json["all_predictions"].get("Unknown").is_none());
+    }
+
+    #[test]
+    fn nan_is_an_abstention() {
+        let p = Prediction::from_probabilities([(Melanoma, f32::NAN)], 0.0);
+        assert_eq!(p.class(), Unknown);
+    }
+}

@@ -1,0 +1,354 @@
+//! Image decoding and preprocessing: the one path from an image to the network's input tensor,
+//! shared by inference and training so the two cannot drift apart.
+
+use std::io::Cursor;
+
+use image::imageops::{self, FilterType};
+use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, RgbImage};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use crate::error::{Error, Result};
+
+/// Limits applied before and while decoding untrusted images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Most pixels (width × height) an image may declare; checked from the header, before any
+    /// pixel buffer is allocated, so a decompression bomb is refused cheaply.
+    pub max_pixels: u64,
+    /// Most bytes of encoded input accepted.
+    pub max_bytes: u64,
+}
+
+impl DecodeLimits {
+    /// 50 megapixels: more than any dermatoscope or phone camera produces.
+    pub const DEFAULT_MAX_PIXELS: u64 = 50_000_000;
+    /// 64 MiB of encoded input.
+    pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self {
+            max_pixels: Self::DEFAULT_MAX_PIXELS,
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+/// How an image of any aspect ratio is brought to the network's input size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizePolicy {
+    /// Resize to exactly width × height, changing the aspect ratio if needed (keeps the whole field
+    /// of view, as the original app did).
+    Stretch,
+    /// Cut the largest centred region with the target aspect ratio, then resize it.
+    CenterCrop,
+}
+
+/// What the network expects as input; part of the model's metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub width: u32,
+    pub height: u32,
+    pub resize: ResizePolicy,
+    /// Per-channel (R, G, B) mean, on the 0–1 scale, subtracted before dividing by `std`.
+    pub mean: [f32; 3],
+    /// Per-channel (R, G, B) standard deviation, on the 0–1 scale.
+    pub std: [f32; 3],
+}
+
+impl InputSpec {
+    /// Checks that the spec can be applied at all.
+    pub fn validate(&self) -> Result<()> {
+        if self.width == 0 || self.height == 0 || self.width > 4096 || self.height > 4096 {
+            return Err(Error::MetadataMismatch(format!(
+                "input size {}x{} is outside 1..=4096",
+                self.width, self.height
+            )));
+        }
+        if self.std.iter().any(|s| !(s.is_finite() && *s > 0.0))
+            || self.mean.iter().any(|m| !m.is_finite())
+        {
+            return Err(Error::MetadataMismatch(format!(
+                "normalisation mean {:?} / std {:?} must be finite with std > 0",
+                self.mean, self.std
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Decodes encoded image bytes (JPEG, PNG, TIFF, BMP, WebP, GIF) into an upright image.
+///
+/// Enforces `limits` (input bytes, then declared pixels before allocating) and applies the EXIF
+/// orientation, so a photo taken with the camera on its side is classified upright.
+pub fn decode_image(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage> {
+    if bytes.is_empty() {
+        return Err(Error::EmptyInput);
+    }
+    let len = bytes.len() as u64;
+    if len > limits.max_bytes {
+        return Err(Error::InputTooLarge {
+            bytes: len,
+            max_bytes: limits.max_bytes,
+        });
+    }
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::Decode(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(Error::UnsupportedFormat(
+            "not a recognised image; expected JPEG, PNG, TIFF, BMP, WebP or GIF".into(),
+        ));
+    }
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_has_end_marker(bytes) {
+        // The JPEG decoder grey-fills missing data instead of failing; a classifier must not
+        // guess from half an image.
+        return Err(Error::Decode(
+            "truncated JPEG: the data ends before the end-of-image marker".into(),
+        ));
+    }
+    let mut reader = reader;
+    // A second guard inside the decoder: no allocation beyond what the pixel limit allows
+    // (16-bit RGBA is 8 bytes a pixel), whatever the header claimed.
+    let mut decoder_limits = image::Limits::default();
+    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(1 << 20));
+    reader.limits(decoder_limits);
+
+    let mut decoder = reader.into_decoder().map_err(image_error)?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > limits.max_pixels {
+        return Err(Error::ImageTooLarge {
+            width,
+            height,
+            max_pixels: limits.max_pixels,
+        });
+    }
+    if width == 0 || height == 0 {
+        return Err(Error::Decode(format!(
+            "image has no pixels ({width}x{height})"
+        )));
+    }
+    // A broken EXIF block should not reject an otherwise good image: treat it as upright.
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
+    image.apply_orientation(orientation);
+    Ok(image)
+}
+
+/// Whether a JPEG's entropy-coded data reaches an end-of-image marker (FF D9).
+///
+/// Walks the marker segments by their lengths (so an EXIF thumbnail's own end marker does not
+/// count) to the first start-of-scan, then looks for FF D9: inside scan data a 0xFF byte is
+/// always followed by 0x00 or a restart marker, so FF D9 there is the real end.
+fn jpeg_has_end_marker(bytes: &[u8]) -> bool {
+    let mut i = 2; // after SOI
+    while i + 1 < bytes.len() {
+        if bytes[i] != 0xFF {
+            return false;
+        }
+        let marker = bytes[i + 1];
+        match marker {
+            0xFF => i += 1, // fill byte
+            0xDA => return bytes[i + 2..].windows(2).any(|w| w == [0xFF, 0xD9]),
+            0x01 | 0xD0..=0xD7 => i += 2,
+            _ => {
+                let Some(len) = bytes.get(i + 2..i + 4) else {
+                    return false;
+                };
+                i += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+            }
+        }
+    }
+    false
+}
+
+fn image_error(e: ImageError) -> Error {
+    match e {
+        ImageError::Unsupported(u) => Error::UnsupportedFormat(u.to_string()),
+        ImageError::Limits(l) => Error::Decode(format!("decoder limit exceeded: {l}")),
+        other => Error::Decode(other.to_string()),
+    }
+}
+
+/// Channel layout of a raw pixel buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelFormat {
+    Gray8,
+    Rgb8,
+    Rgba8,
+}
+
+impl PixelFormat {
+    pub const fn channels(self) -> usize {
+        match self {
+            PixelFormat::Gray8 => 1,
+            PixelFormat::Rgb8 => 3,
+            PixelFormat::Rgba8 => 4,
+        }
+    }
+}
+
+/// Builds an image from raw interleaved 8-bit pixels, row by row with `stride` bytes per row
+/// (at least `width × channels`), checking every size against `data` and `limits`.
+pub fn image_from_pixels(
+    data: &[u8],
+    width: u32,
+    height: u32,
+    stride: usize,
+    format: PixelFormat,
+    limits: &DecodeLimits,
+) -> Result<DynamicImage> {
+    if width == 0 || height == 0 {
+        return Err(Error::InvalidPixels(format!(
+            "image has no pixels ({width}x{height})"
+        )));
+    }
+    if u64::from(width) * u64::from(height) > limits.max_pixels {
+        return Err(Error::ImageTooLarge {
+            width,
+            height,
+            max_pixels: limits.max_pixels,
+        });
+    }
+    let row = width as usize * format.channels();
+    if stride < row {
+        return Err(Error::InvalidPixels(format!(
+            "stride {stride} is less than width × channels = {row}"
+        )));
+    }
+    // The last row needs only `row` bytes, not a whole stride.
+    let needed = stride
+        .checked_mul(height as usize - 1)
+        .and_then(|n| n.checked_add(row))
+        .ok_or_else(|| Error::InvalidPixels("stride × height overflows".into()))?;
+    if data.len() < needed {
+        return Err(Error::InvalidPixels(format!(
+            "buffer has {} bytes, {width}x{height} with stride {stride} needs {needed}",
+            data.len()
+        )));
+    }
+    let mut packed = Vec::with_capacity(row * height as usize);
+    for y in 0..height as usize {
+        packed.extend_from_slice(&data[y * stride..y * stride + row]);
+    }
+    let image = match format {
+        PixelFormat::Gray8 => image::GrayImage::from_raw(width, height, packed).map(Into::into),
+        PixelFormat::Rgb8 => image::RgbImage::from_raw(width, height, packed).map(Into::into),
+        PixelFormat::Rgba8 => image::RgbaImage::from_raw(width, height, packed).map(Into::into),
+    };
+    image.ok_or_else(|| Error::InvalidPixels("buffer does not match its dimensions".into()))
+}
+
+/// Converts to 8-bit RGB and brings the image to the spec's size: the resampling step alone,
+/// for callers (training) that cache resized pixels.
+///
+/// Grey images are replicated to three channels, alpha is dropped, 16-bit and float images are
+/// scaled to 8 bits. Resampling is bilinear with antialiasing (support widened by the
+/// downscale factor), as PIL's `Image.resize(..., BILINEAR)` does.
+pub fn resize_rgb(image: &DynamicImage, spec: &InputSpec) -> RgbImage {
+    let rgb = image.to_rgb8();
+    let (w, h) = rgb.dimensions();
+    let rgb = match spec.resize {
+        ResizePolicy::Stretch => rgb,
+        ResizePolicy::CenterCrop => {
+            let (cx, cy, cw, ch) = center_crop_box(w, h, spec.width, spec.height);
+            imageops::crop_imm(&rgb, cx, cy, cw, ch).to_image()
+        }
+    };
+    if rgb.dimensions() == (spec.width, spec.height) {
+        return rgb;
+    }
+    imageops::resize(&rgb, spec.width, spec.height, FilterType::Triangle)
+}
+
+/// The largest centred box of the target aspect ratio: (x, y, width, height).
+pub fn center_crop_box(w: u32, h: u32, target_w: u32, target_h: u32) -> (u32, u32, u32, u32) {
+    // Compare w/h with target_w/target_h without floating point.
+    let (w64, h64, tw, th) = (w as u64, h as u64, target_w as u64, target_h as u64);
+    if w64 * th > h64 * tw {
+        let cw = ((h64 * tw + th / 2) / th).clamp(1, w64) as u32;
+        ((w - cw) / 2, 0, cw, h)
+    } else {
+        let ch = ((w64 * th + tw / 2) / tw).clamp(1, h64) as u32;
+        (0, (h - ch) / 2, w, ch)
+    }
+}
+
+/// Normalises resized RGB pixels into a 1×3×H×W `f32` tensor (NCHW).
+pub fn normalize(rgb: &RgbImage, spec: &InputSpec) -> Tensor {
+    let (w, h) = rgb.dimensions();
+    let plane = (w * h) as usize;
+    let mut chw = vec![0f32; 3 * plane];
+    // Per channel: (p / 255 - mean) / std  ==  p * scale + shift.
+    let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * spec.std[c]));
+    let shift: [f32; 3] = std::array::from_fn(|c| -spec.mean[c] / spec.std[c]);
+    for (i, px) in rgb.pixels().enumerate() {
+        for c in 0..3 {
+            chw[c * plane + i] = f32::from(px.0[c]) * scale[c] + shift[c];
+        }
+    }
+    Tensor::from_slice(&chw)
+        .view([1, 3, h as i64, w as i64])
+        .to_kind(Kind::Float)
+}
+
+/// The preprocessing function: an already decoded image to the network's 1×3×H×W input.
+///
+/// Training calls this very function, so a model always sees at inference exactly what it was
+/// trained on.
+pub fn preprocess_image(image: &DynamicImage, spec: &InputSpec) -> Tensor {
+    normalize(&resize_rgb(image, spec), spec)
+}
+
+/// Encoded bytes all the way to the network's input: decode (within `limits`), EXIF orientation,
+/// RGB, resize per `spec`, normalise, 1×3×H×W `f32`.
+pub fn preprocess(bytes: &[u8], spec: &InputSpec, limits: &DecodeLimits) -> Result<Tensor> {
+    Ok(preprocess_image(&decode_image(bytes, limits)?, spec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn center_crop_keeps_the_middle() {
+        assert_eq!(center_crop_box(200, 150, 128, 128), (25, 0, 150, 150));
+        assert_eq!(center_crop_box(150, 200, 128, 128), (0, 25, 150, 150));
+        assert_eq!(center_crop_box(128, 128, 128, 128), (0, 0, 128, 128));
+        assert_eq!(center_crop_box(1, 10_000, 128, 128), (0, 4999, 1, 1));
+    }
+
+    #[test]
+    fn pixels_need_consistent_sizes() {
+        let limits = DecodeLimits::default();
+        let data = vec![7u8; 4 * 3 * 2 + 4];
+        let img = image_from_pixels(&data, 4, 2, 16, PixelFormat::Rgb8, &limits).unwrap();
+        assert_eq!((img.width(), img.height()), (4, 2));
+        let short = image_from_pixels(&data, 4, 3, 16, PixelFormat::Rgb8, &limits);
+        assert!(matches!(short, Err(Error::InvalidPixels(_))));
+        let narrow = image_from_pixels(&data, 4, 2, 11, PixelFormat::Rgb8, &limits);
+        assert!(matches!(narrow, Err(Error::InvalidPixels(_))));
+        let empty = image_from_pixels(&data, 0, 2, 12, PixelFormat::Rgb8, &limits);
+        assert!(matches!(empty, Err(Error::InvalidPixels(_))));
+        let huge = image_from_pixels(&data, 100_000, 100_000, 300_000, PixelFormat::Rgb8, &limits);
+        assert!(matches!(huge, Err(Error::ImageTooLarge { .. })));
+        let overflow = image_from_pixels(
+            &data,
+            1,
+            u32::MAX,
+            usize::MAX,
+            PixelFormat::Gray8,
+            &DecodeLimits {
+                max_pixels: u64::MAX,
+                max_bytes: 1,
+            },
+        );
+        assert!(matches!(overflow, Err(Error::InvalidPixels(_))));
+    }
+}
