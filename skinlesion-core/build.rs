@@ -3,7 +3,7 @@
 //!
 //! A crate of this workspace that builds binaries replays the same arguments with a build
 //! script of two lines:
-//! `for a in env!("DEP_SKINLESION_LINK_ARGS").split('\t') { println!("cargo:rustc-link-arg={a}") }`.
+//! `for a in std::env::var("DEP_SKINLESION_LINK_ARGS")?.split('\t') { println!("cargo:rustc-link-arg={a}") }`.
 use std::path::Path;
 
 fn main() {

@@ -164,6 +164,12 @@ impl ClassifierBuilder {
 pub struct PreparedImage(Tensor);
 
 impl PreparedImage {
+    /// Wraps a tensor that [`crate::preprocess::preprocess_image`] produced (1×3×H×W `f32`);
+    /// for callers that preprocess themselves, such as training.
+    pub fn from_tensor(tensor: Tensor) -> Self {
+        Self(tensor)
+    }
+
     /// The 1×3×H×W input tensor.
     pub fn tensor(&self) -> &Tensor {
         &self.0
@@ -255,25 +261,66 @@ impl Classifier {
 
     /// Classifies many decoded images with one forward pass.
     pub fn classify_batch(&self, images: &[DynamicImage]) -> Result<Vec<Prediction>> {
-        let prepared: Vec<_> = images.iter().map(|i| self.prepare_image(i)).collect();
-        self.classify_prepared(&prepared)
+        let prepared = self.prepare_parallel(images, |i| Ok(self.prepare_image(i)));
+        self.classify_prepared(&prepared.into_iter().collect::<Result<Vec<_>>>()?)
     }
 
     /// Classifies many encoded images with one forward pass over those that decode; each
     /// input gets its own result, in order.
-    pub fn classify_batch_bytes<B: AsRef<[u8]>>(&self, inputs: &[B]) -> Vec<Result<Prediction>> {
-        let prepared: Vec<Result<PreparedImage>> =
-            inputs.iter().map(|b| self.prepare(b.as_ref())).collect();
+    pub fn classify_batch_bytes<B: AsRef<[u8]> + Sync>(
+        &self,
+        inputs: &[B],
+    ) -> Vec<Result<Prediction>> {
+        let prepared = self.prepare_parallel(inputs, |b| self.prepare(b.as_ref()));
         self.classify_prepared_results(prepared)
     }
 
     /// Reads and classifies many image files with one forward pass; a result per file, in order.
-    pub fn classify_batch_paths<P: AsRef<Path>>(&self, paths: &[P]) -> Vec<Result<Prediction>> {
-        let prepared: Vec<Result<PreparedImage>> = paths
-            .iter()
-            .map(|p| self.prepare(&self.read_image_file(p.as_ref())?))
-            .collect();
-        self.classify_prepared_results(prepared)
+    pub fn classify_batch_paths<P: AsRef<Path> + Sync>(
+        &self,
+        paths: &[P],
+    ) -> Vec<Result<Prediction>> {
+        self.classify_prepared_results(self.prepare_paths(paths))
+    }
+
+    /// Reads, decodes and preprocesses files on up to [`Classifier::threads`] threads.
+    pub fn prepare_paths<P: AsRef<Path> + Sync>(&self, paths: &[P]) -> Vec<Result<PreparedImage>> {
+        self.prepare_parallel(paths, |p| self.prepare(&self.read_image_file(p.as_ref())?))
+    }
+
+    /// Applies `prepare` to every item, spread over the classifier's threads, keeping order.
+    fn prepare_parallel<T: Sync>(
+        &self,
+        items: &[T],
+        prepare: impl Fn(&T) -> Result<PreparedImage> + Sync,
+    ) -> Vec<Result<PreparedImage>> {
+        let workers = self.threads.min(items.len());
+        if workers <= 1 {
+            return items.iter().map(&prepare).collect();
+        }
+        let chunk = items.len().div_ceil(workers);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = items
+                .chunks(chunk)
+                .map(|part| {
+                    let handle = s.spawn(|| part.iter().map(&prepare).collect::<Vec<_>>());
+                    (part.len(), handle)
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|(len, h)| {
+                    // A decoder bug must not take the caller down with it.
+                    h.join().unwrap_or_else(|_| {
+                        (0..len)
+                            .map(|_| {
+                                Err(Error::Decode("the image decoder failed internally".into()))
+                            })
+                            .collect()
+                    })
+                })
+                .collect()
+        })
     }
 
     /// Decodes (within the decode limits) and preprocesses encoded bytes.
@@ -291,9 +338,16 @@ impl Classifier {
         if images.is_empty() {
             return Ok(Vec::new());
         }
+        self.predictions_from_logits(&self.logits(images)?)
+    }
+
+    /// The raw, uncalibrated N×C logits of one forward pass (for evaluation and calibration).
+    pub fn logits(&self, images: &[PreparedImage]) -> Result<Tensor> {
+        if images.is_empty() {
+            return Err(Error::Inference("no images to run".into()));
+        }
         let batch = Tensor::cat(&images.iter().map(|p| &p.0).collect::<Vec<_>>(), 0);
-        let logits = self.model.forward(&batch)?;
-        self.predictions_from_logits(&logits)
+        self.model.forward(&batch)
     }
 
     /// Calibrated predictions from raw N×C logits of this model.
@@ -309,15 +363,23 @@ impl Classifier {
                 classes.len()
             )));
         }
-        let probs = (logits / f64::from(calibration.temperature)).softmax(1, tch::Kind::Float);
+        let mut scaled = logits / f64::from(calibration.temperature);
+        if !calibration.log_prior.is_empty() {
+            scaled += Tensor::from_slice(&calibration.log_prior);
+        }
+        let probs = scaled.softmax(1, tch::Kind::Float);
+        let decisions = Vec::<i64>::try_from(logits.argmax(1, false))
+            .map_err(|e| Error::Inference(e.to_string()))?;
         let flat = Vec::<f32>::try_from(probs.flatten(0, -1))
             .map_err(|e| Error::Inference(e.to_string()))?;
         Ok(flat
             .chunks(c as usize)
+            .zip(decisions)
             .take(n as usize)
-            .map(|row| {
-                Prediction::from_probabilities(
+            .map(|(row, decision)| {
+                Prediction::with_decision(
                     classes.iter().copied().zip(row.iter().copied()),
+                    classes[decision as usize],
                     calibration.unknown_threshold,
                 )
             })

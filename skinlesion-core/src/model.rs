@@ -50,13 +50,22 @@ pub struct ModelMetadata {
 }
 
 /// Post-hoc calibration, fitted on validation data.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+///
+/// Probabilities are `softmax(logits / temperature + log_prior)`. The answer is the class with
+/// the largest logit: for a network trained with a class-balanced loss that is the balanced
+/// decision (rare cancers are not drowned out by common nevi), and `log_prior` (the log of the
+/// training class frequencies) turns its scores back into probabilities that match real
+/// prevalence, so the reported confidence can be trusted whichever class is answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Calibration {
-    /// Softmax temperature: probabilities are `softmax(logits / temperature)`.
+    /// Softmax temperature.
     pub temperature: f32,
-    /// When the calibrated top probability is below this, the prediction is Unknown.
+    /// When the calibrated probability of the answer is below this, the answer is Unknown.
     pub unknown_threshold: f32,
+    /// Per-class log prior in the model's output order; empty for none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_prior: Vec<f32>,
 }
 
 impl Default for Calibration {
@@ -64,6 +73,7 @@ impl Default for Calibration {
         Self {
             temperature: 1.0,
             unknown_threshold: 0.0,
+            log_prior: Vec::new(),
         }
     }
 }
@@ -110,6 +120,14 @@ impl ModelMetadata {
             return fail(format!(
                 "unknown_threshold {} must be within 0..=1",
                 c.unknown_threshold
+            ));
+        }
+        if !(c.log_prior.is_empty() || c.log_prior.len() == self.classes.len())
+            || c.log_prior.iter().any(|v| !v.is_finite())
+        {
+            return fail(format!(
+                "log_prior must be empty or {} finite values, one per class",
+                self.classes.len()
             ));
         }
         if self.weights.format != "torchscript" {

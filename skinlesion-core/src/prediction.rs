@@ -19,7 +19,7 @@ pub struct Prediction {
 }
 
 impl Prediction {
-    /// Builds a prediction from calibrated probabilities. The answer is the most probable class,
+    /// Builds a prediction from calibrated probabilities, answering the most probable class,
     /// or [`LesionClass::Unknown`] when its probability is below `unknown_threshold`.
     ///
     /// `probabilities` may come in any order (e.g. the model's output order); they are kept in
@@ -28,22 +28,42 @@ impl Prediction {
         probabilities: impl IntoIterator<Item = (LesionClass, f32)>,
         unknown_threshold: f32,
     ) -> Self {
-        let mut probabilities: Vec<(LesionClass, f32)> = probabilities.into_iter().collect();
-        probabilities.sort_by_key(|(class, _)| *class);
-        let (best_guess, confidence) = probabilities
+        let probabilities: Vec<(LesionClass, f32)> = probabilities.into_iter().collect();
+        let decision = probabilities
             .iter()
             .copied()
-            .reduce(|best, next| if next.1 > best.1 { next } else { best })
-            .unwrap_or((LesionClass::Unknown, 0.0));
+            .reduce(|best, next| match next.1.partial_cmp(&best.1) {
+                Some(std::cmp::Ordering::Greater) => next,
+                Some(std::cmp::Ordering::Equal) if next.0 < best.0 => next,
+                _ => best,
+            })
+            .map_or(LesionClass::Unknown, |(c, _)| c);
+        Self::with_decision(probabilities, decision, unknown_threshold)
+    }
+
+    /// Builds a prediction whose answer was decided by another rule (e.g. the balanced
+    /// decision of [`crate::Calibration`]); the confidence is that class's probability, and
+    /// below `unknown_threshold` the answer is [`LesionClass::Unknown`].
+    pub fn with_decision(
+        probabilities: impl IntoIterator<Item = (LesionClass, f32)>,
+        decision: LesionClass,
+        unknown_threshold: f32,
+    ) -> Self {
+        let mut probabilities: Vec<(LesionClass, f32)> = probabilities.into_iter().collect();
+        probabilities.sort_by_key(|(class, _)| *class);
+        let confidence = probabilities
+            .iter()
+            .find(|(c, _)| *c == decision)
+            .map_or(0.0, |(_, p)| *p);
         // NaN compares as neither, so it too is an abstention.
         let class = if confidence >= unknown_threshold {
-            best_guess
+            decision
         } else {
             LesionClass::Unknown
         };
         Self {
             class,
-            best_guess,
+            best_guess: decision,
             confidence,
             probabilities,
         }
@@ -54,12 +74,12 @@ impl Prediction {
         self.class
     }
 
-    /// The most probable trained class, also when the answer is Unknown.
+    /// The trained class the model chose, also when the answer is Unknown.
     pub fn best_guess(&self) -> LesionClass {
         self.best_guess
     }
 
-    /// Calibrated probability of [`Prediction::best_guess`].
+    /// Calibrated probability of [`Prediction::best_guess`], the number the Unknown rule uses.
     pub fn confidence(&self) -> f32 {
         self.confidence
     }
@@ -177,6 +197,17 @@ mod tests {
         assert_eq!(json["class_name"], "Unknown");
         assert_eq!(json["all_predictions"].as_object().unwrap().len(), 2);
         assert!(json["all_predictions"].get("Unknown").is_none());
+    }
+
+    #[test]
+    fn a_decided_class_reports_its_own_probability() {
+        let p =
+            Prediction::with_decision([(Melanoma, 0.35), (MelanocyticNevi, 0.65)], Melanoma, 0.3);
+        assert_eq!(p.class(), Melanoma);
+        assert_eq!(p.confidence(), 0.35);
+        let p =
+            Prediction::with_decision([(Melanoma, 0.25), (MelanocyticNevi, 0.75)], Melanoma, 0.3);
+        assert_eq!((p.class(), p.best_guess()), (Unknown, Melanoma));
     }
 
     #[test]

@@ -31,7 +31,7 @@ fn fixture(calibration: Calibration) -> Fixture {
         &CLASSES,
         &weights,
         small_input(),
-        calibration,
+        calibration.clone(),
     )
     .unwrap();
     Fixture {
@@ -45,7 +45,7 @@ fn fixture(calibration: Calibration) -> Fixture {
 fn calibrated() -> Calibration {
     Calibration {
         temperature: 1.5,
-        unknown_threshold: 0.0,
+        ..Default::default()
     }
 }
 
@@ -117,6 +117,46 @@ fn probabilities_are_the_calibrated_softmax_of_known_logits() {
             .collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
     }
+}
+
+#[test]
+fn prior_correction_calibrates_probabilities_but_keeps_the_balanced_decision() {
+    let log_prior: Vec<f32> = [0.01f32, 0.05, 0.11, 0.01, 0.11, 0.67, 0.02, 0.02]
+        .iter()
+        .map(|p| p.ln())
+        .collect();
+    let fx = fixture(Calibration {
+        temperature: 0.8,
+        unknown_threshold: 0.0,
+        log_prior: log_prior.clone(),
+    });
+    let classifier = cpu(&fx.manifest);
+    for path in real_images(6) {
+        let bytes = read(&path);
+        let prediction = classifier.classify_bytes(&bytes).unwrap();
+        let input = preprocess(&bytes, &small_input(), &DecodeLimits::default()).unwrap();
+        let logits = fx.weights.logits(&input);
+        let expected = (&logits / 0.8 + Tensor::from_slice(&log_prior)).softmax(1, Kind::Float);
+        let expected = Vec::<f32>::try_from(expected.flatten(0, -1)).unwrap();
+        for ((_, p), q) in prediction.probabilities().iter().zip(&expected) {
+            assert!((p - q).abs() < 1e-6);
+        }
+        let logits = Vec::<f32>::try_from(logits.flatten(0, -1)).unwrap();
+        let decision = (0..8)
+            .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+            .unwrap();
+        assert_eq!(prediction.class(), CLASSES[decision]);
+        assert_eq!(prediction.confidence(), expected[decision]);
+    }
+    // A prior of the wrong length is refused on load.
+    let text = std::fs::read_to_string(&fx.manifest).unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+    manifest["calibration"]["log_prior"] = serde_json::json!([0.0, 0.0]);
+    std::fs::write(&fx.manifest, manifest.to_string()).unwrap();
+    assert!(matches!(
+        Classifier::load(&fx.manifest),
+        Err(Error::MetadataMismatch(_))
+    ));
 }
 
 #[test]
@@ -222,6 +262,7 @@ fn low_confidence_is_unknown_with_probabilities_kept() {
     let fx = fixture(Calibration {
         temperature: 50.0, // flattens the distribution: top probability just above 1/8
         unknown_threshold: 0.5,
+        ..Default::default()
     });
     let classifier = cpu(&fx.manifest);
     let prediction = classifier

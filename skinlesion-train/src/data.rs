@@ -1,0 +1,125 @@
+//! Labelled image sets: reading label CSVs and decoding images once into memory.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use skinlesion_core::preprocess::{decode_image, preprocess_image, DecodeLimits};
+use skinlesion_core::tch::Tensor;
+use skinlesion_core::InputSpec;
+
+/// One labelled image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub path: PathBuf,
+    /// The label as written in the CSV (an ISIC code or name, or a coarser label for `evaluate`).
+    pub label: String,
+    /// `train` / `val` / `test` when the CSV has a `split` column.
+    pub split: Option<String>,
+}
+
+/// Reads a labels CSV in one of two forms, told apart by the header:
+///
+/// - HAM10000 (`../shared/data/ham10000/labels.csv`): columns `image_id`, `label`, `split`
+///   (others ignored); images are `IMAGES/<image_id>.jpg`;
+/// - generic: columns `file`, `label`, optional `split`; `file` is relative to `IMAGES` (or
+///   absolute).
+pub fn read_labels(csv_path: &Path, images: &Path) -> Result<Vec<Sample>> {
+    let mut reader = csv::Reader::from_path(csv_path)
+        .with_context(|| format!("reading {}", csv_path.display()))?;
+    let headers = reader.headers()?.clone();
+    let col = |name: &str| headers.iter().position(|h| h.trim() == name);
+    let label =
+        col("label").with_context(|| format!("{} has no `label` column", csv_path.display()))?;
+    let split = col("split");
+    let (file_col, ham) = match (col("image_id"), col("file")) {
+        (Some(c), _) => (c, true),
+        (None, Some(c)) => (c, false),
+        _ => bail!(
+            "{}: expected an `image_id` (HAM10000) or `file` column",
+            csv_path.display()
+        ),
+    };
+    let mut samples = Vec::new();
+    for (line, record) in reader.records().enumerate() {
+        let record = record.with_context(|| format!("{} row {}", csv_path.display(), line + 2))?;
+        let file = record.get(file_col).unwrap_or("").trim();
+        let label = record.get(label).unwrap_or("").trim();
+        if file.is_empty() || label.is_empty() {
+            bail!(
+                "{} row {}: empty file or label",
+                csv_path.display(),
+                line + 2
+            );
+        }
+        let path = if ham {
+            images.join(format!("{file}.jpg"))
+        } else {
+            images.join(file)
+        };
+        samples.push(Sample {
+            path,
+            label: label.to_owned(),
+            split: split
+                .and_then(|c| record.get(c))
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty()),
+        });
+    }
+    Ok(samples)
+}
+
+/// Keeps the samples of one split (all when `split` is `None`).
+pub fn filter_split(samples: Vec<Sample>, split: Option<&str>) -> Result<Vec<Sample>> {
+    let Some(split) = split else {
+        return Ok(samples);
+    };
+    let kept: Vec<_> = samples
+        .into_iter()
+        .filter(|s| s.split.as_deref() == Some(split))
+        .collect();
+    if kept.is_empty() {
+        bail!("no samples in split {split:?}");
+    }
+    Ok(kept)
+}
+
+/// Decodes and preprocesses every image once, on all cores, into one N×3×H×W tensor, using
+/// the library's own preprocessing so training sees exactly what inference sees.
+pub fn load_images(samples: &[Sample], spec: &InputSpec, threads: usize) -> Result<Tensor> {
+    let limits = DecodeLimits::default();
+    let chunk = samples.len().div_ceil(threads.max(1)).max(1);
+    let progress = crate::progress::bar(samples.len() as u64, "decoding");
+    let parts: Vec<Result<Vec<Tensor>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = samples
+            .chunks(chunk)
+            .map(|part| {
+                let progress = progress.clone();
+                s.spawn(move || {
+                    part.iter()
+                        .map(|sample| {
+                            let bytes = std::fs::read(&sample.path)
+                                .with_context(|| format!("reading {}", sample.path.display()))?;
+                            let image = decode_image(&bytes, &limits)
+                                .with_context(|| format!("decoding {}", sample.path.display()))?;
+                            progress.inc(1);
+                            Ok(preprocess_image(&image, spec))
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("decoder thread panicked"))
+            .collect()
+    });
+    progress.finish_and_clear();
+    let mut tensors = Vec::with_capacity(samples.len());
+    for part in parts {
+        tensors.extend(part?);
+    }
+    if tensors.is_empty() {
+        bail!("no images to load");
+    }
+    Ok(Tensor::cat(&tensors, 0))
+}

@@ -1,0 +1,361 @@
+//! `evaluate`: scores a model on a labelled set and writes `metrics.json`, `predictions.csv`
+//! and PNG plots.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use skinlesion_core::{Classifier, LesionClass, Prediction};
+
+use crate::data::{filter_split, read_labels, Sample};
+use crate::metrics::{self, ClassReport, ReliabilityBin};
+
+/// Bins of the expected calibration error and the reliability diagram.
+pub const ECE_BINS: usize = 15;
+
+/// A coarser label that several model classes count as, e.g. `AKIEC=AK+SCC`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelMap {
+    pub label: String,
+    pub classes: Vec<LesionClass>,
+}
+
+impl std::str::FromStr for LabelMap {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (label, classes) = s
+            .split_once('=')
+            .ok_or_else(|| format!("--map {s:?}: expected LABEL=CLASS+CLASS..."))?;
+        let classes = classes
+            .split('+')
+            .map(|c| c.parse::<LesionClass>().map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if label.trim().is_empty() || classes.is_empty() {
+            return Err(format!("--map {s:?}: empty label or class list"));
+        }
+        Ok(Self {
+            label: label.trim().to_owned(),
+            classes,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EvalConfig {
+    pub model: PathBuf,
+    pub labels: PathBuf,
+    pub images: PathBuf,
+    pub split: Option<String>,
+    pub maps: Vec<LabelMap>,
+    pub out_dir: PathBuf,
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Metrics {
+    pub model: String,
+    pub model_sha256: String,
+    pub split: Option<String>,
+    pub images: usize,
+    /// Images that could not be read or decoded (left out of every metric).
+    pub failed_images: Vec<String>,
+    pub labels: Vec<String>,
+    pub accuracy: f64,
+    pub balanced_accuracy: f64,
+    pub macro_auc: Option<f64>,
+    /// Recall of melanoma (`MEL`), when it is a label of the set.
+    pub melanoma_sensitivity: Option<f64>,
+    /// Share of non-melanoma images not called melanoma.
+    pub melanoma_specificity: Option<f64>,
+    pub ece_before_calibration: f64,
+    pub ece_after_calibration: f64,
+    /// Share of images answered "Unknown" by the model's calibrated rule.
+    pub unknown_rate: f64,
+    /// Accuracy over the images not answered "Unknown".
+    pub accuracy_when_answered: Option<f64>,
+    pub per_class: Vec<ClassReport>,
+    /// `confusion_matrix[truth][predicted]`, in `labels` order; predictions are the model's
+    /// answers (its best guess also when the answer is Unknown).
+    pub confusion_matrix: Vec<Vec<u64>>,
+    pub reliability_before_calibration: Vec<ReliabilityBin>,
+    pub reliability_after_calibration: Vec<ReliabilityBin>,
+    pub temperature: f32,
+    pub unknown_threshold: f32,
+    /// How ECE is measured here.
+    pub ece_definition: &'static str,
+}
+
+/// One scored image.
+struct Scored {
+    sample: Sample,
+    truth: usize,
+    /// The label of the model's answer (its best guess, also when it abstained).
+    decision: usize,
+    prediction: Prediction,
+    /// Label probabilities before and after temperature scaling.
+    raw: Vec<f64>,
+    calibrated: Vec<f64>,
+}
+
+/// The label space: model classes (mapped), then truth labels the model cannot produce.
+struct Labels {
+    names: Vec<String>,
+    of_class: BTreeMap<LesionClass, usize>,
+}
+
+impl Labels {
+    fn new(classes: &[LesionClass], maps: &[LabelMap], samples: &[Sample]) -> Result<Self> {
+        let mut names: Vec<String> = Vec::new();
+        let mut of_class = BTreeMap::new();
+        let index = |names: &mut Vec<String>, name: &str| match names.iter().position(|n| n == name)
+        {
+            Some(i) => i,
+            None => {
+                names.push(name.to_owned());
+                names.len() - 1
+            }
+        };
+        for &class in classes {
+            let name = maps
+                .iter()
+                .find(|m| m.classes.contains(&class))
+                .map_or(class.code(), |m| m.label.as_str());
+            of_class.insert(class, index(&mut names, name));
+        }
+        for s in samples {
+            let name = Self::truth_name(&s.label, maps)?;
+            index(&mut names, &name);
+        }
+        Ok(Self { names, of_class })
+    }
+
+    /// A truth label as a label name: a mapped coarse label, or a lesion class's code.
+    fn truth_name(label: &str, maps: &[LabelMap]) -> Result<String> {
+        if let Some(m) = maps.iter().find(|m| m.label.eq_ignore_ascii_case(label)) {
+            return Ok(m.label.clone());
+        }
+        let class: LesionClass = label.parse().with_context(|| {
+            format!("label {label:?} is neither a lesion class nor a --map label")
+        })?;
+        Ok(maps
+            .iter()
+            .find(|m| m.classes.contains(&class))
+            .map_or(class.code().to_owned(), |m| m.label.clone()))
+    }
+
+    fn index_of(&self, name: &str) -> usize {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .expect("label registered")
+    }
+
+    /// Sums class probabilities into label probabilities.
+    fn project(&self, classes: &[LesionClass], probs: &[f64]) -> Vec<f64> {
+        let mut out = vec![0.0; self.names.len()];
+        for (class, p) in classes.iter().zip(probs) {
+            out[self.of_class[class]] += p;
+        }
+        out
+    }
+}
+
+pub fn evaluate(config: &EvalConfig) -> Result<Metrics> {
+    let classifier = Classifier::builder(&config.model)
+        .device(skinlesion_core::Device::Cpu)
+        .build()?;
+    let meta = classifier.metadata().clone();
+    let classes = classifier.classes().to_vec();
+    let samples = filter_split(
+        read_labels(&config.labels, &config.images)?,
+        config.split.as_deref(),
+    )?;
+    let labels = Labels::new(&classes, &config.maps, &samples)?;
+
+    let progress = crate::progress::bar(samples.len() as u64, "evaluating");
+    let mut scored = Vec::with_capacity(samples.len());
+    let mut failed = Vec::new();
+    for chunk in samples.chunks(config.batch_size.max(1)) {
+        let paths: Vec<&Path> = chunk.iter().map(|s| s.path.as_path()).collect();
+        let mut good = Vec::new();
+        let mut good_samples = Vec::new();
+        for (sample, prepared) in chunk.iter().zip(classifier.prepare_paths(&paths)) {
+            match prepared {
+                Ok(p) => {
+                    good.push(p);
+                    good_samples.push(sample.clone());
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", sample.path.display());
+                    failed.push(sample.path.display().to_string());
+                }
+            }
+        }
+        progress.inc(chunk.len() as u64);
+        if good.is_empty() {
+            continue;
+        }
+        let logits = classifier.logits(&good)?;
+        let predictions = classifier.predictions_from_logits(&logits)?;
+        let flat = Vec::<f32>::try_from(logits.flatten(0, -1))?;
+        for ((sample, prediction), row) in good_samples
+            .into_iter()
+            .zip(predictions)
+            .zip(flat.chunks(classes.len()))
+        {
+            let truth = labels.index_of(&Labels::truth_name(&sample.label, &config.maps)?);
+            let calibrated: Vec<f64> = classes
+                .iter()
+                .map(|c| f64::from(prediction.probability(*c).unwrap_or(0.0)))
+                .collect();
+            scored.push(Scored {
+                truth,
+                decision: labels.of_class[&prediction.best_guess()],
+                prediction,
+                raw: labels.project(&classes, &metrics::softmax(row, 1.0)),
+                calibrated: labels.project(&classes, &calibrated),
+                sample,
+            });
+        }
+    }
+    progress.finish_and_clear();
+    if scored.is_empty() {
+        bail!("no image could be scored");
+    }
+
+    let metrics = compute(&scored, &labels, &meta, config, failed);
+    std::fs::create_dir_all(&config.out_dir)?;
+    std::fs::write(
+        config.out_dir.join("metrics.json"),
+        serde_json::to_string_pretty(&metrics)? + "\n",
+    )?;
+    write_predictions(&config.out_dir.join("predictions.csv"), &scored, &classes)?;
+    crate::plots::confusion_matrix(
+        &config.out_dir.join("confusion_matrix.png"),
+        &metrics.confusion_matrix,
+        &metrics.labels,
+        &format!(
+            "{} on {} — balanced accuracy {:.3}",
+            meta.name,
+            config.split.as_deref().unwrap_or("all images"),
+            metrics.balanced_accuracy
+        ),
+    )?;
+    crate::plots::reliability_diagram(
+        &config.out_dir.join("reliability.png"),
+        &metrics.reliability_before_calibration,
+        &metrics.reliability_after_calibration,
+        metrics.ece_before_calibration,
+        metrics.ece_after_calibration,
+    )?;
+    Ok(metrics)
+}
+
+fn compute(
+    scored: &[Scored],
+    labels: &Labels,
+    meta: &skinlesion_core::ModelMetadata,
+    config: &EvalConfig,
+    failed: Vec<String>,
+) -> Metrics {
+    let k = labels.names.len();
+    let truth: Vec<usize> = scored.iter().map(|s| s.truth).collect();
+    let predicted: Vec<usize> = scored.iter().map(|s| s.decision).collect();
+    let matrix = metrics::confusion(&truth, &predicted, k);
+    let aucs: Vec<Option<f64>> = (0..k)
+        .map(|label| {
+            let scores: Vec<f64> = scored.iter().map(|s| s.calibrated[label]).collect();
+            let positive: Vec<bool> = truth.iter().map(|&t| t == label).collect();
+            metrics::roc_auc(&scores, &positive)
+        })
+        .collect();
+    let defined: Vec<f64> = aucs.iter().flatten().copied().collect();
+    let per_class = metrics::class_reports(&matrix, &labels.names, &aucs);
+
+    // Calibration of the number users see: the probability given to the model's answer.
+    let confidence_and_hits = |probs: fn(&Scored) -> &Vec<f64>| -> (Vec<f64>, Vec<bool>) {
+        scored
+            .iter()
+            .map(|s| (probs(s)[s.decision], s.decision == s.truth))
+            .unzip()
+    };
+    let (conf_raw, hits_raw) = confidence_and_hits(|s| &s.raw);
+    let (conf_cal, hits_cal) = confidence_and_hits(|s| &s.calibrated);
+
+    let mel = labels
+        .names
+        .iter()
+        .position(|n| n == LesionClass::Melanoma.code());
+    let melanoma_specificity = mel.and_then(|m| {
+        let negatives: Vec<usize> = (0..truth.len()).filter(|&i| truth[i] != m).collect();
+        (!negatives.is_empty()).then(|| {
+            negatives.iter().filter(|&&i| predicted[i] != m).count() as f64 / negatives.len() as f64
+        })
+    });
+    let answered: Vec<usize> = (0..scored.len())
+        .filter(|&i| !scored[i].prediction.is_unknown())
+        .collect();
+    Metrics {
+        model: meta.name.clone() + " " + &meta.version,
+        model_sha256: meta.weights.sha256.clone(),
+        split: config.split.clone(),
+        images: scored.len(),
+        failed_images: failed,
+        labels: labels.names.clone(),
+        accuracy: metrics::accuracy(&truth, &predicted),
+        balanced_accuracy: metrics::balanced_accuracy(&matrix),
+        macro_auc: (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64),
+        melanoma_sensitivity: mel.and_then(|m| per_class[m].recall),
+        melanoma_specificity,
+        ece_before_calibration: metrics::expected_calibration_error(&conf_raw, &hits_raw, ECE_BINS),
+        ece_after_calibration: metrics::expected_calibration_error(&conf_cal, &hits_cal, ECE_BINS),
+        unknown_rate: 1.0 - answered.len() as f64 / scored.len() as f64,
+        accuracy_when_answered: (!answered.is_empty()).then(|| {
+            answered.iter().filter(|&&i| predicted[i] == truth[i]).count() as f64
+                / answered.len() as f64
+        }),
+        per_class,
+        confusion_matrix: matrix,
+        reliability_before_calibration: metrics::reliability(&conf_raw, &hits_raw, ECE_BINS),
+        reliability_after_calibration: metrics::reliability(&conf_cal, &hits_cal, ECE_BINS),
+        temperature: meta.calibration.temperature,
+        unknown_threshold: meta.calibration.unknown_threshold,
+        ece_definition: "15 equal-width bins of the probability given to the model's answer; \
+                         'before' is the plain softmax of the logits, 'after' the model's calibration",
+    }
+}
+
+fn write_predictions(path: &Path, scored: &[Scored], classes: &[LesionClass]) -> Result<()> {
+    let mut out = csv::Writer::from_path(path)?;
+    let mut header = vec![
+        "file",
+        "true_label",
+        "predicted",
+        "best_guess",
+        "confidence",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect::<Vec<_>>();
+    header.extend(classes.iter().map(|c| format!("p_{}", c.code())));
+    out.write_record(&header)?;
+    for s in scored {
+        let mut row = vec![
+            s.sample.path.display().to_string(),
+            s.sample.label.clone(),
+            s.prediction.class().code().to_owned(),
+            s.prediction.best_guess().code().to_owned(),
+            format!("{:.6}", s.prediction.confidence()),
+        ];
+        row.extend(
+            classes
+                .iter()
+                .map(|c| format!("{:.6}", s.prediction.probability(*c).unwrap_or(0.0))),
+        );
+        out.write_record(&row)?;
+    }
+    out.flush()?;
+    Ok(())
+}

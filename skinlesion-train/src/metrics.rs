@@ -1,0 +1,299 @@
+//! Classification and calibration metrics, as plain functions over label indices.
+
+use serde::Serialize;
+
+/// Index of the largest value (the first on ties).
+pub fn argmax(values: &[f64]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
+        .0
+}
+
+/// `matrix[truth][predicted]` counts.
+pub fn confusion(truth: &[usize], predicted: &[usize], labels: usize) -> Vec<Vec<u64>> {
+    let mut m = vec![vec![0u64; labels]; labels];
+    for (&t, &p) in truth.iter().zip(predicted) {
+        m[t][p] += 1;
+    }
+    m
+}
+
+/// Precision, recall, F1 and support of one label.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClassReport {
+    pub label: String,
+    pub support: u64,
+    pub precision: Option<f64>,
+    pub recall: Option<f64>,
+    pub f1: Option<f64>,
+    /// One-vs-rest ROC AUC; `None` when the label has no positives or no negatives.
+    pub auc: Option<f64>,
+}
+
+pub fn class_reports(
+    matrix: &[Vec<u64>],
+    names: &[String],
+    aucs: &[Option<f64>],
+) -> Vec<ClassReport> {
+    (0..names.len())
+        .map(|k| {
+            let tp = matrix[k][k] as f64;
+            let support: u64 = matrix[k].iter().sum();
+            let predicted: u64 = matrix.iter().map(|row| row[k]).sum();
+            let precision = (predicted > 0).then(|| tp / predicted as f64);
+            let recall = (support > 0).then(|| tp / support as f64);
+            let f1 = match (precision, recall) {
+                (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
+                (Some(_), Some(_)) => Some(0.0),
+                _ => None,
+            };
+            ClassReport {
+                label: names[k].clone(),
+                support,
+                precision,
+                recall,
+                f1,
+                auc: aucs[k],
+            }
+        })
+        .collect()
+}
+
+/// Mean recall over the labels that occur in the truth.
+pub fn balanced_accuracy(matrix: &[Vec<u64>]) -> f64 {
+    let recalls: Vec<f64> = matrix
+        .iter()
+        .enumerate()
+        .filter_map(|(k, row)| {
+            let support: u64 = row.iter().sum();
+            (support > 0).then(|| row[k] as f64 / support as f64)
+        })
+        .collect();
+    if recalls.is_empty() {
+        return 0.0;
+    }
+    recalls.iter().sum::<f64>() / recalls.len() as f64
+}
+
+pub fn accuracy(truth: &[usize], predicted: &[usize]) -> f64 {
+    if truth.is_empty() {
+        return 0.0;
+    }
+    let hits = truth.iter().zip(predicted).filter(|(t, p)| t == p).count();
+    hits as f64 / truth.len() as f64
+}
+
+/// ROC AUC of `scores` for the `positive` flags (Mann–Whitney, ties counted half).
+pub fn roc_auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    // Average ranks (1-based) over tied groups.
+    let mut ranks = vec![0f64; scores.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        for &o in &order[i..=j] {
+            ranks[o] = rank;
+        }
+        i = j + 1;
+    }
+    let n_pos = positive.iter().filter(|&&p| p).count() as f64;
+    let n_neg = positive.len() as f64 - n_pos;
+    if n_pos == 0.0 || n_neg == 0.0 {
+        return None;
+    }
+    let rank_sum: f64 = ranks
+        .iter()
+        .zip(positive)
+        .filter(|(_, &p)| p)
+        .map(|(r, _)| r)
+        .sum();
+    Some((rank_sum - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg))
+}
+
+/// One bin of a reliability diagram.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReliabilityBin {
+    pub lower: f64,
+    pub upper: f64,
+    pub count: u64,
+    pub mean_confidence: Option<f64>,
+    pub accuracy: Option<f64>,
+}
+
+/// Equal-width confidence bins over [0, 1]; the last bin includes 1.
+pub fn reliability(confidence: &[f64], correct: &[bool], bins: usize) -> Vec<ReliabilityBin> {
+    let mut sums = vec![(0u64, 0f64, 0u64); bins];
+    for (&c, &ok) in confidence.iter().zip(correct) {
+        let b = ((c * bins as f64) as usize).min(bins - 1);
+        sums[b].0 += 1;
+        sums[b].1 += c;
+        sums[b].2 += u64::from(ok);
+    }
+    sums.iter()
+        .enumerate()
+        .map(|(b, &(n, conf, hits))| ReliabilityBin {
+            lower: b as f64 / bins as f64,
+            upper: (b + 1) as f64 / bins as f64,
+            count: n,
+            mean_confidence: (n > 0).then(|| conf / n as f64),
+            accuracy: (n > 0).then(|| hits as f64 / n as f64),
+        })
+        .collect()
+}
+
+/// Expected calibration error: Σ (n_bin / n) · |accuracy_bin − confidence_bin|.
+pub fn expected_calibration_error(confidence: &[f64], correct: &[bool], bins: usize) -> f64 {
+    let n = confidence.len() as f64;
+    reliability(confidence, correct, bins)
+        .iter()
+        .filter_map(|b| Some(b.count as f64 / n * (b.accuracy? - b.mean_confidence?).abs()))
+        .sum()
+}
+
+/// Softmax of `logits / temperature`, in f64.
+pub fn softmax(logits: &[f32], temperature: f64) -> Vec<f64> {
+    calibrated(logits, temperature, &[])
+}
+
+/// `softmax(logits / temperature + log_prior)` in f64 (an empty `log_prior` adds nothing), as
+/// [`skinlesion_core::Calibration`] defines it.
+pub fn calibrated(logits: &[f32], temperature: f64, log_prior: &[f32]) -> Vec<f64> {
+    let scaled: Vec<f64> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| f64::from(l) / temperature + log_prior.get(i).map_or(0.0, |&p| f64::from(p)))
+        .collect();
+    let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let exp: Vec<f64> = scaled.iter().map(|l| (l - max).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    exp.iter().map(|e| e / sum).collect()
+}
+
+/// Mean negative log-likelihood of the truth under the calibrated probabilities.
+pub fn nll(logits: &[Vec<f32>], truth: &[usize], temperature: f64, log_prior: &[f32]) -> f64 {
+    let total: f64 = logits
+        .iter()
+        .zip(truth)
+        .map(|(l, &t)| -calibrated(l, temperature, log_prior)[t].max(1e-12).ln())
+        .sum();
+    total / logits.len().max(1) as f64
+}
+
+/// The softmax temperature minimising validation NLL (golden-section search on log T over
+/// [0.05, 20]).
+pub fn fit_temperature(logits: &[Vec<f32>], truth: &[usize], log_prior: &[f32]) -> f64 {
+    let f = |log_t: f64| nll(logits, truth, log_t.exp(), log_prior);
+    let (mut a, mut b) = (0.05f64.ln(), 20f64.ln());
+    let ratio = (5f64.sqrt() - 1.0) / 2.0;
+    let mut c = b - ratio * (b - a);
+    let mut d = a + ratio * (b - a);
+    let (mut fc, mut fd) = (f(c), f(d));
+    for _ in 0..80 {
+        if fc < fd {
+            b = d;
+            d = c;
+            fd = fc;
+            c = b - ratio * (b - a);
+            fc = f(c);
+        } else {
+            a = c;
+            c = d;
+            fc = fd;
+            d = a + ratio * (b - a);
+            fd = f(d);
+        }
+    }
+    ((a + b) / 2.0).exp()
+}
+
+/// The "Unknown" rule: the largest threshold `t` such that validation predictions with
+/// calibrated confidence below `t` are right less often than `min_accuracy` (they are more
+/// often wrong than a useful answer), while abstaining on at most `max_abstain` of the
+/// validation set. Returns 0 (never abstain) when no such `t` exists.
+pub fn unknown_threshold(
+    confidence: &[f64],
+    correct: &[bool],
+    min_accuracy: f64,
+    max_abstain: f64,
+) -> f64 {
+    let mut order: Vec<usize> = (0..confidence.len()).collect();
+    order.sort_by(|&a, &b| confidence[a].total_cmp(&confidence[b]));
+    let limit = (max_abstain * confidence.len() as f64).floor() as usize;
+    let mut best = 0.0;
+    let mut hits = 0usize;
+    // Abstaining on the k least confident (k = i + 1) means t = confidence of the next one.
+    for (i, &o) in order.iter().enumerate().take(limit) {
+        hits += usize::from(correct[o]);
+        let k = i + 1;
+        let next = order.get(k).map_or(1.0, |&n| confidence[n]);
+        if next > confidence[o] && (hits as f64 / k as f64) < min_accuracy {
+            best = next;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_handles_ties_and_degenerate_cases() {
+        assert_eq!(
+            roc_auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]),
+            Some(0.75)
+        );
+        assert_eq!(roc_auc(&[0.5, 0.5], &[true, false]), Some(0.5));
+        assert_eq!(roc_auc(&[0.5, 0.7], &[true, true]), None);
+    }
+
+    #[test]
+    fn temperature_recovers_a_known_scale() {
+        // Logits that are 3× too confident relative to a true model at T = 1.
+        let mut logits = Vec::new();
+        let mut truth = Vec::new();
+        let mut x = 12345u64;
+        for _ in 0..3000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let base = [(x % 1000) as f32 / 250.0, 0.0, 1.0];
+            let p = softmax(&base, 1.0);
+            let u = (x >> 20) as f64 / (1u64 << 44) as f64;
+            let t = if u < p[0] {
+                0
+            } else if u < p[0] + p[1] {
+                1
+            } else {
+                2
+            };
+            logits.push(base.iter().map(|v| v * 3.0).collect());
+            truth.push(t);
+        }
+        let t = fit_temperature(&logits, &truth, &[]);
+        assert!((t - 3.0).abs() < 0.3, "fitted {t}");
+    }
+
+    #[test]
+    fn unknown_threshold_abstains_on_the_unreliable_tail() {
+        let conf = [0.2, 0.3, 0.35, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99];
+        let ok = [false, false, true, true, true, true, true, true, true, true];
+        // Below 0.35: 0/2 right; below 0.6: 1/3 right (< 0.5) → t = 0.6; capped at 30%.
+        assert_eq!(unknown_threshold(&conf, &ok, 0.5, 0.3), 0.6);
+        assert_eq!(unknown_threshold(&conf, &ok, 0.5, 0.1), 0.3);
+        assert_eq!(unknown_threshold(&conf, &[true; 10], 0.5, 0.3), 0.0);
+    }
+}

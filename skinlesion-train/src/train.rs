@@ -1,0 +1,760 @@
+//! The training loop: class-weighted cross-entropy, dermoscopy augmentation, AdamW with warm-up
+//! and cosine decay, a checkpoint every epoch (exactly resumable), early stopping on validation
+//! balanced accuracy, then calibration on validation and export as a model artifact.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use skinlesion_core::model::{write_artifact, ModelMetadata, WeightsRef, MANIFEST_FORMAT};
+use skinlesion_core::tch::nn::{self, ModuleT};
+use skinlesion_core::tch::{self, CModule, Device, Kind, Reduction, Tensor};
+use skinlesion_core::{Calibration, Classifier, InputSpec, LesionClass, ResizePolicy};
+
+use crate::data::{filter_split, load_images, read_labels, Sample};
+use crate::metrics;
+use crate::nets::Architecture;
+
+/// Everything that defines a training run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainConfig {
+    pub labels: PathBuf,
+    pub images: PathBuf,
+    /// Where the model artifact goes (`NAME.json`, with `NAME.pt` beside it).
+    pub output: PathBuf,
+    pub checkpoint_dir: PathBuf,
+    pub architecture: String,
+    pub input_size: u32,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub label_smoothing: f64,
+    pub patience: usize,
+    pub seed: u64,
+    /// Use only the first N training images (quick experiments, tests).
+    pub max_train_images: Option<usize>,
+    /// Stop after this many optimiser steps in total (tests).
+    pub max_steps: Option<usize>,
+    pub model_name: String,
+    pub model_version: String,
+}
+
+/// Progress that survives a restart.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Optimiser steps completed.
+    pub step: usize,
+    pub best_epoch: Option<usize>,
+    pub best_val_balanced_accuracy: f64,
+    pub history: Vec<EpochLog>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_balanced_accuracy: f64,
+    pub val_accuracy: f64,
+    pub learning_rate: f64,
+    pub seconds: f64,
+}
+
+/// What a finished run produced.
+#[derive(Debug)]
+pub struct TrainOutcome {
+    pub metadata: ModelMetadata,
+    pub state: TrainState,
+}
+
+struct Split {
+    images: Tensor,
+    labels: Tensor,
+    truth: Vec<usize>,
+}
+
+fn load_split(samples: &[Sample], classes: &[LesionClass], spec: &InputSpec) -> Result<Split> {
+    let truth = samples
+        .iter()
+        .map(|s| {
+            let class: LesionClass = s.label.parse()?;
+            classes
+                .iter()
+                .position(|c| *c == class)
+                .with_context(|| format!("label {class} is not among the training classes"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let images = load_images(samples, spec, skinlesion_core::available_cores())?;
+    let labels = Tensor::from_slice(&truth.iter().map(|&t| t as i64).collect::<Vec<_>>());
+    Ok(Split {
+        images,
+        labels,
+        truth,
+    })
+}
+
+/// The input spec every model of this pipeline uses: square, stretched (HAM10000 images are
+/// lesion-centred 4:3 fields; stretching keeps the whole field), ImageNet statistics.
+pub fn input_spec(size: u32) -> InputSpec {
+    InputSpec {
+        width: size,
+        height: size,
+        resize: ResizePolicy::Stretch,
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+    }
+}
+
+pub fn train(config: &TrainConfig, resume: bool) -> Result<TrainOutcome> {
+    let started = Instant::now();
+    let arch: Architecture = config.architecture.parse().map_err(anyhow::Error::msg)?;
+    let threads = skinlesion_core::available_cores();
+    tch::set_num_threads(threads as i32);
+    let spec = input_spec(config.input_size);
+
+    let all = read_labels(&config.labels, &config.images)?;
+    if all.iter().all(|s| s.split.is_none()) {
+        bail!(
+            "{}: training needs a `split` column with train and val rows",
+            config.labels.display()
+        );
+    }
+    let mut train_samples = filter_split(all.clone(), Some("train"))?;
+    if let Some(n) = config.max_train_images {
+        train_samples.truncate(n);
+    }
+    let val_samples = filter_split(all, Some("val"))?;
+    let classes = class_list(&train_samples)?;
+    eprintln!(
+        "training {} on {} images ({} classes: {}), validating on {}, {} threads",
+        arch,
+        train_samples.len(),
+        classes.len(),
+        classes
+            .iter()
+            .map(|c| c.code())
+            .collect::<Vec<_>>()
+            .join(" "),
+        val_samples.len(),
+        threads
+    );
+    let train_set = load_split(&train_samples, &classes, &spec)?;
+    let val_set = load_split(&val_samples, &classes, &spec)?;
+
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    tch::manual_seed(config.seed as i64);
+    let net = arch.build(&vs.root(), config.input_size, classes.len() as i64);
+    let mut optimizer = AdamW::new(&vs, config.weight_decay);
+    let class_weights = class_weights(&train_set.truth, classes.len());
+
+    std::fs::create_dir_all(&config.checkpoint_dir)?;
+    let mut state = TrainState {
+        best_val_balanced_accuracy: -1.0,
+        ..Default::default()
+    };
+    if resume {
+        state = load_checkpoint(&config.checkpoint_dir, config, &mut vs, &mut optimizer)?;
+        eprintln!("resumed after epoch {} (step {})", state.epoch, state.step);
+    }
+    let steps_per_epoch = train_set.truth.len().div_ceil(config.batch_size);
+    let total_steps = steps_per_epoch * config.epochs;
+    let previous_seconds = state.seconds;
+
+    while state.epoch < config.epochs && !stopped_early(&state, config) {
+        if config.max_steps.is_some_and(|m| state.step >= m) {
+            break;
+        }
+        let epoch_started = Instant::now();
+        let order = permutation(train_set.truth.len(), config.seed, state.epoch);
+        let progress = crate::progress::bar(
+            steps_per_epoch as u64,
+            &format!("epoch {}", state.epoch + 1),
+        );
+        let (mut loss_sum, mut batches) = (0.0, 0usize);
+        let mut lr = 0.0;
+        for batch in order.chunks(config.batch_size) {
+            if batch.len() < 2 || config.max_steps.is_some_and(|m| state.step >= m) {
+                continue; // batch norm needs two samples
+            }
+            // Per-step seeding makes augmentation and dropout identical after a resume.
+            tch::manual_seed((config.seed as i64).wrapping_mul(1_000_003) + state.step as i64);
+            let index = Tensor::from_slice(&batch.iter().map(|&i| i as i64).collect::<Vec<_>>());
+            let x = augment(&train_set.images.index_select(0, &index), &spec);
+            let y = train_set.labels.index_select(0, &index);
+            let loss = net.forward_t(&x, true).cross_entropy_loss::<&Tensor>(
+                &y,
+                Some(&class_weights),
+                Reduction::Mean,
+                -100,
+                config.label_smoothing,
+            );
+            optimizer.zero_grad();
+            loss.backward();
+            lr = learning_rate(
+                config.learning_rate,
+                state.step,
+                steps_per_epoch,
+                total_steps,
+            );
+            optimizer.step(lr);
+            state.step += 1;
+            let loss = loss.double_value(&[]);
+            loss_sum += loss;
+            batches += 1;
+            progress.set_message(format!("loss {loss:.3}"));
+            progress.inc(1);
+        }
+        progress.finish_and_clear();
+
+        let val_logits = logits(net.as_ref(), &val_set.images, 128);
+        let predicted: Vec<usize> = val_logits.iter().map(|l| argmax_f32(l)).collect();
+        let matrix = metrics::confusion(&val_set.truth, &predicted, classes.len());
+        let bal = metrics::balanced_accuracy(&matrix);
+        let log = EpochLog {
+            epoch: state.epoch + 1,
+            train_loss: loss_sum / batches.max(1) as f64,
+            val_balanced_accuracy: bal,
+            val_accuracy: metrics::accuracy(&val_set.truth, &predicted),
+            learning_rate: lr,
+            seconds: epoch_started.elapsed().as_secs_f64(),
+        };
+        eprintln!(
+            "epoch {:>3}  loss {:.4}  val balanced acc {:.4}  val acc {:.4}  lr {:.2e}  {:.0}s",
+            log.epoch, log.train_loss, log.val_balanced_accuracy, log.val_accuracy, lr, log.seconds
+        );
+        state.history.push(log);
+        state.epoch += 1;
+        if bal > state.best_val_balanced_accuracy {
+            state.best_val_balanced_accuracy = bal;
+            state.best_epoch = Some(state.epoch);
+            vs.save(config.checkpoint_dir.join("best.ot"))?;
+        }
+        state.seconds = previous_seconds + started.elapsed().as_secs_f64();
+        save_checkpoint(&config.checkpoint_dir, config, &vs, &optimizer, &state)?;
+    }
+
+    // Export the best epoch, calibrated on validation.
+    vs.load(config.checkpoint_dir.join("best.ot"))
+        .context("no best checkpoint: did any epoch run?")?;
+    vs.freeze();
+    let val_logits = logits(net.as_ref(), &val_set.images, 128);
+    let calibration = calibrate(&val_logits, &val_set.truth, &train_set.truth, classes.len());
+    state.seconds = previous_seconds + started.elapsed().as_secs_f64();
+    let metadata = export(
+        config,
+        arch,
+        &classes,
+        spec,
+        calibration,
+        &state,
+        net.as_ref(),
+        &val_set,
+    )?;
+    Ok(TrainOutcome { metadata, state })
+}
+
+/// Fits the calibration on validation logits: the log training prior undoes the class-balanced
+/// loss's prior shift, the temperature minimises NLL, and the Unknown threshold follows the
+/// rule of [`metrics::unknown_threshold`] on the calibrated confidence of each answer.
+pub fn calibrate(
+    val_logits: &[Vec<f32>],
+    val_truth: &[usize],
+    train_truth: &[usize],
+    classes: usize,
+) -> Calibration {
+    let mut counts = vec![0f64; classes];
+    for &t in train_truth {
+        counts[t] += 1.0;
+    }
+    // Laplace smoothing keeps a class absent from training finite.
+    let total = train_truth.len() as f64 + classes as f64;
+    let log_prior: Vec<f32> = counts
+        .iter()
+        .map(|c| ((c + 1.0) / total).ln() as f32)
+        .collect();
+    let temperature = metrics::fit_temperature(val_logits, val_truth, &log_prior);
+    let mut raw = Vec::new();
+    let (confidence, correct): (Vec<f64>, Vec<bool>) = val_logits
+        .iter()
+        .zip(val_truth)
+        .map(|(l, &t)| {
+            let decision = argmax_f32(l);
+            raw.push(metrics::softmax(l, 1.0)[decision]);
+            let p = metrics::calibrated(l, temperature, &log_prior);
+            (p[decision], decision == t)
+        })
+        .unzip();
+    let threshold = metrics::unknown_threshold(
+        &confidence,
+        &correct,
+        UNKNOWN_MIN_ACCURACY,
+        UNKNOWN_MAX_ABSTAIN,
+    );
+    eprintln!(
+        "calibration on val: temperature {temperature:.3} with the log training prior, Unknown \
+         below {threshold:.3}; val ECE {:.4} -> {:.4}",
+        metrics::expected_calibration_error(&raw, &correct, 15),
+        metrics::expected_calibration_error(&confidence, &correct, 15)
+    );
+    Calibration {
+        temperature: temperature as f32,
+        unknown_threshold: threshold as f32,
+        log_prior,
+    }
+}
+
+/// The Unknown rule's parameters (see [`metrics::unknown_threshold`]): abstain on the least
+/// confident predictions while those are right less than half the time, at most 20% of them.
+pub const UNKNOWN_MIN_ACCURACY: f64 = 0.5;
+pub const UNKNOWN_MAX_ABSTAIN: f64 = 0.2;
+
+fn stopped_early(state: &TrainState, config: &TrainConfig) -> bool {
+    state
+        .best_epoch
+        .is_some_and(|best| state.epoch >= best + config.patience)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn export(
+    config: &TrainConfig,
+    arch: Architecture,
+    classes: &[LesionClass],
+    spec: InputSpec,
+    calibration: Calibration,
+    state: &TrainState,
+    net: &dyn ModuleT,
+    val: &Split,
+) -> Result<ModelMetadata> {
+    let example = val.images.narrow(0, 0, 1);
+    let module = tch::no_grad(|| {
+        CModule::create_by_tracing("SkinLesionNet", "forward", &[example], &mut |xs| {
+            vec![net.forward_t(&xs[0], false)]
+        })
+    })?;
+    let mut provenance = serde_json::Map::new();
+    provenance.insert("training_config".into(), serde_json::to_value(config)?);
+    provenance.insert("best_epoch".into(), serde_json::json!(state.best_epoch));
+    provenance.insert(
+        "val_balanced_accuracy".into(),
+        serde_json::json!(state.best_val_balanced_accuracy),
+    );
+    provenance.insert(
+        "training_seconds".into(),
+        serde_json::json!(state.seconds.round()),
+    );
+    provenance.insert(
+        "unknown_rule".into(),
+        serde_json::json!(format!(
+            "Unknown when the calibrated top probability is below the largest threshold t such that \
+             validation predictions below t are right less than {:.0}% of the time, abstaining on at \
+             most {:.0}% of validation images",
+            UNKNOWN_MIN_ACCURACY * 100.0,
+            UNKNOWN_MAX_ABSTAIN * 100.0
+        )),
+    );
+    let metadata = ModelMetadata {
+        format: MANIFEST_FORMAT.into(),
+        name: config.model_name.clone(),
+        version: config.model_version.clone(),
+        architecture: format!("{arch}-{}", config.input_size),
+        classes: classes.to_vec(),
+        input: spec,
+        calibration,
+        weights: WeightsRef {
+            file: String::new(),
+            format: "torchscript".into(),
+            sha256: String::new(),
+        },
+        provenance,
+    };
+    let metadata = write_artifact(&module, metadata, &config.output)?;
+
+    // The exported artifact, loaded through the library, must reproduce the trained network.
+    let classifier = Classifier::builder(&config.output)
+        .device(skinlesion_core::Device::Cpu)
+        .build()?;
+    let n = val.truth.len().min(16) as i64;
+    let batch = val.images.narrow(0, 0, n);
+    let eager = tch::no_grad(|| net.forward_t(&batch, false));
+    let prepared: Vec<_> = (0..n)
+        .map(|i| classifier_input(&batch.narrow(0, i, 1)))
+        .collect();
+    let exported = classifier.logits(&prepared)?;
+    let diff = (eager - exported).abs().max().double_value(&[]);
+    if diff > 1e-3 {
+        bail!("the exported model differs from the trained one by {diff}");
+    }
+    eprintln!(
+        "wrote {} (sha256 {})",
+        config.output.display(),
+        metadata.weights.sha256
+    );
+    Ok(metadata)
+}
+
+fn classifier_input(t: &Tensor) -> skinlesion_core::PreparedImage {
+    skinlesion_core::PreparedImage::from_tensor(t.shallow_clone())
+}
+
+/// The trained classes: every label of the training set, in the stable class order.
+fn class_list(samples: &[Sample]) -> Result<Vec<LesionClass>> {
+    let mut classes = Vec::new();
+    for s in samples {
+        let class: LesionClass = s.label.parse()?;
+        if class == LesionClass::Unknown {
+            bail!("{}: Unknown cannot be a training label", s.path.display());
+        }
+        if !classes.contains(&class) {
+            classes.push(class);
+        }
+    }
+    classes.sort();
+    if classes.len() < 2 {
+        bail!("training needs at least two classes, found {classes:?}");
+    }
+    Ok(classes)
+}
+
+/// Inverse-frequency class weights, normalised to a mean of 1 over the samples, so each class
+/// weighs the same in the loss (the metric is balanced accuracy).
+fn class_weights(truth: &[usize], classes: usize) -> Tensor {
+    let mut counts = vec![0f64; classes];
+    for &t in truth {
+        counts[t] += 1.0;
+    }
+    let n = truth.len() as f64;
+    let weights: Vec<f32> = counts
+        .iter()
+        .map(|&c| {
+            if c > 0.0 {
+                (n / (classes as f64 * c)) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Tensor::from_slice(&weights)
+}
+
+/// Linear warm-up over the first epoch, then cosine decay to zero.
+fn learning_rate(base: f64, step: usize, warmup: usize, total: usize) -> f64 {
+    if step < warmup {
+        return base * (step + 1) as f64 / warmup as f64;
+    }
+    let progress = (step - warmup) as f64 / (total.saturating_sub(warmup)).max(1) as f64;
+    base * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
+}
+
+/// A deterministic shuffle for (seed, epoch).
+fn permutation(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut state = seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, (next() % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
+fn argmax_f32(values: &[f32]) -> usize {
+    metrics::argmax(&values.iter().map(|&v| f64::from(v)).collect::<Vec<_>>())
+}
+
+/// Logits of the network (evaluation mode) for every image, in chunks.
+fn logits(net: &dyn ModuleT, images: &Tensor, chunk: i64) -> Vec<Vec<f32>> {
+    let n = images.size()[0];
+    let mut out = Vec::with_capacity(n as usize);
+    tch::no_grad(|| {
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            let l = net.forward_t(&images.narrow(0, start, len), false);
+            let classes = l.size()[1] as usize;
+            let flat = Vec::<f32>::try_from(l.flatten(0, -1)).expect("float logits");
+            out.extend(flat.chunks(classes).map(<[f32]>::to_vec));
+            start += len;
+        }
+    });
+    out
+}
+
+/// Augmentation that fits dermoscopy (no canonical orientation, varying zoom and lighting):
+/// random resized crop (65–100% of the area, aspect 3:4–4:3), horizontal and vertical flips,
+/// 90° rotations (square inputs), and mild brightness, contrast and saturation jitter.
+/// Works on normalised N×3×H×W batches; randomness comes from libtorch's seeded generator.
+pub fn augment(batch: &Tensor, spec: &InputSpec) -> Tensor {
+    let (n, h, w) = (
+        batch.size()[0],
+        i64::from(spec.height),
+        i64::from(spec.width),
+    );
+    let mean = Tensor::from_slice(&spec.mean).view([3, 1, 1]);
+    let std = Tensor::from_slice(&spec.std).view([3, 1, 1]);
+    let luma = Tensor::from_slice(&[0.299f32, 0.587, 0.114]).view([3, 1, 1]);
+    let random =
+        Vec::<f32>::try_from(Tensor::rand([n, 9], (Kind::Float, Device::Cpu)).flatten(0, -1))
+            .expect("float");
+    let out: Vec<Tensor> = (0..n)
+        .map(|i| {
+            let r = &random[(i * 9) as usize..(i * 9 + 9) as usize];
+            let x = batch.get(i);
+            // Random resized crop.
+            let scale = 0.65 + 0.35 * f64::from(r[0]);
+            let ratio =
+                ((0.75f64).ln() + f64::from(r[1]) * ((4.0f64 / 3.0).ln() - (0.75f64).ln())).exp();
+            let cw = ((w as f64 * (scale * ratio).sqrt()).round() as i64).clamp(8, w);
+            let ch = ((h as f64 * (scale / ratio).sqrt()).round() as i64).clamp(8, h);
+            let x0 = ((f64::from(r[2]) * (w - cw + 1) as f64) as i64).min(w - cw);
+            let y0 = ((f64::from(r[3]) * (h - ch + 1) as f64) as i64).min(h - ch);
+            let mut x = x
+                .narrow(2, x0, cw)
+                .narrow(1, y0, ch)
+                .unsqueeze(0)
+                .upsample_bilinear2d([h, w], false, None, None)
+                .squeeze_dim(0);
+            if r[4] < 0.5 {
+                x = x.flip([2]);
+            }
+            if r[5] < 0.5 {
+                x = x.flip([1]);
+            }
+            if h == w {
+                let k = (r[6] * 4.0) as i64 % 4;
+                if k > 0 {
+                    x = x.rot90(k, [1, 2]);
+                }
+            }
+            // Colour jitter on the 0–1 scale.
+            let rgb = &x * &std + &mean;
+            let brightness = 0.85 + 0.3 * f64::from(r[7]);
+            let contrast = 0.85 + 0.3 * f64::from(r[8]);
+            let saturation = 0.9 + 0.2 * f64::from((r[7] + r[8]) / 2.0);
+            let rgb = rgb * brightness;
+            let m = rgb.mean(Kind::Float);
+            let rgb = (rgb - &m) * contrast + &m;
+            let grey = (&rgb * &luma).sum_dim_intlist(0, true, Kind::Float);
+            let rgb = (rgb - &grey) * saturation + grey;
+            (rgb.clamp(0.0, 1.0) - &mean) / &std
+        })
+        .collect();
+    Tensor::stack(&out, 0)
+}
+
+/// AdamW (decoupled weight decay), written out so that its moments can be checkpointed and a
+/// resumed run continues exactly where it stopped.
+struct AdamW {
+    params: Vec<(String, Tensor)>,
+    m: BTreeMap<String, Tensor>,
+    v: BTreeMap<String, Tensor>,
+    t: i64,
+    weight_decay: f64,
+}
+
+impl AdamW {
+    const BETA1: f64 = 0.9;
+    const BETA2: f64 = 0.999;
+    const EPS: f64 = 1e-8;
+
+    fn new(vs: &nn::VarStore, weight_decay: f64) -> Self {
+        let mut params: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let zeros = |t: &Tensor| t.zeros_like();
+        Self {
+            m: params.iter().map(|(n, t)| (n.clone(), zeros(t))).collect(),
+            v: params.iter().map(|(n, t)| (n.clone(), zeros(t))).collect(),
+            params,
+            t: 0,
+            weight_decay,
+        }
+    }
+
+    fn zero_grad(&mut self) {
+        for (_, p) in &mut self.params {
+            p.zero_grad();
+        }
+    }
+
+    fn step(&mut self, lr: f64) {
+        self.t += 1;
+        let bias1 = 1.0 - Self::BETA1.powi(self.t as i32);
+        let bias2 = 1.0 - Self::BETA2.powi(self.t as i32);
+        tch::no_grad(|| {
+            for (name, p) in &mut self.params {
+                let g = p.grad();
+                if !g.defined() {
+                    continue;
+                }
+                let m = self.m.get_mut(name).expect("moment");
+                let _ = m.g_mul_scalar_(Self::BETA1);
+                let _ = m.g_add_(&(&g * (1.0 - Self::BETA1)));
+                let v = self.v.get_mut(name).expect("moment");
+                let _ = v.g_mul_scalar_(Self::BETA2);
+                let _ = v.g_add_(&(&g * &g * (1.0 - Self::BETA2)));
+                // No decay on biases and batch-norm scales (1-D parameters).
+                if p.dim() > 1 {
+                    let _ = p.g_mul_scalar_(1.0 - lr * self.weight_decay);
+                }
+                let update = (&*m / bias1) / ((&*v / bias2).sqrt() + Self::EPS) * lr;
+                let _ = p.g_sub_(&update);
+            }
+        });
+    }
+
+    /// Moments are saved by parameter index: libtorch archives treat `.` in a name as nesting,
+    /// so parameter names do not round-trip.
+    fn named_state(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("t".to_owned(), Tensor::from(self.t))];
+        for (i, (name, _)) in self.params.iter().enumerate() {
+            out.push((format!("m{i}"), self.m[name].shallow_clone()));
+            out.push((format!("v{i}"), self.v[name].shallow_clone()));
+        }
+        out
+    }
+
+    fn load_state(&mut self, saved: Vec<(String, Tensor)>) -> Result<()> {
+        let mut loaded = 0;
+        for (key, tensor) in saved {
+            if key == "t" {
+                self.t = tensor.int64_value(&[]);
+                continue;
+            }
+            let (moments, index) = match key.split_at(1) {
+                ("m", i) => (&mut self.m, i),
+                ("v", i) => (&mut self.v, i),
+                _ => bail!("unexpected optimizer state {key:?}"),
+            };
+            let name = index
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| self.params.get(i))
+                .map(|(n, _)| n)
+                .with_context(|| format!("optimizer state {key:?} matches no parameter"))?;
+            let target = moments.get_mut(name).expect("a moment per parameter");
+            if target.size() != tensor.size() {
+                bail!(
+                    "optimizer state {key:?} has shape {:?}, parameter {name} {:?}",
+                    tensor.size(),
+                    target.size()
+                );
+            }
+            target.copy_(&tensor);
+            loaded += 1;
+        }
+        if loaded != 2 * self.params.len() {
+            bail!(
+                "optimizer checkpoint has {loaded} moments, expected {}",
+                2 * self.params.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+fn save_checkpoint(
+    dir: &Path,
+    config: &TrainConfig,
+    vs: &nn::VarStore,
+    optimizer: &AdamW,
+    state: &TrainState,
+) -> Result<()> {
+    vs.save(dir.join("last.ot"))?;
+    Tensor::save_multi(&optimizer.named_state(), dir.join("optimizer.ot"))?;
+    let json = serde_json::json!({ "config": config, "state": state });
+    std::fs::write(dir.join("state.json"), serde_json::to_string_pretty(&json)?)?;
+    Ok(())
+}
+
+fn load_checkpoint(
+    dir: &Path,
+    config: &TrainConfig,
+    vs: &mut nn::VarStore,
+    optimizer: &mut AdamW,
+) -> Result<TrainState> {
+    let text = std::fs::read_to_string(dir.join("state.json"))
+        .with_context(|| format!("no checkpoint to resume in {}", dir.display()))?;
+    let saved: serde_json::Value = serde_json::from_str(&text)?;
+    let saved_config: TrainConfig = serde_json::from_value(saved["config"].clone())?;
+    // Only the stopping limits and where files go may change on resume; anything else would
+    // be another run. (Resuming a finished run re-exports it.)
+    let comparable = |c: &TrainConfig| TrainConfig {
+        epochs: 0,
+        max_steps: None,
+        patience: 0,
+        output: PathBuf::new(),
+        checkpoint_dir: PathBuf::new(),
+        ..c.clone()
+    };
+    if comparable(&saved_config) != comparable(config) {
+        bail!(
+            "the checkpoint in {} was made with a different configuration",
+            dir.display()
+        );
+    }
+    vs.load(dir.join("last.ot"))?;
+    let state: TrainState = serde_json::from_value(saved["state"].clone())?;
+    // A finished run is only re-exported (e.g. recalibrated): it needs no optimiser state.
+    if state.epoch < config.epochs && !stopped_early(&state, config) {
+        optimizer.load_state(Tensor::load_multi(dir.join("optimizer.ot"))?)?;
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_then_decays() {
+        assert!((learning_rate(1.0, 0, 10, 100) - 0.1).abs() < 1e-12);
+        assert!((learning_rate(1.0, 9, 10, 100) - 1.0).abs() < 1e-12);
+        assert!(learning_rate(1.0, 55, 10, 100) < 0.6);
+        assert!(learning_rate(1.0, 100, 10, 100) < 1e-12);
+    }
+
+    #[test]
+    fn permutations_are_deterministic_and_complete() {
+        let a = permutation(100, 7, 3);
+        assert_eq!(a, permutation(100, 7, 3));
+        assert_ne!(a, permutation(100, 7, 4));
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn class_weights_equalise_classes() {
+        let w = Vec::<f32>::try_from(class_weights(&[0, 0, 0, 1], 2)).unwrap();
+        assert!((w[0] * 3.0 - w[1]).abs() < 1e-6);
+    }
+
+    #[test]
+    fn augmentation_keeps_shape_and_range() {
+        let spec = input_spec(32);
+        tch::manual_seed(1);
+        let x = Tensor::rand([4, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let x = (x - Tensor::from_slice(&spec.mean).view([1, 3, 1, 1]))
+            / Tensor::from_slice(&spec.std).view([1, 3, 1, 1]);
+        let y = augment(&x, &spec);
+        assert_eq!(y.size(), [4, 3, 32, 32]);
+        let rgb = &y * Tensor::from_slice(&spec.std).view([1, 3, 1, 1])
+            + Tensor::from_slice(&spec.mean).view([1, 3, 1, 1]);
+        assert!(rgb.min().double_value(&[]) >= -1e-5 && rgb.max().double_value(&[]) <= 1.0 + 1e-5);
+        tch::manual_seed(1);
+        let _ = Tensor::rand([4, 3, 32, 32], (Kind::Float, Device::Cpu));
+        assert!(augment(&x, &spec).allclose(&y, 1e-6, 1e-6, false));
+    }
+}

@@ -1,0 +1,397 @@
+//! The training pipeline on small real subsets of HAM10000: a short run yields an artifact the
+//! library loads; resuming continues from the saved step; `evaluate` computes exactly the
+//! metrics worked out by hand here; `classify` writes one row per image.
+
+use std::path::{Path, PathBuf};
+
+use skinlesion_core::preprocess::{preprocess, DecodeLimits};
+use skinlesion_core::testing::{small_input, write_mean_colour_model, MeanColourWeights};
+use skinlesion_core::{Calibration, Classifier, Device, LesionClass};
+use skinlesion_train::evaluate::{evaluate, EvalConfig};
+use skinlesion_train::train::{train, TrainConfig};
+
+fn data_dir() -> PathBuf {
+    let dir = std::env::var_os("SKINLESION_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ham10000")
+        });
+    assert!(
+        dir.join("labels.csv").exists(),
+        "HAM10000 not found at {}",
+        dir.display()
+    );
+    dir
+}
+
+/// (image_id, label, split) rows of the real labels file.
+fn rows() -> Vec<(String, String, String)> {
+    std::fs::read_to_string(data_dir().join("labels.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_owned(), f[2].to_owned(), f[3].to_owned())
+        })
+        .collect()
+}
+
+/// A generic `file,label,split` CSV over a few real images of four classes.
+fn subset_csv(dir: &Path, per_class_train: usize, per_class_val: usize) -> PathBuf {
+    let mut out = String::from("file,label,split\n");
+    for class in ["NV", "MEL", "BKL", "BCC"] {
+        for (split, n) in [("train", per_class_train), ("val", per_class_val)] {
+            for (id, _, _) in rows()
+                .iter()
+                .filter(|r| r.1 == class && r.2 == split)
+                .take(n)
+            {
+                out.push_str(&format!("{id}.jpg,{class},{split}\n"));
+            }
+        }
+    }
+    let path = dir.join("subset.csv");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+fn config(dir: &Path, labels: PathBuf, name: &str) -> TrainConfig {
+    TrainConfig {
+        labels,
+        images: data_dir().join("images"),
+        output: dir.join(format!("{name}.json")),
+        checkpoint_dir: dir.join(format!("ckpt-{name}")),
+        architecture: "resnet-lite".into(),
+        input_size: 64,
+        epochs: 2,
+        batch_size: 16,
+        learning_rate: 2e-3,
+        weight_decay: 0.05,
+        label_smoothing: 0.05,
+        patience: 5,
+        seed: 7,
+        max_train_images: None,
+        max_steps: None,
+        model_name: "test".into(),
+        model_version: "0.0.1".into(),
+    }
+}
+
+#[test]
+fn short_training_run_yields_a_loadable_model_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = subset_csv(dir.path(), 10, 4); // 40 train images: 3 steps an epoch
+    let images: Vec<PathBuf> = rows()
+        .iter()
+        .filter(|r| r.2 == "test")
+        .take(5)
+        .map(|r| data_dir().join("images").join(format!("{}.jpg", r.0)))
+        .collect();
+
+    // Uninterrupted: two epochs.
+    let straight = config(dir.path(), labels.clone(), "straight");
+    let outcome = train(&straight, false).unwrap();
+    assert_eq!(outcome.state.epoch, 2);
+    assert_eq!(outcome.state.step, 6);
+    assert_eq!(outcome.metadata.classes.len(), 4);
+    let classifier = Classifier::builder(&straight.output)
+        .device(Device::Cpu)
+        .build()
+        .unwrap();
+    for result in classifier.classify_batch_paths(&images) {
+        let p = result.unwrap();
+        let sum: f32 = p.probabilities().iter().map(|(_, p)| p).sum();
+        assert!((sum - 1.0).abs() < 1e-4);
+        assert!(
+            p.probability(LesionClass::Dermatofibroma).is_none(),
+            "not a trained class"
+        );
+    }
+
+    // Interrupted after the first epoch's 3 steps, then resumed.
+    let mut first = config(dir.path(), labels, "resumed");
+    first.max_steps = Some(3);
+    let partial = train(&first, false).unwrap();
+    assert_eq!((partial.state.epoch, partial.state.step), (1, 3));
+    first.max_steps = None;
+    let resumed = train(&first, true).unwrap();
+    assert_eq!((resumed.state.epoch, resumed.state.step), (2, 6));
+    assert_eq!(resumed.state.history.len(), 2);
+    assert_eq!(resumed.state.history[0].epoch, 1);
+
+    // Same data order, seeds and optimiser state: the same network as the uninterrupted run.
+    let resumed_classifier = Classifier::builder(&first.output)
+        .device(Device::Cpu)
+        .build()
+        .unwrap();
+    let a = classifier
+        .logits(
+            &classifier
+                .prepare_paths(&images)
+                .into_iter()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    let b = resumed_classifier
+        .logits(
+            &resumed_classifier
+                .prepare_paths(&images)
+                .into_iter()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    let diff = (a - b).abs().max().double_value(&[]);
+    assert!(diff < 1e-4, "resumed run diverged by {diff}");
+
+    // A checkpoint made with other settings is refused rather than silently mixed.
+    let mut other = first.clone();
+    other.learning_rate = 1e-2;
+    assert!(train(&other, true).is_err());
+}
+
+#[test]
+fn evaluate_computes_hand_checked_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let classes = [
+        LesionClass::ActinicKeratosis,
+        LesionClass::Melanoma,
+        LesionClass::MelanocyticNevi,
+        LesionClass::SquamousCellCarcinoma,
+    ];
+    let weights = MeanColourWeights::distinct(classes.len());
+    let temperature = 2.0f32;
+    let model = write_mean_colour_model(
+        dir.path(),
+        "probe",
+        &classes,
+        &weights,
+        small_input(),
+        Calibration {
+            temperature,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+
+    // Eight real images; what the model predicts for each is computed here from its weights.
+    let images: Vec<PathBuf> = rows()
+        .iter()
+        .filter(|r| r.2 == "test")
+        .take(8)
+        .map(|r| data_dir().join("images").join(format!("{}.jpg", r.0)))
+        .collect();
+    let probs: Vec<Vec<f64>> = images
+        .iter()
+        .map(|p| {
+            let x = preprocess(
+                &std::fs::read(p).unwrap(),
+                &small_input(),
+                &DecodeLimits::default(),
+            )
+            .unwrap();
+            let logits = Vec::<f32>::try_from(
+                (weights.logits(&x) / f64::from(temperature))
+                    .softmax(1, skinlesion_core::tch::Kind::Float)
+                    .flatten(0, -1),
+            )
+            .unwrap();
+            logits.into_iter().map(f64::from).collect()
+        })
+        .collect();
+    let predicted: Vec<usize> = probs
+        .iter()
+        .map(|p| (0..p.len()).fold(0, |b, i| if p[i] > p[b] { i } else { b }))
+        .collect();
+    // Truth: the first five as predicted (right), the last three one class further (wrong).
+    let truth: Vec<usize> = predicted
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| if i < 5 { p } else { (p + 1) % classes.len() })
+        .collect();
+    let mut csv = String::from("file,label\n");
+    for (path, &t) in images.iter().zip(&truth) {
+        csv.push_str(&format!("{},{}\n", path.display(), classes[t].code()));
+    }
+    std::fs::write(dir.path().join("set.csv"), csv).unwrap();
+
+    let metrics = evaluate(&EvalConfig {
+        model: model.clone(),
+        labels: dir.path().join("set.csv"),
+        images: PathBuf::from("/"),
+        split: None,
+        maps: vec![],
+        out_dir: dir.path().join("eval"),
+        batch_size: 3,
+    })
+    .unwrap();
+
+    // By hand: recall per true class, averaged over the classes that occur.
+    let mut recall_sum = 0.0;
+    let mut present = 0;
+    for k in 0..classes.len() {
+        let of_k: Vec<usize> = (0..8).filter(|&i| truth[i] == k).collect();
+        if !of_k.is_empty() {
+            present += 1;
+            recall_sum +=
+                of_k.iter().filter(|&&i| predicted[i] == k).count() as f64 / of_k.len() as f64;
+        }
+    }
+    assert!((metrics.balanced_accuracy - recall_sum / f64::from(present)).abs() < 1e-12);
+    assert!((metrics.accuracy - 5.0 / 8.0).abs() < 1e-12);
+    // ECE by hand: 15 equal bins of the top probability.
+    let mut bins = vec![(0.0f64, 0.0f64, 0.0f64); 15];
+    for i in 0..8 {
+        let c = probs[i][predicted[i]];
+        let b = ((c * 15.0) as usize).min(14);
+        bins[b].0 += 1.0;
+        bins[b].1 += c;
+        bins[b].2 += f64::from(u8::from(i < 5));
+    }
+    let ece: f64 = bins
+        .iter()
+        .filter(|b| b.0 > 0.0)
+        .map(|b| b.0 / 8.0 * (b.2 / b.0 - b.1 / b.0).abs())
+        .sum();
+    assert!(
+        (metrics.ece_after_calibration - ece).abs() < 1e-6,
+        "{} vs {ece}",
+        metrics.ece_after_calibration
+    );
+    assert_eq!(metrics.images, 8);
+    assert_eq!(metrics.unknown_rate, 0.0);
+    for file in [
+        "metrics.json",
+        "predictions.csv",
+        "confusion_matrix.png",
+        "reliability.png",
+    ] {
+        assert!(
+            dir.path().join("eval").join(file).metadata().unwrap().len() > 100,
+            "{file}"
+        );
+    }
+    let predictions = std::fs::read_to_string(dir.path().join("eval/predictions.csv")).unwrap();
+    assert_eq!(predictions.lines().count(), 9);
+    assert!(predictions
+        .starts_with("file,true_label,predicted,best_guess,confidence,p_AK,p_MEL,p_NV,p_SCC"));
+
+    // A coarser label set: AK and SCC count as AKIEC.
+    let mut csv = String::from("file,label\n");
+    for (path, &t) in images.iter().zip(&truth) {
+        let label = match classes[t] {
+            LesionClass::ActinicKeratosis | LesionClass::SquamousCellCarcinoma => "AKIEC",
+            c => c.code(),
+        };
+        csv.push_str(&format!("{},{label}\n", path.display()));
+    }
+    std::fs::write(dir.path().join("coarse.csv"), csv).unwrap();
+    let coarse = evaluate(&EvalConfig {
+        model,
+        labels: dir.path().join("coarse.csv"),
+        images: PathBuf::from("/"),
+        split: None,
+        maps: vec!["AKIEC=AK+SCC".parse().unwrap()],
+        out_dir: dir.path().join("coarse"),
+        batch_size: 8,
+    })
+    .unwrap();
+    assert_eq!(coarse.labels, ["AKIEC", "MEL", "NV"]);
+    // The coarse answer is the label of the model's answer.
+    let coarse_of = |k: usize| match k {
+        0 | 3 => 0,
+        1 => 1,
+        _ => 2,
+    };
+    let hits = (0..8)
+        .filter(|&i| coarse_of(predicted[i]) == coarse_of(truth[i]))
+        .count();
+    assert!((coarse.accuracy - hits as f64 / 8.0).abs() < 1e-12);
+}
+
+#[test]
+fn classify_writes_a_row_per_image_and_reports_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_mean_colour_model(
+        dir.path(),
+        "probe",
+        &LesionClass::DIAGNOSES,
+        &MeanColourWeights::distinct(8),
+        small_input(),
+        Calibration::default(),
+    )
+    .unwrap();
+    let folder = dir.path().join("images");
+    std::fs::create_dir_all(folder.join("nested")).unwrap();
+    for (i, r) in rows().iter().take(3).enumerate() {
+        let target = if i == 0 {
+            folder.join("nested")
+        } else {
+            folder.clone()
+        };
+        std::fs::copy(
+            data_dir().join("images").join(format!("{}.jpg", r.0)),
+            target.join(format!("{}.jpg", r.0)),
+        )
+        .unwrap();
+    }
+    std::fs::write(folder.join("broken.jpg"), b"not a jpeg").unwrap();
+    std::fs::write(folder.join("notes.txt"), b"ignored").unwrap();
+
+    let classifier = Classifier::builder(&model)
+        .device(Device::Cpu)
+        .build()
+        .unwrap();
+    let images = skinlesion_train::classify::collect_images(&[folder]).unwrap();
+    assert_eq!(images.len(), 4);
+    let mut out = Vec::new();
+    let failures = skinlesion_train::classify::classify(
+        &classifier,
+        &images,
+        skinlesion_train::classify::Format::Jsonl,
+        2,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(failures, 1);
+    let lines: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    let (errors, answers): (Vec<_>, Vec<_>) = lines.iter().partition(|l| l.get("error").is_some());
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0]["file"].as_str().unwrap().ends_with("broken.jpg"));
+    assert!(errors[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("unsupported image format"));
+    for line in answers {
+        assert!(
+            line["class_name"].is_string()
+                && line["all_predictions"].as_object().unwrap().len() == 8
+        );
+    }
+    let mut csv = Vec::new();
+    skinlesion_train::classify::classify(
+        &classifier,
+        &images,
+        skinlesion_train::classify::Format::Csv,
+        8,
+        &mut csv,
+    )
+    .unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_slice());
+    let width = reader.headers().unwrap().len();
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), 4);
+    assert!(records.iter().all(|r| r.len() == width));
+    let broken = records
+        .iter()
+        .find(|r| r[0].ends_with("broken.jpg"))
+        .unwrap();
+    assert!(broken[width - 1].contains("unsupported image format"));
+}
