@@ -1,9 +1,8 @@
 //! Makes binaries that link libtorch runnable without `LD_LIBRARY_PATH`, and makes the CUDA
 //! backend really linked when the libtorch in use has one.
 //!
-//! A crate of this workspace that builds binaries replays the same arguments with a build
-//! script of two lines:
-//! `for a in std::env::var("DEP_SKINLESION_LINK_ARGS")?.split('\t') { println!("cargo:rustc-link-arg={a}") }`.
+//! Workspace crates that build binaries replay the same arguments through the shared build
+//! script `scripts/libtorch-link-args.rs`.
 use std::path::Path;
 
 fn main() {

@@ -94,7 +94,7 @@ struct TrainArgs {
     /// Square input side in pixels.
     #[arg(long, default_value_t = 128)]
     input_size: u32,
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 60)]
     epochs: usize,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
@@ -105,8 +105,10 @@ struct TrainArgs {
     weight_decay: f64,
     #[arg(long, default_value_t = 0.05)]
     label_smoothing: f64,
-    /// Stop when validation balanced accuracy has not improved for this many epochs.
-    #[arg(long, default_value_t = 8)]
+    /// Stop when validation balanced accuracy has not improved for this many epochs (the
+    /// default runs the whole cosine schedule: its low-learning-rate end is where the best
+    /// epochs usually are, and small validation classes make the metric noisy).
+    #[arg(long, default_value_t = 60)]
     patience: usize,
     #[arg(long, default_value_t = 42)]
     seed: u64,

@@ -1,0 +1,401 @@
+//! Routes and handlers. Uploaded images stay in memory and never reach a log line.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use http_body_util::{BodyStream, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::json;
+use skinlesion_core::{Classifier, Error as CoreError, Prediction, DISCLAIMER};
+use tokio::sync::Semaphore;
+
+use crate::batcher::{Batcher, SubmitError};
+use crate::metrics::Metrics;
+
+const PAGE: &str = include_str!("../static/index.html");
+const OPENAPI: &str = include_str!("../openapi.yaml");
+
+/// Serving limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most bytes a request body may have.
+    pub body_limit: u64,
+    /// Most files in one `/predict/batch` request.
+    pub max_files: usize,
+    /// How long a request may wait for its prediction.
+    pub request_timeout: Duration,
+}
+
+pub struct AppState {
+    pub classifier: Arc<Classifier>,
+    pub batcher: Batcher,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    /// Decoding and preprocessing are CPU-bound: at most this many at once.
+    pub decode_slots: Semaphore,
+    /// Set once the model has run a warm-up forward pass.
+    pub ready: AtomicBool,
+    next_request: AtomicU64,
+}
+
+impl AppState {
+    pub fn new(
+        classifier: Arc<Classifier>,
+        batcher: Batcher,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+        decode_threads: usize,
+    ) -> Self {
+        Self {
+            classifier,
+            batcher,
+            metrics,
+            limits,
+            decode_slots: Semaphore::new(decode_threads.max(1)),
+            ready: AtomicBool::new(false),
+            next_request: AtomicU64::new(1),
+        }
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+/// An error answered as `{"success": false, "error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
+    }
+
+    fn into_response(self) -> Reply {
+        let mut response = json_response(
+            self.status,
+            &json!({ "success": false, "error": self.message }),
+        );
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// The HTTP status for a library error: the client's fault is 4xx, ours 5xx.
+fn from_core(e: CoreError) -> ApiError {
+    let status = match &e {
+        CoreError::EmptyInput | CoreError::Decode(_) | CoreError::InvalidPixels(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        CoreError::UnsupportedFormat(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        CoreError::InputTooLarge { .. } | CoreError::ImageTooLarge { .. } => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError::new(status, e.to_string())
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Reply {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn text_response(content_type: &'static str, body: impl Into<Bytes>) -> Reply {
+    let mut response = Response::new(Full::new(body.into()));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The one entry point: routes, answers every failure as JSON, records metrics and a log line.
+pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Result<Reply, Infallible> {
+    let started = Instant::now();
+    let id = state.next_request.fetch_add(1, Ordering::Relaxed);
+    let method = request.method().clone();
+    let upload_bytes = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let route = route_name(request.uri().path());
+    let response = std::panic::AssertUnwindSafe(dispatch(&state, route, request))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!(request_id = id, route, "handler panicked");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error while handling the request",
+            ))
+        })
+        .unwrap_or_else(ApiError::into_response);
+    let status = response.status().as_u16();
+    let seconds = started.elapsed().as_secs_f64();
+    state.metrics.observe(route, status, seconds);
+    tracing::info!(
+        request_id = id,
+        %method,
+        route,
+        status,
+        latency_ms = (seconds * 1000.0 * 10.0).round() / 10.0,
+        upload_bytes,
+        "request"
+    );
+    Ok(response)
+}
+
+/// A fixed route name (never the raw path, which a client controls).
+fn route_name(path: &str) -> &'static str {
+    match path {
+        "/" => "/",
+        "/predict" => "/predict",
+        "/predict/batch" => "/predict/batch",
+        "/health" => "/health",
+        "/live" => "/live",
+        "/ready" => "/ready",
+        "/metrics" => "/metrics",
+        "/openapi.yaml" => "/openapi.yaml",
+        _ => "other",
+    }
+}
+
+async fn dispatch(
+    state: &Arc<AppState>,
+    route: &'static str,
+    request: Request<Incoming>,
+) -> Result<Reply, ApiError> {
+    let method = request.method();
+    let allowed = match route {
+        "/predict" | "/predict/batch" => "POST",
+        "other" => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no such endpoint: {}", request.uri().path()),
+            ))
+        }
+        _ => "GET, HEAD",
+    };
+    let method_ok = match allowed {
+        "POST" => method == Method::POST,
+        _ => method == Method::GET || method == Method::HEAD,
+    };
+    if !method_ok {
+        let mut response = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed on {route}; use {allowed}"),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allowed));
+        return Ok(response);
+    }
+    match route {
+        "/" => Ok(text_response("text/html; charset=utf-8", PAGE)),
+        "/openapi.yaml" => Ok(text_response("application/yaml", OPENAPI)),
+        "/health" => Ok(json_response(
+            StatusCode::OK,
+            &json!({ "status": "healthy", "model_loaded": true }),
+        )),
+        "/live" => Ok(json_response(StatusCode::OK, &json!({ "status": "alive" }))),
+        "/ready" => {
+            if state.ready.load(Ordering::Acquire) {
+                let meta = state.classifier.metadata();
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "status": "ready",
+                        "model": meta.name,
+                        "version": meta.version,
+                        "classes": meta.classes,
+                        "disclaimer": DISCLAIMER,
+                    }),
+                ))
+            } else {
+                Err(ApiError::unavailable("the model is warming up"))
+            }
+        }
+        "/metrics" => Ok(text_response(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            state.metrics.render(),
+        )),
+        "/predict" => predict(state, request).await,
+        "/predict/batch" => predict_batch(state, request).await,
+        _ => unreachable!("every route is matched above"),
+    }
+}
+
+async fn predict(state: &Arc<AppState>, request: Request<Incoming>) -> Result<Reply, ApiError> {
+    let files = read_files(state, request, 1).await?;
+    let file = files.into_iter().next().ok_or_else(no_file)?;
+    let prediction = classify(state, file).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "success": true, "prediction": prediction }),
+    ))
+}
+
+async fn predict_batch(
+    state: &Arc<AppState>,
+    request: Request<Incoming>,
+) -> Result<Reply, ApiError> {
+    let files = read_files(state, request, state.limits.max_files).await?;
+    if files.is_empty() {
+        return Err(no_file());
+    }
+    // All files go to the batcher together, so they can share forward passes.
+    let results =
+        futures_util::future::join_all(files.into_iter().map(|f| classify(state, f))).await;
+    let predictions: Vec<serde_json::Value> = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(p) => json!({ "success": true, "prediction": p }),
+            Err(e) => json!({ "success": false, "error": e.message, "status": e.status.as_u16() }),
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "success": true, "predictions": predictions }),
+    ))
+}
+
+fn no_file() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "no file uploaded: send the image as multipart/form-data in the field `file`",
+    )
+}
+
+/// Decodes and preprocesses on the blocking pool, then waits for the batcher's answer.
+async fn classify(state: &Arc<AppState>, file: Bytes) -> Result<Prediction, ApiError> {
+    if !state.ready.load(Ordering::Acquire) {
+        return Err(ApiError::unavailable("the model is warming up"));
+    }
+    let _slot = state
+        .decode_slots
+        .acquire()
+        .await
+        .map_err(|_| ApiError::unavailable("the server is shutting down"))?;
+    let classifier = Arc::clone(&state.classifier);
+    let prepared = tokio::task::spawn_blocking(move || classifier.prepare(&file))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "image decoding failed internally",
+            )
+        })?
+        .map_err(from_core)?;
+    drop(_slot);
+    let answer = state.batcher.submit(prepared).map_err(|e| match e {
+        SubmitError::Full => ApiError::unavailable("the server is overloaded; retry shortly"),
+        SubmitError::Closed => ApiError::unavailable("inference is not running"),
+    })?;
+    match tokio::time::timeout(state.limits.request_timeout, answer).await {
+        Err(_) => Err(ApiError::unavailable(format!(
+            "no answer within {} ms; the server is busy",
+            state.limits.request_timeout.as_millis()
+        ))),
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "inference stopped before answering",
+        )),
+        Ok(Ok(Err(message))) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)),
+        Ok(Ok(Ok(prediction))) => Ok(prediction),
+    }
+}
+
+/// Reads the multipart body in memory, keeping the `file` fields (at most `max_files`).
+/// Refuses a declared length over the limit before reading, and enforces it while streaming.
+async fn read_files(
+    state: &AppState,
+    request: Request<Incoming>,
+    max_files: usize,
+) -> Result<Vec<Bytes>, ApiError> {
+    let limit = state.limits.body_limit;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over the limit of {limit} bytes"),
+        )
+    };
+    let headers = request.headers();
+    if let Some(length) = headers.get(CONTENT_LENGTH) {
+        let length: u64 = length
+            .to_str()
+            .ok()
+            .and_then(|l| l.parse().ok())
+            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid Content-Length"))?;
+        if length > limit {
+            return Err(too_large());
+        }
+    }
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let boundary = multer::parse_boundary(content_type).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "expected a multipart/form-data body with the image in the field `file`",
+        )
+    })?;
+    let body = BodyStream::new(request.into_body())
+        .filter_map(|frame| async move { frame.map(|f| f.into_data().ok()).transpose() });
+    let constraints =
+        multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit));
+    let mut multipart = multer::Multipart::with_constraints(body, boundary, constraints);
+    let multipart_error = |e: multer::Error| match e {
+        multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
+            too_large()
+        }
+        other => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("malformed multipart body: {other}"),
+        ),
+    };
+    let mut files = Vec::new();
+    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+        let is_file = field.name() == Some("file");
+        let data = field.bytes().await.map_err(multipart_error)?;
+        if is_file {
+            if files.len() == max_files {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("at most {max_files} file(s) per request"),
+                ));
+            }
+            files.push(data);
+        }
+    }
+    Ok(files)
+}

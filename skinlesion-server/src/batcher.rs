@@ -1,0 +1,119 @@
+//! Dynamic batching: requests wait in a bounded queue; one inference thread takes up to
+//! `max_batch` of them, waiting at most `max_wait` for the batch to fill, and runs a single
+//! forward pass (like Triton's dynamic batcher). Inference never runs on the async reactor.
+
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use skinlesion_core::{Classifier, Prediction, PreparedImage};
+use tokio::sync::oneshot;
+
+use crate::metrics::Metrics;
+
+struct Job {
+    image: PreparedImage,
+    reply: oneshot::Sender<Result<Prediction, String>>,
+}
+
+/// Why a job was not accepted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The queue is full: the server is overloaded.
+    Full,
+    /// The inference thread has stopped.
+    Closed,
+}
+
+#[derive(Clone)]
+pub struct Batcher {
+    queue: SyncSender<Job>,
+    metrics: Arc<Metrics>,
+}
+
+impl Batcher {
+    /// Starts the inference thread.
+    pub fn start(
+        classifier: Arc<Classifier>,
+        max_batch: usize,
+        max_wait: Duration,
+        queue_size: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let (queue, jobs) = mpsc::sync_channel::<Job>(queue_size);
+        let thread_metrics = Arc::clone(&metrics);
+        std::thread::Builder::new()
+            .name("inference".into())
+            .spawn(move || run(classifier, jobs, max_batch.max(1), max_wait, thread_metrics))
+            .expect("spawn inference thread");
+        Self { queue, metrics }
+    }
+
+    /// Queues one prepared image; the answer arrives on the returned channel.
+    pub fn submit(
+        &self,
+        image: PreparedImage,
+    ) -> Result<oneshot::Receiver<Result<Prediction, String>>, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        match self.queue.try_send(Job { image, reply }) {
+            Ok(()) => {
+                self.metrics.queue_depth.inc();
+                Ok(answer)
+            }
+            Err(TrySendError::Full(_)) => Err(SubmitError::Full),
+            Err(TrySendError::Disconnected(_)) => Err(SubmitError::Closed),
+        }
+    }
+}
+
+fn run(
+    classifier: Arc<Classifier>,
+    jobs: mpsc::Receiver<Job>,
+    max_batch: usize,
+    max_wait: Duration,
+    metrics: Arc<Metrics>,
+) {
+    // Ends when every sender (the server) is gone.
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        let deadline = Instant::now() + max_wait;
+        while batch.len() < max_batch {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match jobs.recv_timeout(left) {
+                Ok(job) => batch.push(job),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        metrics.queue_depth.dec_by(batch.len() as i64);
+        // Requests whose client gave up are not worth a forward pass.
+        batch.retain(|job| !job.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        metrics.batch_size.observe(batch.len() as f64);
+        let (images, replies): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|j| (j.image, j.reply)).unzip();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            classifier.classify_prepared(&images)
+        }));
+        match outcome {
+            Ok(Ok(predictions)) => {
+                for (reply, prediction) in replies.into_iter().zip(predictions) {
+                    let _ = reply.send(Ok(prediction));
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "inference failed");
+                for reply in replies {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+            Err(_) => {
+                tracing::error!("inference panicked");
+                for reply in replies {
+                    let _ = reply.send(Err("inference failed internally".into()));
+                }
+            }
+        }
+    }
+}

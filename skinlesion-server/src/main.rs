@@ -1,0 +1,218 @@
+//! `skinlesion-server`: the original app's HTTP API and web page, on hyper.
+//!
+//! Research and education only; not a medical device.
+
+mod app;
+mod batcher;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use skinlesion_core::image::{DynamicImage, RgbImage};
+use skinlesion_core::{Classifier, Device, DISCLAIMER};
+use tokio::net::TcpListener;
+
+use crate::app::{AppState, Limits};
+use crate::batcher::Batcher;
+use crate::metrics::Metrics;
+
+const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/skinlesion-v1.json");
+
+/// Serves skinlesion over HTTP: GET / (web page), POST /predict (multipart field `file`),
+/// POST /predict/batch, GET /health, /live, /ready, /metrics, /openapi.yaml.
+///
+/// Research and education only; not a medical device.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Config {
+    /// Model manifest (.json) or weights (.pt). Default: the shipped model.
+    #[arg(long, env = "SKINLESION_MODEL", default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+    /// Address to listen on. Use 0.0.0.0 only to serve other machines, behind TLS and access
+    /// control: uploads are patient images.
+    #[arg(long, env = "SKINLESION_HOST", default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "SKINLESION_PORT", default_value_t = 5001)]
+    port: u16,
+    /// Inference device: cpu, cuda, cuda:N or auto.
+    #[arg(long, env = "SKINLESION_DEVICE", default_value = "auto")]
+    device: Device,
+    /// libtorch intra-op threads for inference (default: the available cores).
+    #[arg(long, env = "SKINLESION_THREADS")]
+    threads: Option<usize>,
+    /// Images decoded and preprocessed at once (default: the available cores).
+    #[arg(long, env = "SKINLESION_DECODE_THREADS")]
+    decode_threads: Option<usize>,
+    /// Most images in one forward pass.
+    #[arg(long, env = "SKINLESION_MAX_BATCH", default_value_t = 16)]
+    max_batch: usize,
+    /// Most milliseconds the first image of a batch waits for others.
+    #[arg(long, env = "SKINLESION_MAX_WAIT_MS", default_value_t = 5)]
+    max_wait_ms: u64,
+    /// Images that may wait for inference; beyond that, requests get 503 at once.
+    #[arg(long, env = "SKINLESION_QUEUE_SIZE", default_value_t = 256)]
+    queue_size: usize,
+    /// Most bytes in a request body (default 20 MB).
+    #[arg(long, env = "SKINLESION_BODY_LIMIT", default_value_t = 20_000_000)]
+    body_limit: u64,
+    /// Most megapixels an uploaded image may declare.
+    #[arg(long, env = "SKINLESION_MAX_MEGAPIXELS", default_value_t = 50)]
+    max_megapixels: u64,
+    /// Most files in one /predict/batch request.
+    #[arg(long, env = "SKINLESION_MAX_FILES", default_value_t = 32)]
+    max_files: usize,
+    /// Most milliseconds a request waits for its prediction before 503.
+    #[arg(long, env = "SKINLESION_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    request_timeout_ms: u64,
+    /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
+    #[arg(long, env = "SKINLESION_SHUTDOWN_GRACE_S", default_value_t = 30)]
+    shutdown_grace_s: u64,
+}
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cores = skinlesion_core::available_cores();
+    let classifier = Classifier::builder(&config.model)
+        .device(config.device)
+        .threads(config.threads.unwrap_or(cores))
+        .max_pixels(config.max_megapixels.saturating_mul(1_000_000))
+        .max_bytes(config.body_limit)
+        .build();
+    let classifier = match classifier {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!(
+                "error: cannot load the model {}: {e}",
+                config.model.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(serve(config, classifier, cores)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config, classifier: Arc<Classifier>, cores: usize) -> std::io::Result<()> {
+    let metrics = Arc::new(Metrics::new(config.max_batch));
+    let batcher = Batcher::start(
+        Arc::clone(&classifier),
+        config.max_batch,
+        Duration::from_millis(config.max_wait_ms),
+        config.queue_size.max(1),
+        Arc::clone(&metrics),
+    );
+    let meta = classifier.metadata();
+    tracing::info!(
+        model = %classifier.manifest_path().display(),
+        name = %meta.name,
+        version = %meta.version,
+        sha256 = %meta.weights.sha256,
+        device = ?classifier.device(),
+        threads = classifier.threads(),
+        "model loaded"
+    );
+    let state = Arc::new(AppState::new(
+        Arc::clone(&classifier),
+        batcher,
+        metrics,
+        Limits {
+            body_limit: config.body_limit,
+            max_files: config.max_files.max(1),
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
+        },
+        config.decode_threads.unwrap_or(cores),
+    ));
+
+    let listener = TcpListener::bind(SocketAddr::new(config.host, config.port)).await?;
+    let address = listener.local_addr()?;
+    // Tests and scripts read this line to find an ephemeral port.
+    println!("listening on http://{address}");
+    tracing::info!(%address, "{DISCLAIMER}");
+
+    // Warm-up: one forward pass before /ready says yes.
+    let warm = Arc::clone(&state);
+    tokio::task::spawn_blocking(move || {
+        let grey = DynamicImage::ImageRgb8(RgbImage::from_pixel(64, 64, [128, 128, 128].into()));
+        match warm.classifier.classify(&grey) {
+            Ok(_) => warm.ready.store(true, Ordering::Release),
+            Err(e) => tracing::error!(error = %e, "warm-up inference failed"),
+        }
+    });
+
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // E.g. out of file descriptors: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let state = Arc::clone(&state);
+                let service = service_fn(move |request| app::handle(Arc::clone(&state), request));
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    // Slow clients cannot hold connections open by trickling headers.
+                    .header_read_timeout(Duration::from_secs(30))
+                    .serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all requests finished"),
+        _ = tokio::time::sleep(Duration::from_secs(config.shutdown_grace_s)) => {
+            tracing::warn!("grace period over; exiting with requests still open");
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

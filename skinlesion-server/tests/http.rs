@@ -1,0 +1,606 @@
+//! The server over real TCP sockets: a running `skinlesion-server` with the shipped model and
+//! real HAM10000 images, every endpoint, every bad input, concurrency and graceful shutdown.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use skinlesion_core::{Classifier, Device};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn model() -> PathBuf {
+    repo().join("models/skinlesion-v1.json")
+}
+
+fn data_dir() -> PathBuf {
+    std::env::var_os("SKINLESION_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/data/ham10000"))
+}
+
+fn image(id: &str) -> Vec<u8> {
+    std::fs::read(data_dir().join(format!("images/{id}.jpg"))).unwrap()
+}
+
+/// Test-split image ids, a few of each class.
+fn test_ids(n: usize) -> Vec<String> {
+    let labels = std::fs::read_to_string(data_dir().join("labels.csv")).unwrap();
+    let mut by_class: HashMap<String, Vec<String>> = HashMap::new();
+    for line in labels.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f[3] == "test" {
+            by_class
+                .entry(f[2].to_owned())
+                .or_default()
+                .push(f[0].to_owned());
+        }
+    }
+    let mut classes: Vec<_> = by_class.into_iter().collect();
+    classes.sort();
+    let mut out = Vec::new();
+    for i in 0.. {
+        for (_, ids) in &classes {
+            if let Some(id) = ids.get(i) {
+                out.push(id.clone());
+            }
+        }
+        if out.len() >= n {
+            break;
+        }
+    }
+    out.truncate(n);
+    out
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_skinlesion-server"))
+            .arg("--model")
+            .arg(model())
+            .args(["--port", "0", "--device", "cpu"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = std::sync::Arc::clone(&stderr);
+        let mut err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let server = Server {
+            child,
+            addr,
+            stderr,
+        };
+        // Ready once the warm-up forward pass has run.
+        for _ in 0..200 {
+            if server.get("/ready").status == 200 {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("server never became ready");
+    }
+
+    fn send(&self, raw: &[u8]) -> HttpResponse {
+        send(self.addr, raw)
+    }
+
+    fn get(&self, path: &str) -> HttpResponse {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+    }
+
+    fn post(&self, path: &str, content_type: &str, body: &[u8]) -> HttpResponse {
+        let mut raw = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        raw.extend_from_slice(body);
+        self.send(&raw)
+    }
+
+    fn predict(&self, files: &[(&str, &[u8])]) -> HttpResponse {
+        let (content_type, body) = multipart(files);
+        self.post("/predict", &content_type, &body)
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+struct HttpResponse {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl HttpResponse {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// An error answer: the status, `success: false` and a message.
+    fn assert_error(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "{}", self.text());
+        let json = self.json();
+        assert_eq!(json["success"], false);
+        let message = json["error"].as_str().unwrap().to_owned();
+        assert!(!message.is_empty());
+        message
+    }
+}
+
+/// One HTTP/1.1 exchange on a fresh connection (the request says `Connection: close`).
+fn send(addr: SocketAddr, raw: &[u8]) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    // Write and read at once: a server may answer (413) before reading the whole body.
+    let mut writer = stream.try_clone().unwrap();
+    let raw = raw.to_vec();
+    let writing = std::thread::spawn(move || {
+        let _ = writer.write_all(&raw);
+    });
+    let mut bytes = Vec::new();
+    let _ = stream.read_to_end(&mut bytes);
+    let _ = writing.join();
+    parse_response(&bytes)
+}
+
+fn parse_response(bytes: &[u8]) -> HttpResponse {
+    let split = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response: {:?}", String::from_utf8_lossy(bytes)));
+    let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = bytes[split + 4..].to_vec();
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|t| t == "chunked")
+    {
+        body = dechunk(&body);
+    }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16)
+                .unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
+        data = &data[line_end + 4 + size..];
+    }
+}
+
+const BOUNDARY: &str = "----skinlesion-test-boundary";
+
+fn multipart(files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let mut body = Vec::new();
+    for (i, (field, data)) in files.iter().enumerate() {
+        body.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"image{i}.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={BOUNDARY}"), body)
+}
+
+fn in_process() -> Classifier {
+    Classifier::builder(model())
+        .device(Device::Cpu)
+        .build()
+        .unwrap()
+}
+
+/// Field by field: the shape of the original API, and the same numbers as in-process.
+fn assert_prediction_matches(json: &serde_json::Value, expected: &skinlesion_core::Prediction) {
+    let object = json.as_object().unwrap();
+    let keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "class_name",
+            "is_cancerous",
+            "confidence",
+            "all_predictions"
+        ]
+    );
+    assert_eq!(json["class_name"], expected.class().name());
+    assert_eq!(json["is_cancerous"], expected.is_cancerous());
+    let confidence = json["confidence"].as_f64().unwrap();
+    assert!((confidence - f64::from(expected.confidence())).abs() < 1e-6);
+    let all = json["all_predictions"].as_object().unwrap();
+    let names: Vec<&str> = all.keys().map(String::as_str).collect();
+    let expected_names: Vec<&str> = expected
+        .probabilities()
+        .iter()
+        .map(|(c, _)| c.name())
+        .collect();
+    assert_eq!(names, expected_names, "stable class order");
+    for (class, p) in expected.probabilities() {
+        let got = all[class.name()].as_f64().unwrap();
+        assert!((got - f64::from(*p)).abs() < 1e-6, "{class}: {got} vs {p}");
+    }
+    let sum: f64 = all.values().map(|v| v.as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-4);
+}
+
+#[test]
+fn every_endpoint_answers_in_the_original_shape() {
+    let server = Server::start(&[]);
+    let classifier = in_process();
+
+    let page = server.get("/");
+    assert_eq!(page.status, 200);
+    assert!(page.headers["content-type"].starts_with("text/html"));
+    let html = page.text();
+    assert!(html.contains("Analyze Image") && html.contains("Not a medical device"));
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "the page must work offline"
+    );
+
+    let health = server.get("/health");
+    assert_eq!(health.status, 200);
+    assert_eq!(
+        health.json(),
+        serde_json::json!({"status": "healthy", "model_loaded": true})
+    );
+    assert_eq!(server.get("/live").json()["status"], "alive");
+    let ready = server.get("/ready").json();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(
+        ready["classes"].as_array().unwrap().len(),
+        classifier.classes().len()
+    );
+    let openapi = server.get("/openapi.yaml");
+    assert_eq!(openapi.status, 200);
+    assert!(openapi.text().contains("/predict/batch"));
+
+    let ids = test_ids(8);
+    for id in &ids {
+        let bytes = image(id);
+        let response = server.predict(&[("file", &bytes)]);
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_eq!(response.headers["content-type"], "application/json");
+        let json = response.json();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["success", "prediction"]);
+        assert_eq!(json["success"], true);
+        assert_prediction_matches(
+            &json["prediction"],
+            &classifier.classify_bytes(&bytes).unwrap(),
+        );
+    }
+
+    // Batch: one result per file, in order, a bad file answered in its place.
+    let files: Vec<Vec<u8>> = ids[..3].iter().map(|id| image(id)).collect();
+    let (content_type, body) = multipart(&[
+        ("file", &files[0]),
+        ("file", b"not an image"),
+        ("file", &files[1]),
+        ("file", &files[2]),
+    ]);
+    let batch = server.post("/predict/batch", &content_type, &body);
+    assert_eq!(batch.status, 200, "{}", batch.text());
+    let results = batch.json()["predictions"].as_array().unwrap().clone();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[1]["success"], false);
+    assert_eq!(results[1]["status"], 415);
+    for (result, bytes) in [&results[0], &results[2], &results[3]]
+        .into_iter()
+        .zip(&files)
+    {
+        assert_eq!(result["success"], true);
+        assert_prediction_matches(
+            &result["prediction"],
+            &classifier.classify_bytes(bytes).unwrap(),
+        );
+    }
+
+    let metrics = server.get("/metrics").text();
+    assert!(
+        metrics.contains("skinlesion_http_requests_total{route=\"/predict\",status=\"200\"} 8"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("skinlesion_inference_batch_size_count"));
+    assert!(metrics.contains("skinlesion_inference_queue_depth"));
+    assert!(metrics.contains("skinlesion_http_request_duration_seconds_bucket"));
+}
+
+#[test]
+fn every_bad_input_gets_its_status_and_the_server_keeps_serving() {
+    let server = Server::start(&["--body-limit", "300000"]);
+    let good = image(&test_ids(1)[0]);
+    let check_still_serving = || {
+        let ok = server.predict(&[("file", &good)]);
+        assert_eq!(ok.status, 200, "{}", ok.text());
+    };
+    let mut png = Vec::new();
+    skinlesion_core::image::load_from_memory(&good)
+        .unwrap()
+        .write_to(
+            &mut std::io::Cursor::new(&mut png),
+            skinlesion_core::image::ImageFormat::Png,
+        )
+        .unwrap();
+
+    let cases: Vec<(&str, HttpResponse, u16)> = vec![
+        ("no body", server.post("/predict", &format!("multipart/form-data; boundary={BOUNDARY}"), b""), 400),
+        ("not multipart", server.post("/predict", "application/json", b"{}"), 400),
+        ("wrong field name", server.predict(&[("image", &good)]), 400),
+        ("empty file", server.predict(&[("file", b"")]), 400),
+        ("text file", server.predict(&[("file", b"this is a text file, not an image\n")]), 415),
+        ("truncated JPEG", server.predict(&[("file", &good[..good.len() / 2])]), 400),
+        ("truncated PNG", server.predict(&[("file", &png[..png.len() / 2])]), 400),
+        ("100000x100000 PNG header", server.predict(&[("file", &bomb_png())]), 413),
+        // Refused from the headers alone: the body is never sent.
+        ("declared body over the limit", server.send(format!("POST /predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: 400000\r\n\r\n").as_bytes()), 413),
+        ("broken multipart boundary", server.post("/predict", "multipart/form-data; boundary=abc", b"--abc\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nxx"), 400),
+        ("GET on /predict", server.get("/predict"), 405),
+        ("unknown path", server.get("/upload"), 404),
+        ("DELETE on /health", server.send(b"DELETE /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), 405),
+    ];
+    for (name, response, status) in cases {
+        let message = response.assert_error(status);
+        eprintln!("{name}: {status} {message}");
+        check_still_serving();
+    }
+    assert_eq!(server.get("/predict").headers["allow"], "POST");
+
+    // Over the limit while streaming, with no Content-Length to refuse it up front.
+    let (content_type, body) = multipart(&[("file", &vec![1u8; 400_000])]);
+    let mut raw = format!(
+        "POST /predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    for chunk in body.chunks(16_384) {
+        raw.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        raw.extend_from_slice(chunk);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    server.send(&raw).assert_error(413);
+    check_still_serving();
+
+    // The log has the request metadata and nothing of the images.
+    let log = server.stderr.lock().unwrap().clone();
+    assert!(
+        log.contains("route=\"/predict\"") || log.contains("route=/predict"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("this is a text file"),
+        "upload content leaked into the log"
+    );
+}
+
+/// A valid 45-byte PNG declaring 100000 × 100000 pixels.
+fn bomb_png() -> Vec<u8> {
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in data {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [
+        (
+            &b"IHDR"[..],
+            [
+                &100_000u32.to_be_bytes()[..],
+                &100_000u32.to_be_bytes()[..],
+                &[8, 2, 0, 0, 0][..],
+            ]
+            .concat(),
+        ),
+        (
+            &b"IDAT"[..],
+            vec![0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+        ),
+        (&b"IEND"[..], vec![]),
+    ] {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let body = [kind, &data[..]].concat();
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32(&body).to_be_bytes());
+    }
+    out
+}
+
+#[test]
+fn concurrent_requests_are_batched_and_answered_correctly() {
+    let server = Server::start(&["--max-batch", "16", "--max-wait-ms", "20"]);
+    let classifier = in_process();
+    let ids = test_ids(16);
+    let expected: Vec<_> = ids
+        .iter()
+        .map(|id| classifier.classify_bytes(&image(id)).unwrap())
+        .collect();
+    let addr = server.addr;
+    std::thread::scope(|s| {
+        for t in 0..64 {
+            let (ids, expected) = (&ids, &expected);
+            s.spawn(move || {
+                let i = t % ids.len();
+                let (content_type, body) = multipart(&[("file", &image(&ids[i]))]);
+                let mut raw = format!(
+                    "POST /predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                raw.extend_from_slice(&body);
+                let response = send(addr, &raw);
+                assert_eq!(response.status, 200, "{}", response.text());
+                assert_prediction_matches(&response.json()["prediction"], &expected[i]);
+            });
+        }
+    });
+    let metrics = server.get("/metrics").text();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in {metrics}"))
+    };
+    let (passes, images) = (
+        value("skinlesion_inference_batch_size_count"),
+        value("skinlesion_inference_batch_size_sum"),
+    );
+    // 64 images, plus the warm-up, which does not go through the batcher.
+    assert_eq!(images, 64.0);
+    assert!(
+        passes < images,
+        "no batching happened: {passes} passes for {images} images"
+    );
+}
+
+#[test]
+fn sigterm_finishes_in_flight_requests_then_exits_cleanly() {
+    // A long batching window keeps the request in flight when the signal arrives.
+    let mut server = Server::start(&["--max-batch", "64", "--max-wait-ms", "1500"]);
+    let addr = server.addr;
+    let bytes = image(&test_ids(1)[0]);
+    let in_flight = std::thread::spawn(move || {
+        let (content_type, body) = multipart(&[("file", &bytes)]);
+        let mut raw = format!(
+            "POST /predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        raw.extend_from_slice(&body);
+        send(addr, &raw)
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let status = server.terminate();
+    let response = in_flight.join().unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+#[test]
+fn a_missing_or_corrupt_model_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |model: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_skinlesion-server"))
+            .arg("--model")
+            .arg(model)
+            .args(["--port", "0"])
+            .output()
+            .unwrap()
+    };
+    let missing = run(&dir.path().join("absent.json"));
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("model not found"));
+
+    std::fs::copy(model(), dir.path().join("m.json")).unwrap();
+    // The weights the manifest names, truncated.
+    let weights = std::fs::read(model().with_extension("pt")).unwrap();
+    std::fs::write(
+        dir.path().join("skinlesion-v1.pt"),
+        &weights[..weights.len() / 2],
+    )
+    .unwrap();
+    let corrupt = run(&dir.path().join("m.json"));
+    assert!(!corrupt.status.success());
+    assert!(String::from_utf8_lossy(&corrupt.stderr).contains("checksum mismatch"));
+}
