@@ -4,9 +4,9 @@
 setup:
 	bash scripts/setup.sh
 
-# Classifies a real HAM10000 image with the shipped model.
+# The HTTP server with the shipped model on http://localhost:5001 (Ctrl-C stops it).
 run: setup
-	cargo run --release -p skinlesion-core --example classify -- ../shared/data/ham10000/images/ISIC_0024306.jpg
+	cargo run --release -p skinlesion-server -- --model models/skinlesion-v1.json
 
 # Every test: formatting, lints, then the whole workspace's tests and doctests.
 test: setup

@@ -8,11 +8,4 @@ pub fn shipped_model() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/skinlesion-v1.json")
 }
 
-/// `../shared/data/ham10000` beside the repository (override with `SKINLESION_DATA`).
-pub fn data_dir() -> PathBuf {
-    std::env::var_os("SKINLESION_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ham10000")
-        })
-}
+pub use skinlesion_core::testing::ham10000_dir as data_dir;

@@ -60,16 +60,15 @@ impl LesionClass {
     ];
 
     /// The eight categories a model can be trained on (all but `Unknown`).
-    pub const DIAGNOSES: [LesionClass; 8] = [
-        Self::ActinicKeratosis,
-        Self::BasalCellCarcinoma,
-        Self::BenignKeratosis,
-        Self::Dermatofibroma,
-        Self::Melanoma,
-        Self::MelanocyticNevi,
-        Self::SquamousCellCarcinoma,
-        Self::VascularLesion,
-    ];
+    pub const DIAGNOSES: [LesionClass; 8] = {
+        let mut out = [Self::Unknown; 8];
+        let mut i = 0;
+        while i < 8 {
+            out[i] = Self::ALL[i];
+            i += 1;
+        }
+        out
+    };
 
     /// The ISIC code, e.g. `"MEL"`.
     pub const fn code(self) -> &'static str {

@@ -3,9 +3,11 @@
 //!
 //! [`write_mean_colour_model`] writes a real artifact whose network is traced with libtorch: it
 //! averages each input channel over the image and applies a linear layer, so its logits can be
-//! computed exactly from the preprocessed input.
+//! computed exactly from the preprocessed input. The data helpers find the HAM10000 images the
+//! workspace's tests read and build hostile inputs.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use tch::{CModule, Kind, Tensor};
 
@@ -118,4 +120,113 @@ pub fn write_mean_colour_model(
         &manifest,
     )?;
     Ok(manifest)
+}
+
+/// The HAM10000 folder the tests read: `SKINLESION_DATA`, else `../shared/data/ham10000`
+/// beside the repository.
+pub fn ham10000_dir() -> PathBuf {
+    let dir = std::env::var_os("SKINLESION_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ham10000")
+        });
+    assert!(
+        dir.join("labels.csv").exists(),
+        "HAM10000 not found at {} (set SKINLESION_DATA)",
+        dir.display()
+    );
+    dir
+}
+
+/// One row of HAM10000's `labels.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelledImage {
+    pub id: String,
+    pub class: LesionClass,
+    pub split: String,
+    pub path: PathBuf,
+}
+
+/// Every labelled HAM10000 image, in file order.
+pub fn ham10000_images() -> Vec<LabelledImage> {
+    let dir = ham10000_dir();
+    let labels = std::fs::read_to_string(dir.join("labels.csv")).expect("labels.csv");
+    labels
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            LabelledImage {
+                id: f[0].to_owned(),
+                class: LesionClass::from_str(f[2]).expect("an ISIC label"),
+                split: f[3].to_owned(),
+                path: dir.join("images").join(format!("{}.jpg", f[0])),
+            }
+        })
+        .collect()
+}
+
+/// `n` images of one split, taking the classes in turn so that every class appears early.
+pub fn ham10000_sample(split: &str, n: usize) -> Vec<LabelledImage> {
+    let mut by_class: Vec<Vec<LabelledImage>> = vec![Vec::new(); LesionClass::ALL.len()];
+    for image in ham10000_images().into_iter().filter(|i| i.split == split) {
+        let slot = LesionClass::ALL
+            .iter()
+            .position(|c| *c == image.class)
+            .expect("class");
+        by_class[slot].push(image);
+    }
+    let mut out = Vec::new();
+    for round in 0..by_class.iter().map(Vec::len).max().unwrap_or(0) {
+        for images in &by_class {
+            if out.len() < n {
+                out.extend(images.get(round).cloned());
+            }
+        }
+    }
+    out
+}
+
+/// A valid 45-byte PNG that declares `width` × `height` pixels: a decompression-bomb header.
+pub fn png_header_only(width: u32, height: u32) -> Vec<u8> {
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in data {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
+    let idat = [0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01];
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [(&b"IHDR"[..], &ihdr[..]), (b"IDAT", &idat), (b"IEND", &[])] {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let body = [kind, data].concat();
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32(&body).to_be_bytes());
+    }
+    out
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
 }

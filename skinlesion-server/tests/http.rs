@@ -18,44 +18,17 @@ fn model() -> PathBuf {
     repo().join("models/skinlesion-v1.json")
 }
 
-fn data_dir() -> PathBuf {
-    std::env::var_os("SKINLESION_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/data/ham10000"))
-}
-
 fn image(id: &str) -> Vec<u8> {
-    std::fs::read(data_dir().join(format!("images/{id}.jpg"))).unwrap()
+    std::fs::read(skinlesion_core::testing::ham10000_dir().join(format!("images/{id}.jpg")))
+        .unwrap()
 }
 
-/// Test-split image ids, a few of each class.
+/// Test-split image ids, the classes taken in turn.
 fn test_ids(n: usize) -> Vec<String> {
-    let labels = std::fs::read_to_string(data_dir().join("labels.csv")).unwrap();
-    let mut by_class: HashMap<String, Vec<String>> = HashMap::new();
-    for line in labels.lines().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        if f[3] == "test" {
-            by_class
-                .entry(f[2].to_owned())
-                .or_default()
-                .push(f[0].to_owned());
-        }
-    }
-    let mut classes: Vec<_> = by_class.into_iter().collect();
-    classes.sort();
-    let mut out = Vec::new();
-    for i in 0.. {
-        for (_, ids) in &classes {
-            if let Some(id) = ids.get(i) {
-                out.push(id.clone());
-            }
-        }
-        if out.len() >= n {
-            break;
-        }
-    }
-    out.truncate(n);
-    out
+    skinlesion_core::testing::ham10000_sample("test", n)
+        .into_iter()
+        .map(|i| i.id)
+        .collect()
 }
 
 struct Server {
@@ -418,7 +391,7 @@ fn every_bad_input_gets_its_status_and_the_server_keeps_serving() {
         ("text file", server.predict(&[("file", b"this is a text file, not an image\n")]), 415),
         ("truncated JPEG", server.predict(&[("file", &good[..good.len() / 2])]), 400),
         ("truncated PNG", server.predict(&[("file", &png[..png.len() / 2])]), 400),
-        ("100000x100000 PNG header", server.predict(&[("file", &bomb_png())]), 413),
+        ("100000x100000 PNG header", server.predict(&[("file", &skinlesion_core::testing::png_header_only(100_000, 100_000))]), 413),
         // Refused from the headers alone: the body is never sent.
         ("declared body over the limit", server.send(format!("POST /predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: 400000\r\n\r\n").as_bytes()), 413),
         ("broken multipart boundary", server.post("/predict", "multipart/form-data; boundary=abc", b"--abc\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nxx"), 400),
@@ -458,47 +431,6 @@ fn every_bad_input_gets_its_status_and_the_server_keeps_serving() {
         !log.contains("this is a text file"),
         "upload content leaked into the log"
     );
-}
-
-/// A valid 45-byte PNG declaring 100000 × 100000 pixels.
-fn bomb_png() -> Vec<u8> {
-    fn crc32(data: &[u8]) -> u32 {
-        let mut crc = !0u32;
-        for &b in data {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    for (kind, data) in [
-        (
-            &b"IHDR"[..],
-            [
-                &100_000u32.to_be_bytes()[..],
-                &100_000u32.to_be_bytes()[..],
-                &[8, 2, 0, 0, 0][..],
-            ]
-            .concat(),
-        ),
-        (
-            &b"IDAT"[..],
-            vec![0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
-        ),
-        (&b"IEND"[..], vec![]),
-    ] {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let body = [kind, &data[..]].concat();
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32(&body).to_be_bytes());
-    }
-    out
 }
 
 #[test]

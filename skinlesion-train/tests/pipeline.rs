@@ -11,29 +11,14 @@ use skinlesion_train::evaluate::{evaluate, EvalConfig};
 use skinlesion_train::train::{train, TrainConfig};
 
 fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("SKINLESION_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ham10000")
-        });
-    assert!(
-        dir.join("labels.csv").exists(),
-        "HAM10000 not found at {}",
-        dir.display()
-    );
-    dir
+    skinlesion_core::testing::ham10000_dir()
 }
 
 /// (image_id, label, split) rows of the real labels file.
 fn rows() -> Vec<(String, String, String)> {
-    std::fs::read_to_string(data_dir().join("labels.csv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[0].to_owned(), f[2].to_owned(), f[3].to_owned())
-        })
+    skinlesion_core::testing::ham10000_images()
+        .into_iter()
+        .map(|i| (i.id, i.class.code().to_owned(), i.split))
         .collect()
 }
 

@@ -6,50 +6,15 @@ use std::path::PathBuf;
 
 use skinlesion_core::image::{self, DynamicImage, ImageFormat};
 
-/// `../shared/data/ham10000` beside the repository (override with `SKINLESION_DATA`).
-pub fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("SKINLESION_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ham10000")
-        });
-    assert!(
-        dir.join("labels.csv").exists(),
-        "HAM10000 not found at {} (set SKINLESION_DATA)",
-        dir.display()
-    );
-    dir
-}
+#[allow(unused_imports)] // not every test binary uses both
+pub use skinlesion_core::testing::{noise, png_header_only};
 
 /// Real images from the test split of every class, in a fixed order.
 pub fn real_images(n: usize) -> Vec<PathBuf> {
-    let dir = data_dir();
-    let labels = std::fs::read_to_string(dir.join("labels.csv")).unwrap();
-    let mut seen_labels = std::collections::BTreeMap::<String, usize>::new();
-    let mut out = Vec::new();
-    // Round-robin over labels so that every class appears early.
-    let rows: Vec<(String, String)> = labels
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[3] == "test").then(|| (f[0].to_owned(), f[2].to_owned()))
-        })
-        .collect();
-    for round in 0.. {
-        let before = out.len();
-        for (id, label) in &rows {
-            let count = seen_labels.entry(label.clone()).or_default();
-            if *count == round && out.len() < n {
-                *count += 1;
-                out.push(dir.join("images").join(format!("{id}.jpg")));
-            }
-        }
-        if out.len() >= n || out.len() == before {
-            break;
-        }
-    }
-    out
+    skinlesion_core::testing::ham10000_sample("test", n)
+        .into_iter()
+        .map(|i| i.path)
+        .collect()
 }
 
 pub fn read(path: &PathBuf) -> Vec<u8> {
@@ -91,56 +56,4 @@ pub fn exif_rotated_jpeg(image: &DynamicImage) -> Vec<u8> {
     out.extend_from_slice(&app1);
     out.extend_from_slice(&jpeg[2..]);
     out
-}
-
-/// A valid 45-byte PNG that declares `width` × `height` pixels (a decompression bomb header).
-pub fn png_header_only(width: u32, height: u32) -> Vec<u8> {
-    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend_from_slice(data);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32(&body).to_be_bytes());
-    }
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&width.to_be_bytes());
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    chunk(&mut out, b"IHDR", &ihdr);
-    chunk(
-        &mut out,
-        b"IDAT",
-        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
-    );
-    chunk(&mut out, b"IEND", &[]);
-    out
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// Deterministic pseudo-random bytes.
-pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
 }
