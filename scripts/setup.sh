@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Provisions libtorch for the workspace: a project-local venv (.venv) with the PyTorch wheel that
-# `tch` is pinned against, plus the small Python tools the tests use. Idempotent and fast when
-# already done: it only checks versions then.
+# `tch` is pinned against, plus the small Python tools the tests use. With --test, also the
+# browser the web page's test drives (Debian's chromium and chromium-driver). Idempotent and
+# fast when already done: it only checks versions then.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -35,3 +36,13 @@ fi
 torch_dir=$("$venv/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
 ln -sfn "$torch_dir" "$venv/libtorch"
 echo "setup: libtorch $torch_version at $venv/libtorch"
+
+if [ "${1:-}" = "--test" ] && ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing chromium and chromium-driver for the browser test"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "setup: the browser test needs chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2
+  fi
+fi

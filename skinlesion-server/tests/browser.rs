@@ -1,0 +1,229 @@
+//! The web page in a real browser: headless Chromium driven through chromedriver (WebDriver)
+//! uploads a real image, clicks "Analyze Image", and the rendered class and bars are checked
+//! against in-process classification; an API error must be shown to the person. A screenshot is
+//! saved to `target/test-artifacts/page.png`.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`scripts/setup.sh` installs them).
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Driver {
+    process: Child,
+    addr: SocketAddr,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let binary =
+            std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        assert!(
+            std::path::Path::new(&binary).exists(),
+            "{binary} not found: install Debian's chromium and chromium-driver (bash scripts/setup.sh)"
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let process = Command::new(binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let started = Instant::now();
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chromedriver did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                         "--disable-dev-shm-usage", "--disable-component-update", "--no-first-run",
+                         "--window-size=900,1400",
+                         format!("--user-data-dir={}", profile.path().display())]
+            }
+        }}});
+        let session = json_request(addr, "POST", "/session", Some(&capabilities));
+        let session = session["value"]["sessionId"].as_str().unwrap().to_owned();
+        Driver {
+            process,
+            addr,
+            session,
+            _profile: profile,
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let path = format!("/session/{}{path}", self.session);
+        json_request(self.addr, method, &path, body.as_ref())["value"].clone()
+    }
+
+    fn find(&self, css: &str) -> String {
+        let found = self.call(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        found[ELEMENT].as_str().unwrap().to_owned()
+    }
+
+    fn text(&self, css: &str) -> String {
+        let id = self.find(css);
+        self.call("GET", &format!("/element/{id}/text"), None)
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    /// Waits until the element shows non-empty text.
+    fn wait_for_text(&self, css: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let text = self.text(css);
+            if !text.is_empty() {
+                return text;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{css} stayed empty"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn upload_and_analyze(&self, file: &std::path::Path) {
+        let input = self.find("#file");
+        self.call(
+            "POST",
+            &format!("/element/{input}/value"),
+            Some(json!({"text": file.display().to_string()})),
+        );
+        let button = self.find("#analyze");
+        self.call("POST", &format!("/element/{button}/click"), Some(json!({})));
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| {
+            json_request(
+                self.addr,
+                "DELETE",
+                &format!("/session/{}", self.session),
+                None,
+            )
+        });
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+#[test]
+fn the_page_classifies_an_uploaded_image_and_shows_errors() {
+    let server = Server::start(&[]);
+    let driver = Driver::start();
+    driver.call(
+        "POST",
+        "/url",
+        Some(json!({"url": format!("http://{}/", server.addr)})),
+    );
+    assert!(driver.text("main").contains("Not a medical device"));
+
+    // A real image: the rendered answer is the in-process answer, with a bar for every class.
+    let id = &test_ids(1)[0];
+    let path = skinlesion_core::testing::ham10000_dir()
+        .join(format!("images/{id}.jpg"))
+        .canonicalize()
+        .unwrap();
+    let expected = in_process().classify_path(&path).unwrap();
+    driver.upload_and_analyze(&path);
+    let class_name = driver.wait_for_text("#class-name");
+    assert_eq!(class_name, expected.class().name());
+    let bars = driver.call(
+        "POST",
+        "/elements",
+        Some(json!({"using": "css selector", "value": "#bars li"})),
+    );
+    assert_eq!(
+        bars.as_array().unwrap().len(),
+        expected.probabilities().len()
+    );
+    let bar_text = driver.text("#bars");
+    for (class, p) in expected.probabilities() {
+        assert!(bar_text.contains(class.name()), "{bar_text}");
+        assert!(
+            bar_text.contains(&format!("{:.1}%", 100.0 * p)),
+            "{class}: {bar_text}"
+        );
+    }
+    assert!(driver
+        .text("#confidence")
+        .contains(&format!("{:.1}%", 100.0 * expected.confidence())));
+    let badge = driver.text("#badge");
+    if expected.is_cancerous() {
+        assert!(badge.contains("see a dermatologist"), "{badge}");
+    }
+
+    // Save what a person sees.
+    let shot = driver.call("GET", "/screenshot", None);
+    let png = decode_base64(shot.as_str().unwrap());
+    assert!(png.starts_with(b"\x89PNG"));
+    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join("page.png"), &png).unwrap();
+
+    // A file that is not an image: the API's error reaches the person.
+    let dir = tempfile::tempdir().unwrap();
+    let text_file = dir.path().canonicalize().unwrap().join("notes.txt");
+    std::fs::write(&text_file, "not an image").unwrap();
+    driver.upload_and_analyze(&text_file);
+    let error = driver.wait_for_text("#error");
+    assert!(error.contains("unsupported image format"), "{error}");
+}
+
+fn decode_base64(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let bytes: Vec<u8> = text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        .map(value)
+        .collect();
+    bytes
+        .chunks(4)
+        .flat_map(|q| {
+            let n = q
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &v)| n | u32::from(v) << (18 - 6 * i));
+            let out = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+            out.into_iter().take(q.len().saturating_sub(1))
+        })
+        .collect()
+}
