@@ -110,24 +110,15 @@ fn short_training_run_yields_a_loadable_model_and_resumes_exactly() {
         .device(Device::Cpu)
         .build()
         .unwrap();
-    let a = classifier
-        .logits(
-            &classifier
-                .prepare_paths(&images)
-                .into_iter()
-                .map(Result::unwrap)
-                .collect::<Vec<_>>(),
-        )
-        .unwrap();
-    let b = resumed_classifier
-        .logits(
-            &resumed_classifier
-                .prepare_paths(&images)
-                .into_iter()
-                .map(Result::unwrap)
-                .collect::<Vec<_>>(),
-        )
-        .unwrap();
+    let logits = |c: &Classifier| {
+        let prepared: Vec<_> = c
+            .prepare_paths(&images)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        c.logits(&prepared).unwrap()
+    };
+    let (a, b) = (logits(&classifier), logits(&resumed_classifier));
     let diff = (a - b).abs().max().double_value(&[]);
     assert!(diff < 1e-4, "resumed run diverged by {diff}");
 
