@@ -10,7 +10,7 @@ use tch::Tensor;
 use crate::error::{Error, Result};
 use crate::model::{read_metadata, Model, ModelMetadata, ModelPaths};
 use crate::prediction::Prediction;
-use crate::preprocess::{decode_image, preprocess_image, DecodeLimits};
+use crate::preprocess::{decode_image, preprocess_image, DecodeLimits, RawPixels};
 use crate::taxonomy::LesionClass;
 
 /// Where inference runs.
@@ -176,6 +176,20 @@ impl PreparedImage {
     }
 }
 
+/// One image in any form a caller may hold it, for [`Classifier::classify_inputs`], which takes
+/// a mixed batch (the Python and C bindings pass theirs through here).
+#[derive(Debug, Clone, Copy)]
+pub enum ImageInput<'a> {
+    /// Encoded bytes: JPEG, PNG, TIFF, BMP, WebP or GIF.
+    Encoded(&'a [u8]),
+    /// Raw interleaved 8-bit pixels.
+    Pixels(RawPixels<'a>),
+    /// An already decoded image.
+    Decoded(&'a DynamicImage),
+    /// An image file to read.
+    File(&'a Path),
+}
+
 /// A loaded skin-lesion classifier.
 ///
 /// `Send + Sync`: load once, share (e.g. in an `Arc`) and classify from many threads at once.
@@ -256,7 +270,25 @@ impl Classifier {
 
     /// Reads and classifies an image file.
     pub fn classify_path(&self, path: impl AsRef<Path>) -> Result<Prediction> {
-        self.classify_bytes(&self.read_image_file(path.as_ref())?)
+        self.classify_input(ImageInput::File(path.as_ref()))
+    }
+
+    /// Classifies raw interleaved 8-bit pixels (checked against the decode limits).
+    pub fn classify_pixels(&self, pixels: RawPixels<'_>) -> Result<Prediction> {
+        self.classify_input(ImageInput::Pixels(pixels))
+    }
+
+    /// Classifies one image given in any form.
+    pub fn classify_input(&self, input: ImageInput<'_>) -> Result<Prediction> {
+        let mut out = self.classify_prepared(&[self.prepare_input(input)?])?;
+        Ok(out.remove(0))
+    }
+
+    /// Classifies a mixed batch with one forward pass over the inputs that can be read and
+    /// decoded; each input gets its own result, in order.
+    pub fn classify_inputs(&self, inputs: &[ImageInput<'_>]) -> Vec<Result<Prediction>> {
+        let prepared = self.prepare_parallel(inputs, |i| self.prepare_input(*i));
+        self.classify_prepared_results(prepared)
     }
 
     /// Classifies many decoded images with one forward pass.
@@ -285,7 +317,7 @@ impl Classifier {
 
     /// Reads, decodes and preprocesses files on up to [`Classifier::threads`] threads.
     pub fn prepare_paths<P: AsRef<Path> + Sync>(&self, paths: &[P]) -> Vec<Result<PreparedImage>> {
-        self.prepare_parallel(paths, |p| self.prepare(&self.read_image_file(p.as_ref())?))
+        self.prepare_parallel(paths, |p| self.prepare_input(ImageInput::File(p.as_ref())))
     }
 
     /// Applies `prepare` to every item, spread over the classifier's threads, keeping order.
@@ -326,6 +358,16 @@ impl Classifier {
     /// Decodes (within the decode limits) and preprocesses encoded bytes.
     pub fn prepare(&self, bytes: &[u8]) -> Result<PreparedImage> {
         Ok(self.prepare_image(&decode_image(bytes, &self.limits)?))
+    }
+
+    /// Reads or decodes (within the decode limits) and preprocesses one input of any form.
+    pub fn prepare_input(&self, input: ImageInput<'_>) -> Result<PreparedImage> {
+        match input {
+            ImageInput::Encoded(bytes) => self.prepare(bytes),
+            ImageInput::Pixels(pixels) => Ok(self.prepare_image(&pixels.to_image(&self.limits)?)),
+            ImageInput::Decoded(image) => Ok(self.prepare_image(image)),
+            ImageInput::File(path) => self.prepare(&self.read_image_file(path)?),
+        }
     }
 
     /// Preprocesses a decoded image.

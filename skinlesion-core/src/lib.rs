@@ -29,11 +29,13 @@ pub mod preprocess;
 pub mod taxonomy;
 pub mod testing;
 
-pub use classifier::{available_cores, Classifier, ClassifierBuilder, Device, PreparedImage};
+pub use classifier::{
+    available_cores, Classifier, ClassifierBuilder, Device, ImageInput, PreparedImage,
+};
 pub use error::{Error, Result};
 pub use model::{Calibration, ModelMetadata};
 pub use prediction::Prediction;
-pub use preprocess::{DecodeLimits, InputSpec, PixelFormat, ResizePolicy};
+pub use preprocess::{DecodeLimits, InputSpec, PixelFormat, RawPixels, ResizePolicy};
 pub use taxonomy::{LesionClass, Malignancy};
 
 /// The image crate this crate decodes with, re-exported for [`Classifier::classify`]'s argument.

@@ -194,6 +194,43 @@ impl PixelFormat {
     }
 }
 
+/// A borrowed buffer of raw interleaved 8-bit pixels (as cameras, scanners, numpy arrays and
+/// C callers hold them): `height` rows of `stride` bytes, each starting with `width` pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawPixels<'a> {
+    pub data: &'a [u8],
+    pub width: u32,
+    pub height: u32,
+    /// Bytes from the start of one row to the next; at least `width × channels`.
+    pub stride: usize,
+    pub format: PixelFormat,
+}
+
+impl<'a> RawPixels<'a> {
+    /// Tightly packed rows (`stride = width × channels`).
+    pub fn packed(data: &'a [u8], width: u32, height: u32, format: PixelFormat) -> Self {
+        Self {
+            data,
+            width,
+            height,
+            stride: width as usize * format.channels(),
+            format,
+        }
+    }
+
+    /// Copies the pixels into an image, checking every size against the buffer and `limits`.
+    pub fn to_image(&self, limits: &DecodeLimits) -> Result<DynamicImage> {
+        image_from_pixels(
+            self.data,
+            self.width,
+            self.height,
+            self.stride,
+            self.format,
+            limits,
+        )
+    }
+}
+
 /// Builds an image from raw interleaved 8-bit pixels, row by row with `stride` bytes per row
 /// (at least `width × channels`), checking every size against `data` and `limits`.
 pub fn image_from_pixels(

@@ -11,7 +11,10 @@ use skinlesion_core::model::sha256_hex;
 use skinlesion_core::preprocess::{preprocess, DecodeLimits};
 use skinlesion_core::tch::{Kind, Tensor};
 use skinlesion_core::testing::{small_input, write_mean_colour_model, MeanColourWeights};
-use skinlesion_core::{Calibration, Classifier, Device, Error, LesionClass, Prediction};
+use skinlesion_core::{
+    Calibration, Classifier, Device, Error, ImageInput, LesionClass, PixelFormat, Prediction,
+    RawPixels,
+};
 
 const CLASSES: [LesionClass; 8] = LesionClass::DIAGNOSES;
 
@@ -214,6 +217,46 @@ fn every_input_kind_agrees() {
         assert_close(batch_paths[i].as_ref().unwrap(), &one_by_one[i]);
     }
     assert!(classifier.classify_batch(&[]).unwrap().is_empty());
+
+    // Raw pixels: packed RGB, and RGBA with padded rows, as a camera SDK would hand them over.
+    let rgb: Vec<_> = images.iter().map(|i| i.to_rgb8()).collect();
+    let rgba: Vec<_> = images.iter().map(|i| i.to_rgba8()).collect();
+    let padded: Vec<Vec<u8>> = rgba
+        .iter()
+        .map(|img| {
+            let row = img.width() as usize * 4;
+            img.as_raw()
+                .chunks(row)
+                .flat_map(|r| r.iter().copied().chain([7u8; 12]))
+                .collect()
+        })
+        .collect();
+    let mut mixed = Vec::new();
+    for i in 0..paths.len() {
+        let (w, h) = rgb[i].dimensions();
+        let packed = RawPixels::packed(rgb[i].as_raw(), w, h, PixelFormat::Rgb8);
+        let strided = RawPixels {
+            data: &padded[i],
+            width: w,
+            height: h,
+            stride: w as usize * 4 + 12,
+            format: PixelFormat::Rgba8,
+        };
+        assert_close(&classifier.classify_pixels(packed).unwrap(), &one_by_one[i]);
+        assert_close(
+            &classifier.classify_pixels(strided).unwrap(),
+            &one_by_one[i],
+        );
+        mixed.push(match i % 4 {
+            0 => ImageInput::Encoded(&bytes[i]),
+            1 => ImageInput::Pixels(strided),
+            2 => ImageInput::Decoded(&images[i]),
+            _ => ImageInput::File(&paths[i]),
+        });
+    }
+    for (got, want) in classifier.classify_inputs(&mixed).iter().zip(&one_by_one) {
+        assert_close(got.as_ref().unwrap(), want);
+    }
 }
 
 #[test]
@@ -228,6 +271,31 @@ fn a_batch_with_bad_inputs_answers_each_one() {
     assert!(matches!(results[1], Err(Error::EmptyInput)));
     assert!(matches!(results[2], Err(Error::UnsupportedFormat(_))));
     assert_close(results[3].as_ref().unwrap(), &single);
+
+    let short = [1u8; 10];
+    let pixels = |stride| RawPixels {
+        data: &short,
+        width: 2,
+        height: 2,
+        stride,
+        format: PixelFormat::Rgb8,
+    };
+    let results = classifier.classify_inputs(&[
+        ImageInput::Pixels(pixels(5)),
+        ImageInput::Encoded(&good),
+        ImageInput::Pixels(pixels(6)),
+        ImageInput::File(Path::new("/nonexistent/lesion.jpg")),
+    ]);
+    assert!(
+        matches!(results[0], Err(Error::InvalidPixels(_))),
+        "stride < row"
+    );
+    assert_close(results[1].as_ref().unwrap(), &single);
+    assert!(
+        matches!(results[2], Err(Error::InvalidPixels(_))),
+        "10 < 12 bytes"
+    );
+    assert!(matches!(results[3], Err(Error::Io { .. })));
 }
 
 #[test]
