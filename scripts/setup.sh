@@ -37,12 +37,21 @@ torch_dir=$("$venv/bin/python" -c 'import os, torch; print(os.path.dirname(torch
 ln -sfn "$torch_dir" "$venv/libtorch"
 echo "setup: libtorch $torch_version at $venv/libtorch"
 
-if [ "${1:-}" = "--test" ] && ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "setup: installing chromium and chromium-driver for the browser test"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
-  else
-    echo "setup: the browser test needs chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2
+# The tests also drive a real browser (the web page) and compile and valgrind the C examples.
+if [ "${1:-}" = "--test" ]; then
+  missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+  command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+  command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+  command -v c++ >/dev/null 2>&1 || missing+=(g++)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+      echo "setup: installing ${missing[*]} for the tests"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+      echo "setup: the tests need: sudo apt-get install ${missing[*]}" >&2
+    fi
   fi
 fi

@@ -27,6 +27,8 @@ fn main() {
         println!("cargo:rustc-link-arg={arg}");
     }
     println!("cargo:link_args={}", args.join("\t"));
+    // The C library's pkg-config file names libtorch's directory for static linking.
+    println!("cargo:libtorch_lib={}", lib_dir.display());
 }
 
 /// A pip-installed torch has no `build-version` file, so torch-sys cannot check the version

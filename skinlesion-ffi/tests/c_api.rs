@@ -1,0 +1,231 @@
+//! The C API from C and C++: the examples, compiled with the system compilers against the
+//! checked-in header and the freshly built library (found through its pkg-config file), agree
+//! with the Rust core on real HAM10000 images; the error-path program passes under valgrind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use skinlesion_core::testing::ham10000_sample;
+use skinlesion_core::{Classifier, Device};
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn shipped_model() -> PathBuf {
+    workspace().join("models/skinlesion-v1.json")
+}
+
+/// The folder with the libskinlesion.so/.a that cargo built for this test run: the test
+/// binary's own (`target/<profile>/deps`). The pkg-config files live one level up.
+fn lib_dir() -> PathBuf {
+    std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn pkg_config(package: &str) -> Vec<String> {
+    let lib_dir = lib_dir();
+    let out = Command::new("pkg-config")
+        .env("PKG_CONFIG_PATH", lib_dir.parent().unwrap())
+        .arg(format!("--define-variable=libdir={}", lib_dir.display()))
+        .args(["--cflags", "--libs", package])
+        .output()
+        .expect("pkg-config runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Compiles `sources` into `out` with warnings as errors.
+fn compile(compiler: &str, std: &str, sources: &[PathBuf], package: &str, out: &Path) {
+    let status = Command::new(compiler)
+        .args([std, "-Wall", "-Wextra", "-Werror", "-O1", "-g", "-pthread"])
+        .args(sources)
+        .arg("-o")
+        .arg(out)
+        .args(pkg_config(package))
+        .status()
+        .expect("the compiler runs");
+    assert!(status.success(), "{compiler} failed on {sources:?}");
+}
+
+fn success(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a medical device"),
+        "{what} shows the disclaimer"
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs an example on real test images and checks each line against the Rust core.
+fn example_agrees_with_core(binary: &Path) {
+    let images: Vec<PathBuf> = ham10000_sample("test", 16)
+        .into_iter()
+        .map(|i| i.path)
+        .collect();
+    let out = Command::new(binary)
+        .arg(shipped_model())
+        .args(&images)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    let stdout = success(out, &binary.display().to_string());
+    let classifier = Classifier::builder(shipped_model())
+        .device(Device::Cpu)
+        .build()
+        .unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), images.len(), "{stdout}");
+    for (line, image) in lines.iter().zip(&images) {
+        let expected = classifier.classify_path(image).unwrap();
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert_eq!(fields[0], image.display().to_string());
+        assert_eq!(fields[1], expected.class().code(), "{line}");
+        assert_eq!(fields[2], expected.class().name(), "{line}");
+        let confidence: f32 = fields[3].parse().unwrap();
+        assert!((confidence - expected.confidence()).abs() < 1e-5, "{line}");
+        let cancerous = if expected.is_cancerous() {
+            "cancerous"
+        } else {
+            "not cancerous"
+        };
+        assert_eq!(fields[4], cancerous, "{line}");
+    }
+}
+
+#[test]
+fn c_example_links_the_shared_library_and_agrees_with_the_core() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("classify");
+    compile(
+        "cc",
+        "-std=c11",
+        &[workspace().join("examples/c/classify.c")],
+        "skinlesion",
+        &binary,
+    );
+    example_agrees_with_core(&binary);
+}
+
+#[test]
+fn cpp_example_links_the_static_library_and_agrees_with_the_core() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("classify");
+    compile(
+        "c++",
+        "-std=c++17",
+        &[workspace().join("examples/cpp/classify.cpp")],
+        "skinlesion-static",
+        &binary,
+    );
+    // Statically linked: no libskinlesion.so needed at run time.
+    let needed = Command::new("readelf").arg("-d").arg(&binary).output();
+    if let Ok(needed) = needed {
+        assert!(!String::from_utf8_lossy(&needed.stdout).contains("libskinlesion.so"));
+    }
+    example_agrees_with_core(&binary);
+}
+
+#[test]
+fn every_error_path_is_an_error_under_valgrind() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("errors");
+    compile(
+        "cc",
+        "-std=c11",
+        &[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/c/errors.c")],
+        "skinlesion",
+        &binary,
+    );
+    // A copy of the shipped model whose weights are cut short: the checksum no longer matches.
+    let bad = dir.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::copy(shipped_model(), bad.join("skinlesion-v1.json")).unwrap();
+    let weights = std::fs::read(shipped_model().with_extension("pt")).unwrap();
+    std::fs::write(bad.join("skinlesion-v1.pt"), &weights[..weights.len() / 2]).unwrap();
+    let image = &ham10000_sample("test", 1)[0].path;
+    let args = [
+        shipped_model(),
+        image.clone(),
+        bad.join("skinlesion-v1.json"),
+    ];
+
+    let valgrind = Command::new("valgrind").arg("--version").output().is_ok();
+    if !valgrind {
+        // CI installs valgrind (scripts/setup.sh --test); elsewhere run the checks plainly.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "valgrind is missing in CI"
+        );
+        eprintln!("valgrind not found: running the error checks without it");
+        success_plain(Command::new(&binary).args(&args).output().unwrap());
+        return;
+    }
+    let out = Command::new("valgrind")
+        .args([
+            "--error-exitcode=1",
+            "--leak-check=full",
+            "--show-leak-kinds=definite",
+            "--errors-for-leak-kinds=definite",
+        ])
+        .arg(format!(
+            "--suppressions={}",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/c/libtorch.supp")
+                .display()
+        ))
+        .arg(&binary)
+        .args(&args)
+        .output()
+        .unwrap();
+    let stdout = success_plain(out);
+    assert!(stdout.contains("all checks passed"));
+}
+
+fn success_plain(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "error checks failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn readme_c_example_compiles() {
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let example = readme
+        .split("```c\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the README has a C example");
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("readme.c");
+    std::fs::write(&source, example).unwrap();
+    let status = Command::new("cc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-c"])
+        .arg(&source)
+        .arg("-o")
+        .arg(dir.path().join("readme.o"))
+        .args(pkg_config("skinlesion"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "the README's C example does not compile");
+}
