@@ -11,8 +11,10 @@ setup-test:
 run: setup
 	cargo run --release -p skinlesion-server -- --model models/skinlesion-v1.json
 
-# Every test: formatting, lints, then the whole workspace's tests and doctests.
+# Every test: formatting, lints, the whole workspace's tests and doctests, then the Python
+# package (wheel build, fresh-venv smoke test, pytest, the example notebook).
 test: setup-test
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace
+	bash skinlesion-py/tests/run.sh

@@ -26,10 +26,14 @@ except m.PackageNotFoundError:
     pass
 PY
 )
-if [ "$installed" != "$torch_version" ] || ! "$venv/bin/python" -c "import numpy, PIL" 2>/dev/null; then
+# Reinstall only when the torch pin or the tool list changed since the last run.
+stamp="$venv/.skinlesion-requirements"
+wanted="torch==$torch_version $(sha256sum scripts/requirements-dev.txt | cut -d' ' -f1)"
+if [ "$installed" != "$torch_version" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "setup: installing torch==$torch_version and test tools into $venv (a few minutes the first time)"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     "torch==$torch_version" -r scripts/requirements-dev.txt
+  echo "$wanted" > "$stamp"
 fi
 
 # A stable path to libtorch for .cargo/config.toml, whatever the venv's Python version.

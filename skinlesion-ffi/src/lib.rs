@@ -503,6 +503,26 @@ unsafe fn options_mut<'a>(
     unsafe { options.as_mut() }.ok_or_else(|| null("options"))
 }
 
+/// Sets one option that must be at least 1.
+///
+/// # Safety
+/// `options` must be NULL or a live handle.
+unsafe fn set_positive<T: PartialEq + Default>(
+    options: *mut skinlesion_options,
+    value: T,
+    name: &str,
+    set: impl FnOnce(&mut skinlesion_options, T),
+) -> skinlesion_status {
+    call(|| {
+        if value == T::default() {
+            return Err(invalid(format!("{name} must be at least 1")));
+        }
+        // SAFETY: forwarded from the caller.
+        set(unsafe { options_mut(options)? }, value);
+        Ok(())
+    })
+}
+
 /// Sets where inference runs: "cpu", "cuda", "cuda:N", or "auto" (CUDA when available). An
 /// unknown name is `SKINLESION_STATUS_CONFIG_ERROR`; a GPU that is missing is reported by
 /// `skinlesion_classifier_new`.
@@ -531,14 +551,8 @@ pub unsafe extern "C" fn skinlesion_options_set_threads(
     options: *mut skinlesion_options,
     threads: usize,
 ) -> skinlesion_status {
-    call(|| {
-        if threads == 0 {
-            return Err(invalid("threads must be at least 1".into()));
-        }
-        // SAFETY: forwarded from the caller.
-        unsafe { options_mut(options)? }.threads = Some(threads);
-        Ok(())
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe { set_positive(options, threads, "threads", |o, v| o.threads = Some(v)) }
 }
 
 /// Sets the largest image accepted, in pixels (width × height, at least 1); larger images are
@@ -551,14 +565,12 @@ pub unsafe extern "C" fn skinlesion_options_set_max_pixels(
     options: *mut skinlesion_options,
     max_pixels: u64,
 ) -> skinlesion_status {
-    call(|| {
-        if max_pixels == 0 {
-            return Err(invalid("max_pixels must be at least 1".into()));
-        }
-        // SAFETY: forwarded from the caller.
-        unsafe { options_mut(options)? }.max_pixels = Some(max_pixels);
-        Ok(())
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        set_positive(options, max_pixels, "max_pixels", |o, v| {
+            o.max_pixels = Some(v)
+        })
+    }
 }
 
 /// Sets the largest encoded image accepted, in bytes (at least 1).
@@ -570,14 +582,12 @@ pub unsafe extern "C" fn skinlesion_options_set_max_bytes(
     options: *mut skinlesion_options,
     max_bytes: u64,
 ) -> skinlesion_status {
-    call(|| {
-        if max_bytes == 0 {
-            return Err(invalid("max_bytes must be at least 1".into()));
-        }
-        // SAFETY: forwarded from the caller.
-        unsafe { options_mut(options)? }.max_bytes = Some(max_bytes);
-        Ok(())
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        set_positive(options, max_bytes, "max_bytes", |o, v| {
+            o.max_bytes = Some(v)
+        })
+    }
 }
 
 /// Loads a model (its `.json` manifest, or its `.pt` weights beside one), verifying its

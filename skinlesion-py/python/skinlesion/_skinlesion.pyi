@@ -1,0 +1,118 @@
+"""Type stubs of the native module ``skinlesion._skinlesion`` (re-exported by ``skinlesion``)."""
+
+from os import PathLike
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+__version__: str
+DISCLAIMER: str
+
+class Prediction:
+    """One classification; the answer is "Unknown" when the model abstains."""
+
+    @property
+    def class_name(self) -> str:
+        """Display name of the answer, e.g. "Melanoma", or "Unknown"."""
+    @property
+    def code(self) -> str:
+        """ISIC code of the answer, e.g. "MEL", or "UNK"."""
+    @property
+    def is_cancerous(self) -> bool:
+        """True when the answer is melanoma, basal cell carcinoma or squamous cell carcinoma."""
+    @property
+    def is_unknown(self) -> bool:
+        """True when the model abstained."""
+    @property
+    def confidence(self) -> float:
+        """Calibrated probability (0–1) of the model's chosen class."""
+    @property
+    def best_guess(self) -> str:
+        """ISIC code of the trained class the model chose, also when the answer is Unknown."""
+    @property
+    def all_predictions(self) -> Dict[str, float]:
+        """Display name → calibrated probability for every class the model was trained on."""
+    def to_dict(self) -> Dict[str, Any]:
+        """The HTTP API's ``prediction`` object."""
+    def _repr_html_(self) -> str:
+        """A small table with a bar per class, for Jupyter."""
+    def __eq__(self, other: object) -> bool: ...
+
+class NativeClassifier:
+    """The loaded model; use ``skinlesion.Classifier``."""
+
+    def __new__(
+        cls,
+        model: Union[str, PathLike[str]],
+        device: str,
+        threads: Optional[int] = None,
+        max_pixels: Optional[int] = None,
+        max_bytes: Optional[int] = None,
+    ) -> NativeClassifier: ...
+    def classify(self, input: Tuple[Any, ...]) -> Prediction:
+        """Classifies one tagged input."""
+    def classify_many(self, inputs: List[Tuple[Any, ...]]) -> List[Union[Prediction, SkinLesionError]]:
+        """Classifies tagged inputs with one forward pass."""
+    @property
+    def metadata(self) -> Dict[str, Any]: ...
+    @property
+    def classes(self) -> List[str]: ...
+    @property
+    def model_path(self) -> str: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def threads(self) -> int: ...
+    @property
+    def max_pixels(self) -> int: ...
+    @property
+    def max_bytes(self) -> int: ...
+
+def lesion_classes() -> List[Tuple[str, str, str]]:
+    """Every lesion class as (code, display name, malignancy)."""
+
+class SkinLesionError(Exception):
+    """Base class of every error skinlesion raises."""
+
+class InputError(SkinLesionError):
+    """The image is at fault."""
+
+class EmptyInputError(InputError):
+    """The image has no bytes."""
+
+class UnsupportedFormatError(InputError):
+    """The bytes are not in a supported image format."""
+
+class DecodeError(InputError):
+    """The image is corrupt or truncated."""
+
+class InputTooLargeError(InputError):
+    """The encoded image is larger than max_bytes."""
+
+class ImageTooLargeError(InputError):
+    """The image has more pixels than max_pixels."""
+
+class InvalidPixelsError(InputError):
+    """A pixel array whose shape, strides or size cannot be an image."""
+
+class ModelError(SkinLesionError):
+    """The model cannot be used."""
+
+class ModelNotFoundError(ModelError):
+    """No model at the given path."""
+
+class ModelCorruptError(ModelError):
+    """The model or its metadata cannot be read or parsed."""
+
+class ChecksumMismatchError(ModelError):
+    """The weights file does not match the checksum in the metadata."""
+
+class MetadataMismatchError(ModelError):
+    """The model's metadata and its network disagree."""
+
+class InferenceError(SkinLesionError):
+    """The forward pass failed."""
+
+class ConfigError(SkinLesionError):
+    """An option cannot be used here."""
+
+class ImageReadError(SkinLesionError):
+    """An image file could not be read."""

@@ -1,0 +1,310 @@
+"""The Python API on real HAM10000 images, checked against the Rust core.
+
+The Rust core's answers come from the `skinlesion-train classify` CLI (built by cargo), on the
+same files; every input kind must agree with them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import skinlesion
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+DATA = pathlib.Path(os.environ.get("SKINLESION_DATA", REPO.parent / "shared" / "data" / "ham10000"))
+MODEL = REPO / "models" / "skinlesion-v1.json"
+
+
+def sample_test_split(n: int) -> list[pathlib.Path]:
+    """`n` test-split images, taking the classes in turn so that rare classes appear."""
+    by_class: dict[str, list[pathlib.Path]] = {}
+    with open(DATA / "labels.csv") as f:
+        for row in csv.DictReader(f):
+            if row["split"] == "test":
+                by_class.setdefault(row["label"], []).append(DATA / "images" / f"{row['image_id']}.jpg")
+    out: list[pathlib.Path] = []
+    for i in range(max(map(len, by_class.values()))):
+        for paths in by_class.values():
+            if len(out) < n and i < len(paths):
+                out.append(paths[i])
+    return out
+
+
+@pytest.fixture(scope="session")
+def classifier() -> skinlesion.Classifier:
+    return skinlesion.Classifier(MODEL, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def images() -> list[pathlib.Path]:
+    return sample_test_split(12)
+
+
+@pytest.fixture(scope="session")
+def core(images) -> dict[str, dict]:
+    """The Rust core's predictions for `images`, by path."""
+    out = subprocess.run(
+        ["cargo", "run", "--quiet", "-p", "skinlesion-train", "--", "classify",
+         "--model", str(MODEL), "--device", "cpu", "--format", "jsonl", *map(str, images)],
+        cwd=REPO, check=True, capture_output=True, text=True,
+    ).stdout
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == len(images)
+    return {row["file"]: row for row in rows}
+
+
+def assert_matches_core(prediction: skinlesion.Prediction, row: dict, tol: float = 1e-6) -> None:
+    assert prediction.class_name == row["class_name"]
+    assert prediction.code == row["class"]
+    assert prediction.is_cancerous == row["is_cancerous"]
+    assert prediction.confidence == pytest.approx(row["confidence"], abs=tol)
+    assert prediction.all_predictions.keys() == row["all_predictions"].keys()
+    for name, p in prediction.all_predictions.items():
+        assert p == pytest.approx(row["all_predictions"][name], abs=tol), name
+
+
+def assert_same(a: skinlesion.Prediction, b: skinlesion.Prediction, tol: float = 1e-6) -> None:
+    assert a.code == b.code
+    for name, p in a.all_predictions.items():
+        assert p == pytest.approx(b.all_predictions[name], abs=tol), name
+
+
+def test_paths_and_bytes_match_the_core(classifier, images, core):
+    for path in images:
+        row = core[str(path)]
+        assert_matches_core(classifier.classify(str(path)), row)
+        assert_matches_core(classifier.classify(path), row)  # os.PathLike
+        data = path.read_bytes()
+        assert_matches_core(classifier.classify(data), row)
+        assert_matches_core(classifier.classify(bytearray(data)), row)
+        assert_matches_core(classifier.classify(memoryview(data)), row)
+
+
+def test_pixels_match_the_core_on_the_same_pixels(classifier, images):
+    """numpy and PIL inputs against the core decoding a lossless PNG of the very same pixels."""
+    for path in images[:6]:
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        png = io.BytesIO()
+        Image.fromarray(rgb).save(png, format="PNG")
+        reference = classifier.classify(png.getvalue())
+        assert classifier.classify(rgb) == reference
+        rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+        assert classifier.classify(rgba) == reference
+        assert classifier.classify(rgb[:, ::-1][:, ::-1]) == reference  # non-contiguous view
+        assert classifier.classify(Image.fromarray(rgb)) == reference
+        assert classifier.classify(Image.fromarray(rgb).convert("P")).code  # palette → RGB
+        grey = np.asarray(Image.open(path).convert("L"))
+        grey_png = io.BytesIO()
+        Image.fromarray(grey).save(grey_png, format="PNG")
+        grey_reference = classifier.classify(grey_png.getvalue())
+        assert classifier.classify(grey) == grey_reference
+        assert classifier.classify(grey[:, :, None]) == grey_reference
+        assert classifier.classify(Image.fromarray(grey)) == grey_reference
+
+
+def test_pil_decoded_jpeg_is_close_to_the_core(classifier, images, core):
+    """PIL's JPEG decoder differs from the core's by a grey level or so: same answers, close
+    probabilities."""
+    for path in images:
+        prediction = classifier.classify(Image.open(path))
+        assert_matches_core(prediction, core[str(path)], tol=0.03)
+
+
+def test_batch_equals_one_by_one(classifier, images):
+    mixed = []
+    for i, path in enumerate(images):
+        mixed.append([str(path), path.read_bytes(), Image.open(path), path][i % 4])
+    batch = classifier.classify_batch(mixed)
+    assert len(batch) == len(images)
+    # A batched forward pass may differ from single ones in the last float bits.
+    for item, prediction in zip(mixed, batch):
+        assert_same(prediction, classifier.classify(item), tol=1e-5)
+    assert classifier.classify_batch([]) == []
+    for a, b in zip(classifier.classify_batch(iter(images[:2])), images[:2]):
+        assert_same(a, classifier.classify(b), tol=1e-5)
+
+
+def test_batch_errors(classifier, images):
+    good = images[0].read_bytes()
+    with pytest.raises(skinlesion.UnsupportedFormatError, match="image 1"):
+        classifier.classify_batch([good, b"not an image", good])
+    results = classifier.classify_batch([good, b"", b"not an image", good], errors="return")
+    assert results[0] == results[3]
+    assert_same(results[0], classifier.classify(good), tol=1e-5)
+    assert isinstance(results[1], skinlesion.EmptyInputError)
+    assert isinstance(results[2], skinlesion.UnsupportedFormatError)
+    with pytest.raises(ValueError):
+        classifier.classify_batch([good], errors="ignore")
+    with pytest.raises(TypeError):
+        classifier.classify_batch(str(images[0]))
+
+
+def test_prediction_object(classifier, images, core):
+    p = classifier.classify(images[0])
+    row = core[str(images[0])]
+    # to_dict is exactly the HTTP API's prediction object.
+    d = p.to_dict()
+    assert list(d) == ["class_name", "is_cancerous", "confidence", "all_predictions"]
+    assert list(d["all_predictions"]) == [c.display_name for c in skinlesion.LESION_CLASSES[:8]]
+    assert d["class_name"] == row["class_name"]
+    assert sum(p.all_predictions.values()) == pytest.approx(1.0, abs=1e-5)
+    assert p.confidence == pytest.approx(
+        p.all_predictions[skinlesion.LesionClass(p.best_guess).display_name]
+    )
+    assert skinlesion.LesionClass(p.best_guess).display_name in p.all_predictions
+    assert repr(p).startswith(f"Prediction(class_name='{p.class_name}', code='{p.code}'")
+    html = p._repr_html_()
+    assert html.count("<tr") == 8 and "not a medical device" in html
+    assert p != "NV" and p == classifier.classify(images[0])
+    assert "Unknown" not in p.all_predictions
+
+
+def test_unknown_is_an_abstention(classifier, images):
+    unknown = [p for p in map(classifier.classify, sample_test_split(40)) if p.is_unknown]
+    assert unknown, "the shipped model abstains on some test images"
+    for p in unknown:
+        assert p.code == "UNK" and p.class_name == "Unknown" and not p.is_cancerous
+        assert p.best_guess != "UNK"
+        assert p.confidence < classifier.metadata["calibration"]["unknown_threshold"]
+        assert p.confidence == pytest.approx(
+            p.all_predictions[skinlesion.LesionClass(p.best_guess).display_name]
+        )
+        assert "best_guess='" in repr(p) and "no confident answer" in p._repr_html_()
+
+
+def test_lesion_classes():
+    codes = [c.code for c in skinlesion.LESION_CLASSES]
+    assert codes == ["AK", "BCC", "BKL", "DF", "MEL", "NV", "SCC", "VASC", "UNK"]
+    assert [c.code for c in skinlesion.LESION_CLASSES if c.is_cancerous] == ["BCC", "MEL", "SCC"]
+    assert skinlesion.LesionClass.AK.malignancy == "precancerous"
+    assert skinlesion.LesionClass.UNK.malignancy == "undetermined"
+    assert skinlesion.LesionClass("MEL") is skinlesion.LesionClass.MEL == "MEL"
+    assert skinlesion.LesionClass.MEL.display_name == "Melanoma"
+
+
+def test_classifier_properties(classifier):
+    assert classifier.classes == skinlesion.LESION_CLASSES[:8]
+    assert classifier.device == "cpu"
+    assert classifier.threads >= 1
+    assert classifier.model_path == MODEL
+    meta = classifier.metadata
+    assert meta["format"] == "skinlesion-model/1" and len(meta["weights"]["sha256"]) == 64
+    assert "skinlesion" in repr(classifier)
+    assert "not a medical device" in skinlesion.DISCLAIMER
+
+
+def test_default_model_is_bundled():
+    assert skinlesion.DEFAULT_MODEL.exists()
+    default = skinlesion.Classifier(device="cpu")
+    assert default.metadata == skinlesion.Classifier(MODEL, device="cpu").metadata
+
+
+def test_input_errors(classifier, images, tmp_path):
+    jpeg = images[0].read_bytes()
+    cases = [
+        (b"", skinlesion.EmptyInputError),
+        (b"plain text, not an image", skinlesion.UnsupportedFormatError),
+        (jpeg[: len(jpeg) // 2], skinlesion.DecodeError),
+        (np.zeros((0, 0, 3), np.uint8), skinlesion.InvalidPixelsError),
+        (np.zeros((4, 4, 2), np.uint8), skinlesion.InvalidPixelsError),
+        (np.zeros((2, 4, 4, 3), np.uint8), skinlesion.InvalidPixelsError),
+        (str(tmp_path / "missing.jpg"), skinlesion.ImageReadError),
+    ]
+    for image, error in cases:
+        with pytest.raises(error) as info:
+            classifier.classify(image)
+        assert str(info.value), error
+        assert isinstance(info.value, skinlesion.SkinLesionError)
+    for wrong in (None, 42, 3.5, ["a.jpg"], np.zeros((4, 4, 3), np.float32), object()):
+        with pytest.raises(TypeError):
+            classifier.classify(wrong)
+    assert issubclass(skinlesion.DecodeError, skinlesion.InputError)
+    assert issubclass(skinlesion.ChecksumMismatchError, skinlesion.ModelError)
+
+
+def test_limits(images):
+    jpeg = images[0].read_bytes()  # 200×150
+    with pytest.raises(skinlesion.ImageTooLargeError, match="30000 pixels"):
+        skinlesion.Classifier(MODEL, device="cpu", max_pixels=1000).classify(jpeg)
+    with pytest.raises(skinlesion.ImageTooLargeError):
+        skinlesion.Classifier(MODEL, device="cpu", max_pixels=1000).classify(np.zeros((100, 100, 3), np.uint8))
+    with pytest.raises(skinlesion.InputTooLargeError):
+        skinlesion.Classifier(MODEL, device="cpu", max_bytes=100).classify(jpeg)
+
+
+def test_model_errors(tmp_path):
+    with pytest.raises(skinlesion.ModelNotFoundError, match="nowhere"):
+        skinlesion.Classifier(tmp_path / "nowhere.json")
+    shutil.copy(MODEL, tmp_path / MODEL.name)
+    weights = MODEL.with_suffix(".pt").read_bytes()
+    (tmp_path / MODEL.with_suffix(".pt").name).write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(skinlesion.ChecksumMismatchError):
+        skinlesion.Classifier(tmp_path / MODEL.name)
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(skinlesion.ModelCorruptError):
+        skinlesion.Classifier(tmp_path / "broken.json")
+    with pytest.raises(skinlesion.ConfigError, match="quantum"):
+        skinlesion.Classifier(MODEL, device="quantum")
+    with pytest.raises(TypeError):
+        skinlesion.Classifier(42)
+    with pytest.raises(TypeError):
+        skinlesion.Classifier(MODEL, threads="2")
+    with pytest.raises(ValueError):
+        skinlesion.Classifier(MODEL, threads=0)
+
+
+def test_threads_share_one_classifier(classifier, images, core):
+    """Eight Python threads at once; the GIL is released in Rust, so they overlap."""
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for round_ in range(3):
+                path = images[(t * 5 + round_) % len(images)]
+                assert_matches_core(classifier.classify(path.read_bytes()), core[str(path)])
+                batch = classifier.classify_batch(images[:3])
+                for p, image in zip(batch, images[:3]):
+                    assert_matches_core(p, core[str(image)])
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
+def test_gil_is_released_during_inference(classifier, images):
+    """While one thread classifies a large batch, another keeps running Python code."""
+    big = [p.read_bytes() for p in images] * 8
+    ticks = 0
+    done = threading.Event()
+
+    def count() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    before = ticks
+    classifier.classify_batch(big)
+    during = ticks - before
+    done.set()
+    counter.join()
+    # With the GIL held for the whole batch the counter would barely move (only at switch
+    # points before and after the call).
+    assert during > 1000, during
