@@ -1,34 +1,166 @@
-//! Inference speed of the shipped model on the CPU.
+//! Speed of the library on the CPU with the shipped model and real HAM10000 images.
 //!
-//! `forward/batch1_1thread` is the target: one preprocessed 1×3×128×128 image through
-//! the network on one thread, ≤ 5 ms.
+//! - `preprocess/*`: decode + resize + normalise one image on one thread, for a real 200×150
+//!   JPEG and a 3000×2000 JPEG (a real image upscaled, as a phone or dermatoscope camera gives).
+//! - `forward/batch{1,8,32}_1thread`: the network alone (images/s via throughput);
+//!   `batch1_1thread` is the model card's target (≤ 5 ms).
+//! - `overhead/*`: `Classifier::classify_bytes` end to end against the same steps done by hand
+//!   with `image` and `tch` (decode, resize, normalise, forward, softmax): the library's
+//!   overhead is the ratio of the two.
+//! - `batch_threads/*`: `classify_batch_bytes` of 32 images with 1 thread and with every core.
+//!
+//! libtorch's thread count is one per process, so each group builds its classifier right
+//! before measuring.
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use std::io::Cursor;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use skinlesion_benches::{data_dir, shipped_model};
-use skinlesion_core::{Classifier, Device};
+use skinlesion_core::image::{self, imageops::FilterType, ImageFormat};
+use skinlesion_core::preprocess::preprocess;
+use skinlesion_core::tch::{self, CModule, Kind, Tensor};
+use skinlesion_core::{available_cores, Classifier, Device};
 
-fn forward(c: &mut Criterion) {
-    let classifier = Classifier::builder(shipped_model())
+fn classifier(threads: usize) -> Classifier {
+    Classifier::builder(shipped_model())
         .device(Device::Cpu)
-        .threads(1)
+        .threads(threads)
         .build()
-        .expect("shipped model loads");
-    let image = std::fs::read(data_dir().join("images/ISIC_0024306.jpg")).expect("real image");
-    let prepared = classifier.prepare(&image).unwrap();
-    let mut group = c.benchmark_group("forward");
+        .expect("the shipped model loads")
+}
+
+fn real_jpeg() -> Vec<u8> {
+    std::fs::read(data_dir().join("images/ISIC_0024306.jpg")).expect("a real image")
+}
+
+/// A real lesion image upscaled to 3000×2000 and re-encoded as JPEG (quality 90).
+fn large_jpeg() -> Vec<u8> {
+    let small = image::load_from_memory(&real_jpeg()).unwrap();
+    let large = small
+        .resize_exact(3000, 2000, FilterType::Triangle)
+        .to_rgb8();
+    let mut out = Cursor::new(Vec::new());
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .encode_image(&large)
+        .unwrap();
+    assert_eq!(
+        image::guess_format(out.get_ref()).unwrap(),
+        ImageFormat::Jpeg
+    );
+    out.into_inner()
+}
+
+/// The first `n` test-split images, encoded.
+fn test_jpegs(n: usize) -> Vec<Vec<u8>> {
+    skinlesion_core::testing::ham10000_sample("test", n)
+        .iter()
+        .map(|i| std::fs::read(&i.path).unwrap())
+        .collect()
+}
+
+fn preprocessing(c: &mut Criterion) {
+    let classifier = classifier(1);
+    let spec = &classifier.metadata().input;
+    let limits = *classifier.decode_limits();
+    let mut group = c.benchmark_group("preprocess");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("batch1_1thread", |b| {
-        b.iter(|| classifier.logits(std::slice::from_ref(&prepared)).unwrap())
-    });
-    group.bench_function("classify_bytes_1thread", |b| {
-        b.iter_batched(
-            || image.clone(),
-            |bytes| classifier.classify_bytes(&bytes).unwrap(),
-            BatchSize::SmallInput,
-        )
-    });
+    for (name, bytes) in [
+        ("jpeg_200x150", real_jpeg()),
+        ("jpeg_3000x2000", large_jpeg()),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| preprocess(&bytes, spec, &limits).unwrap())
+        });
+    }
     group.finish();
 }
 
-criterion_group!(benches, forward);
+fn forward(c: &mut Criterion) {
+    let classifier = classifier(1);
+    let images = test_jpegs(32);
+    let prepared: Vec<_> = images
+        .iter()
+        .map(|b| classifier.prepare(b).unwrap())
+        .collect();
+    let mut group = c.benchmark_group("forward");
+    for batch in [1usize, 8, 32] {
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_function(format!("batch{batch}_1thread"), |b| {
+            b.iter(|| classifier.logits(&prepared[..batch]).unwrap())
+        });
+    }
+    group.finish();
+}
+
+/// The steps of classification written directly against `image` and `tch`, without the
+/// library: no limits, no EXIF, no validation, no calibration beyond the softmax.
+struct ByHand {
+    module: CModule,
+    width: u32,
+    height: u32,
+    mean: [f32; 3],
+    std: [f32; 3],
+}
+
+impl ByHand {
+    fn new(classifier: &Classifier) -> Self {
+        let spec = &classifier.metadata().input;
+        let mut module = CModule::load(shipped_model().with_extension("pt")).unwrap();
+        module.set_eval();
+        Self {
+            module,
+            width: spec.width,
+            height: spec.height,
+            mean: spec.mean,
+            std: spec.std,
+        }
+    }
+
+    fn classify(&self, bytes: &[u8]) -> Vec<f32> {
+        let rgb = image::load_from_memory(bytes)
+            .unwrap()
+            .resize_exact(self.width, self.height, FilterType::Triangle)
+            .to_rgb8();
+        let (w, h) = (i64::from(self.width), i64::from(self.height));
+        let hwc = Tensor::from_slice(rgb.as_raw())
+            .view([h, w, 3])
+            .to_kind(Kind::Float)
+            / 255.0;
+        let mean = Tensor::from_slice(&self.mean);
+        let std = Tensor::from_slice(&self.std);
+        let input = ((hwc - mean) / std).permute([2, 0, 1]).unsqueeze(0);
+        let logits = tch::no_grad(|| self.module.forward_ts(&[input]).unwrap());
+        Vec::<f32>::try_from(logits.softmax(1, Kind::Float).flatten(0, -1)).unwrap()
+    }
+}
+
+fn overhead(c: &mut Criterion) {
+    let classifier = classifier(1);
+    let by_hand = ByHand::new(&classifier);
+    let bytes = real_jpeg();
+    let mut group = c.benchmark_group("overhead");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("classify_bytes", |b| {
+        b.iter(|| classifier.classify_bytes(&bytes).unwrap())
+    });
+    group.bench_function("by_hand_tch", |b| b.iter(|| by_hand.classify(&bytes)));
+    group.finish();
+}
+
+fn batch_threads(c: &mut Criterion) {
+    let images = test_jpegs(32);
+    let mut group = c.benchmark_group("batch_threads");
+    group.throughput(Throughput::Elements(images.len() as u64));
+    let mut thread_counts = vec![1, available_cores()];
+    thread_counts.dedup();
+    for threads in thread_counts {
+        let classifier = classifier(threads);
+        group.bench_function(format!("classify_batch32_{threads}threads"), |b| {
+            b.iter(|| classifier.classify_batch_bytes(&images))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, preprocessing, forward, overhead, batch_threads);
 criterion_main!(benches);
