@@ -251,6 +251,14 @@ def test_model_errors(tmp_path):
     (tmp_path / MODEL.with_suffix(".pt").name).write_bytes(weights[: len(weights) // 2])
     with pytest.raises(skinlesion.ChecksumMismatchError):
         skinlesion.Classifier(tmp_path / MODEL.name)
+    # The right weights under a manifest that lists one class too few.
+    meta = json.loads(MODEL.read_text())
+    meta["classes"] = meta["classes"][:-1]
+    meta["calibration"]["log_prior"] = meta["calibration"]["log_prior"][:-1]
+    meta["weights"]["file"] = str(MODEL.with_suffix(".pt"))
+    (tmp_path / "seven.json").write_text(json.dumps(meta))
+    with pytest.raises(skinlesion.MetadataMismatchError):
+        skinlesion.Classifier(tmp_path / "seven.json")
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(skinlesion.ModelCorruptError):
         skinlesion.Classifier(tmp_path / "broken.json")
