@@ -26,7 +26,8 @@ if ! command -v wrk >/dev/null; then
   [ "$(id -u)" = 0 ] || { echo "load bench: needs wrk (sudo apt-get install wrk)" >&2; exit 1; }
   apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --quiet -p skinlesion-server -p skinlesion-benches --bin ceiling
+cargo build --release --quiet -p skinlesion-server
+cargo build --release --quiet -p skinlesion-benches --bin ceiling
 
 data=${SKINLESION_DATA:-../shared/data/ham10000}
 mapfile -t images < <("$py" - "$data" "$n_images" <<'PY'

@@ -1,6 +1,7 @@
 //! Dynamic batching: requests wait in a bounded queue; one inference thread takes up to
-//! `max_batch` of them, waiting at most `max_wait` for the batch to fill, and runs a single
-//! forward pass (like Triton's dynamic batcher). Inference never runs on the async reactor.
+//! `max_batch` of them, waiting at most `max_wait` for the batch to fill (zero: only those
+//! already queued), and runs a single forward pass (like Triton's dynamic batcher). Inference
+//! never runs on the async reactor.
 
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;

@@ -57,8 +57,11 @@ struct Config {
     /// Most images in one forward pass.
     #[arg(long, env = "SKINLESION_MAX_BATCH", default_value_t = 16)]
     max_batch: usize,
-    /// Most milliseconds the first image of a batch waits for others.
-    #[arg(long, env = "SKINLESION_MAX_WAIT_MS", default_value_t = 5)]
+    /// Most milliseconds the first image of a batch waits for others. 0 (the default) adds no
+    /// latency: a batch is whatever queued up while the previous forward pass ran, which under
+    /// load fills batches by itself (the load benchmark measured 5 ms of waiting as pure
+    /// added latency at low concurrency).
+    #[arg(long, env = "SKINLESION_MAX_WAIT_MS", default_value_t = 0)]
     max_wait_ms: u64,
     /// Images that may wait for inference; beyond that, requests get 503 at once.
     #[arg(long, env = "SKINLESION_QUEUE_SIZE", default_value_t = 256)]
