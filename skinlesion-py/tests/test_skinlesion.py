@@ -54,9 +54,12 @@ def images() -> list[pathlib.Path]:
 @pytest.fixture(scope="session")
 def core(images) -> dict[str, dict]:
     """The Rust core's predictions for `images`, by path."""
+    # `make test` has just built the CLI with `cargo test --workspace`; `cargo run -p` alone
+    # would resolve features differently and rebuild half the dependency tree.
+    built = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "debug" / "skinlesion-train"
+    cli = [str(built)] if built.exists() else ["cargo", "run", "--quiet", "-p", "skinlesion-train", "--"]
     out = subprocess.run(
-        ["cargo", "run", "--quiet", "-p", "skinlesion-train", "--", "classify",
-         "--model", str(MODEL), "--device", "cpu", "--format", "jsonl", *map(str, images)],
+        [*cli, "classify", "--model", str(MODEL), "--device", "cpu", "--format", "jsonl", *map(str, images)],
         cwd=REPO, check=True, capture_output=True, text=True,
     ).stdout
     rows = [json.loads(line) for line in out.splitlines()]

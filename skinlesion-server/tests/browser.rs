@@ -183,6 +183,39 @@ fn the_page_classifies_an_uploaded_image_and_shows_errors() {
     if expected.is_cancerous() {
         assert!(badge.contains("see a dermatologist"), "{badge}");
     }
+    assert!(driver
+        .text("#bars li.answer")
+        .starts_with(expected.best_guess().name()));
+
+    // An abstention whose best guess is not the most probable class (the answer is decided on
+    // balanced scores): the marked bar is the best guess, not the longest one.
+    let path = skinlesion_core::testing::ham10000_dir()
+        .join("images/ISIC_0024312.jpg")
+        .canonicalize()
+        .unwrap();
+    let expected = in_process().classify_path(&path).unwrap();
+    let most_probable = expected
+        .probabilities()
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap()
+        .0;
+    assert!(expected.is_unknown() && expected.best_guess() != most_probable);
+    driver.upload_and_analyze(&path);
+    let started = Instant::now();
+    while !(driver.text("#class-name") == "Unknown"
+        && driver
+            .text("#bars li.answer")
+            .starts_with(expected.best_guess().name()))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the best guess {} is not the marked bar: {}",
+            expected.best_guess(),
+            driver.text("#bars")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // Save what a person sees.
     let shot = driver.call("GET", "/screenshot", None);
