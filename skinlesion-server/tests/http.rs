@@ -213,6 +213,98 @@ fn concurrent_requests_are_batched_and_answered_correctly() {
     );
 }
 
+/// POST /predict of one image on a fresh connection.
+fn predict_raw(addr: std::net::SocketAddr, jpeg: &[u8]) -> HttpResponse {
+    let (content_type, body) = multipart(&[("file", jpeg)]);
+    let mut raw = format!(
+        "POST /predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(&body);
+    send(addr, &raw)
+}
+
+#[test]
+fn a_full_queue_answers_503_with_retry_after_and_recovers() {
+    // One waiting image at most and one image per forward pass: a burst must overflow.
+    let server = Server::start(&["--queue-size", "1", "--max-batch", "1"]);
+    let id = &test_ids(1)[0];
+    let jpeg = image(id);
+    let expected = in_process().classify_bytes(&jpeg).unwrap();
+    let addr = server.addr;
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..48)
+            .map(|_| {
+                let (jpeg, expected) = (&jpeg, &expected);
+                s.spawn(move || {
+                    let response = predict_raw(addr, jpeg);
+                    match response.status {
+                        200 => assert_prediction_matches(&response.json()["prediction"], expected),
+                        503 => {
+                            let message = response.assert_error(503);
+                            assert!(message.contains("overloaded"), "{message}");
+                            assert_eq!(
+                                response.headers.get("retry-after").map(String::as_str),
+                                Some("1")
+                            );
+                        }
+                        other => panic!("unexpected status {other}: {}", response.text()),
+                    }
+                    response.status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        statuses.contains(&503),
+        "the burst never filled the queue: {statuses:?}"
+    );
+    assert!(
+        statuses.contains(&200),
+        "nothing was served during the burst"
+    );
+    // Once the burst is over, every request is served again.
+    for _ in 0..5 {
+        let response = predict_raw(addr, &jpeg);
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_prediction_matches(&response.json()["prediction"], &expected);
+    }
+}
+
+#[test]
+fn images_past_the_request_timeout_answer_503_and_the_server_keeps_serving() {
+    // 16 images need tens of milliseconds of inference on any CPU: far past 1 ms.
+    let server = Server::start(&["--request-timeout-ms", "1", "--max-batch", "16"]);
+    let jpegs: Vec<Vec<u8>> = test_ids(16).iter().map(|id| image(id)).collect();
+    let files: Vec<(&str, &[u8])> = jpegs.iter().map(|j| ("file", j.as_slice())).collect();
+    let (content_type, body) = multipart(&files);
+    let response = server.post("/predict/batch", &content_type, &body);
+    assert_eq!(response.status, 200, "{}", response.text());
+    // Each image waits on its own deadline: those not answered within 1 ms are 503 items.
+    let items = response.json()["predictions"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 16);
+    let timed_out = items
+        .iter()
+        .filter(|item| {
+            item["success"] == false
+                && item["status"] == 503
+                && item["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no answer within 1 ms")
+        })
+        .count();
+    let answered = items.iter().filter(|item| item["success"] == true).count();
+    assert_eq!(timed_out + answered, 16, "{items:?}");
+    assert!(
+        timed_out > 0,
+        "16 images answered within 1 ms each: {items:?}"
+    );
+    assert_eq!(server.get("/health").status, 200);
+}
+
 #[test]
 fn sigterm_finishes_in_flight_requests_then_exits_cleanly() {
     // A long batching window keeps the request in flight when the signal arrives.
