@@ -179,14 +179,7 @@ fn concurrent_requests_are_batched_and_answered_correctly() {
             let (ids, expected) = (&ids, &expected);
             s.spawn(move || {
                 let i = t % ids.len();
-                let (content_type, body) = multipart(&[("file", &image(&ids[i]))]);
-                let mut raw = format!(
-                    "POST /predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-                    body.len()
-                )
-                .into_bytes();
-                raw.extend_from_slice(&body);
-                let response = send(addr, &raw);
+                let response = predict_raw(addr, &image(&ids[i]));
                 assert_eq!(response.status, 200, "{}", response.text());
                 assert_prediction_matches(&response.json()["prediction"], &expected[i]);
             });
@@ -311,16 +304,7 @@ fn sigterm_finishes_in_flight_requests_then_exits_cleanly() {
     let mut server = Server::start(&["--max-batch", "64", "--max-wait-ms", "1500"]);
     let addr = server.addr;
     let bytes = image(&test_ids(1)[0]);
-    let in_flight = std::thread::spawn(move || {
-        let (content_type, body) = multipart(&[("file", &bytes)]);
-        let mut raw = format!(
-            "POST /predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        raw.extend_from_slice(&body);
-        send(addr, &raw)
-    });
+    let in_flight = std::thread::spawn(move || predict_raw(addr, &bytes));
     std::thread::sleep(Duration::from_millis(400));
     let status = server.terminate();
     let response = in_flight.join().unwrap();
