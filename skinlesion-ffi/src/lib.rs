@@ -274,7 +274,12 @@ fn set_last_error(message: &str) {
 /// Runs one API call: clears the thread's last error, catches panics, and turns a failure into
 /// its status with the message stored for `skinlesion_last_error_message`.
 fn call(f: impl FnOnce() -> Result<(), Failure>) -> skinlesion_status {
-    set_last_error("");
+    // Successful calls (the common case) leave an already empty message untouched.
+    LAST_ERROR.with(|e| {
+        if !e.borrow().is_empty() {
+            *e.borrow_mut() = CString::default();
+        }
+    });
     let failure = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => return skinlesion_status::Ok,
         Ok(Err(failure)) => failure,

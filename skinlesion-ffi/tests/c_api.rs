@@ -46,29 +46,39 @@ fn pkg_config(package: &str) -> Vec<String> {
         .collect()
 }
 
-/// Compiles `sources` into `out` with warnings as errors.
-fn compile(compiler: &str, std: &str, sources: &[PathBuf], package: &str, out: &Path) {
+/// Compiles `source` with warnings as errors into a program in a fresh temporary folder (which
+/// the caller keeps alive), linked against pkg-config `package`.
+fn compile(
+    compiler: &str,
+    std: &str,
+    source: &Path,
+    package: &str,
+) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join(source.file_stem().unwrap());
     let status = Command::new(compiler)
         .args([std, "-Wall", "-Wextra", "-Werror", "-O1", "-g", "-pthread"])
-        .args(sources)
+        .arg(source)
         .arg("-o")
-        .arg(out)
+        .arg(&program)
         .args(pkg_config(package))
         .status()
         .expect("the compiler runs");
-    assert!(status.success(), "{compiler} failed on {sources:?}");
+    assert!(
+        status.success(),
+        "{compiler} failed on {}",
+        source.display()
+    );
+    (dir, program)
 }
 
+/// The program's stdout, after checking it exited successfully.
 fn success(out: Output, what: &str) -> String {
     assert!(
         out.status.success(),
         "{what} failed: {}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("not a medical device"),
-        "{what} shows the disclaimer"
     );
     String::from_utf8(out.stdout).unwrap()
 }
@@ -85,7 +95,13 @@ fn example_agrees_with_core(binary: &Path) {
         .env_remove("LD_LIBRARY_PATH")
         .output()
         .unwrap();
+    let shows_disclaimer = String::from_utf8_lossy(&out.stderr).contains("not a medical device");
     let stdout = success(out, &binary.display().to_string());
+    assert!(
+        shows_disclaimer,
+        "{} shows the disclaimer",
+        binary.display()
+    );
     let classifier = Classifier::builder(shipped_model())
         .device(Device::Cpu)
         .build()
@@ -111,28 +127,22 @@ fn example_agrees_with_core(binary: &Path) {
 
 #[test]
 fn c_example_links_the_shared_library_and_agrees_with_the_core() {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("classify");
-    compile(
+    let (_dir, binary) = compile(
         "cc",
         "-std=c11",
-        &[workspace().join("examples/c/classify.c")],
+        &workspace().join("examples/c/classify.c"),
         "skinlesion",
-        &binary,
     );
     example_agrees_with_core(&binary);
 }
 
 #[test]
 fn cpp_example_links_the_static_library_and_agrees_with_the_core() {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("classify");
-    compile(
+    let (_dir, binary) = compile(
         "c++",
         "-std=c++17",
-        &[workspace().join("examples/cpp/classify.cpp")],
+        &workspace().join("examples/cpp/classify.cpp"),
         "skinlesion-static",
-        &binary,
     );
     // Statically linked: no libskinlesion.so needed at run time.
     let needed = Command::new("readelf").arg("-d").arg(&binary).output();
@@ -144,14 +154,11 @@ fn cpp_example_links_the_static_library_and_agrees_with_the_core() {
 
 #[test]
 fn every_error_path_is_an_error_under_valgrind() {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("errors");
-    compile(
+    let (dir, binary) = compile(
         "cc",
         "-std=c11",
-        &[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/c/errors.c")],
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/c/errors.c"),
         "skinlesion",
-        &binary,
     );
     // A copy of the shipped model whose weights are cut short: the checksum no longer matches.
     let bad = dir.path().join("bad");
@@ -174,7 +181,10 @@ fn every_error_path_is_an_error_under_valgrind() {
             "valgrind is missing in CI"
         );
         eprintln!("valgrind not found: running the error checks without it");
-        success_plain(Command::new(&binary).args(&args).output().unwrap());
+        success(
+            Command::new(&binary).args(&args).output().unwrap(),
+            "the error checks",
+        );
         return;
     }
     let out = Command::new("valgrind")
@@ -194,18 +204,8 @@ fn every_error_path_is_an_error_under_valgrind() {
         .args(&args)
         .output()
         .unwrap();
-    let stdout = success_plain(out);
+    let stdout = success(out, "the error checks under valgrind");
     assert!(stdout.contains("all checks passed"));
-}
-
-fn success_plain(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "error checks failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]

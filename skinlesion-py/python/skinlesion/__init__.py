@@ -238,7 +238,7 @@ def _to_input(image: Any) -> tuple:
     if isinstance(image, (str, os.PathLike)):
         return ("file", os.fspath(image))
     if isinstance(image, (bytes, bytearray, memoryview)):
-        return ("encoded", bytes(image) if not isinstance(image, bytes) else image)
+        return ("encoded", image if isinstance(image, bytes) else bytes(image))
     module = type(image).__module__
     if module.startswith("PIL."):
         return _from_pil(image)
