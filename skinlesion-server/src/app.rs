@@ -147,17 +147,7 @@ pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Result<
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let route = route_name(request.uri().path());
-    let response = std::panic::AssertUnwindSafe(dispatch(&state, route, request))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| {
-            tracing::error!(request_id = id, route, "handler panicked");
-            Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error while handling the request",
-            ))
-        })
-        .unwrap_or_else(ApiError::into_response);
+    let response = answer_panics(id, route, dispatch(&state, route, request)).await;
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
     state.metrics.observe(route, status, seconds);
@@ -171,6 +161,26 @@ pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Result<
         "request"
     );
     Ok(response)
+}
+
+/// Runs a handler, answering a panic inside it as a 500 JSON error: one bad request costs
+/// neither its client the answer nor the server anything else.
+async fn answer_panics(
+    id: u64,
+    route: &'static str,
+    handler: impl std::future::Future<Output = Result<Reply, ApiError>>,
+) -> Reply {
+    std::panic::AssertUnwindSafe(handler)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!(request_id = id, route, "handler panicked");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error while handling the request",
+            ))
+        })
+        .unwrap_or_else(ApiError::into_response)
 }
 
 /// A fixed route name (never the raw path, which a client controls).
@@ -398,4 +408,55 @@ async fn read_files(
         }
     }
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    async fn body_json(response: Reply) -> serde_json::Value {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500_json() {
+        let response = answer_panics(7, "/predict", async {
+            panic!("injected fault in a handler");
+        })
+        .await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers()[CONTENT_TYPE],
+            HeaderValue::from_static("application/json")
+        );
+        assert_eq!(
+            body_json(response).await,
+            json!({ "success": false, "error": "internal error while handling the request" })
+        );
+    }
+
+    #[tokio::test]
+    async fn handler_errors_and_answers_pass_through_unchanged() {
+        let error = answer_panics(8, "/predict", async {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, "no file"))
+        })
+        .await;
+        assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body_json(error).await,
+            json!({ "success": false, "error": "no file" })
+        );
+        let ok = answer_panics(9, "/health", async {
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({ "status": "healthy" }),
+            ))
+        })
+        .await;
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert_eq!(body_json(ok).await, json!({ "status": "healthy" }));
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skinlesion_core::{Classifier, Prediction, PreparedImage};
+use skinlesion_core::{Prediction, PreparedImage};
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
@@ -33,19 +33,24 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Starts the inference thread.
-    pub fn start(
-        classifier: Arc<Classifier>,
+    /// Starts the inference thread, which answers each batch with `infer` (in the server,
+    /// `Classifier::classify_prepared`). A panic inside `infer` fails that batch's requests,
+    /// not the thread.
+    pub fn start<F>(
+        infer: F,
         max_batch: usize,
         max_wait: Duration,
         queue_size: usize,
         metrics: Arc<Metrics>,
-    ) -> Self {
+    ) -> Self
+    where
+        F: Fn(&[PreparedImage]) -> skinlesion_core::Result<Vec<Prediction>> + Send + 'static,
+    {
         let (queue, jobs) = mpsc::sync_channel::<Job>(queue_size);
         let thread_metrics = Arc::clone(&metrics);
         std::thread::Builder::new()
             .name("inference".into())
-            .spawn(move || run(classifier, jobs, max_batch.max(1), max_wait, thread_metrics))
+            .spawn(move || run(infer, jobs, max_batch.max(1), max_wait, thread_metrics))
             .expect("spawn inference thread");
         Self { queue, metrics }
     }
@@ -68,7 +73,7 @@ impl Batcher {
 }
 
 fn run(
-    classifier: Arc<Classifier>,
+    infer: impl Fn(&[PreparedImage]) -> skinlesion_core::Result<Vec<Prediction>>,
     jobs: mpsc::Receiver<Job>,
     max_batch: usize,
     max_wait: Duration,
@@ -94,9 +99,7 @@ fn run(
         metrics.batch_size.observe(batch.len() as f64);
         let (images, replies): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|j| (j.image, j.reply)).unzip();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            classifier.classify_prepared(&images)
-        }));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| infer(&images)));
         match outcome {
             Ok(Ok(predictions)) => {
                 for (reply, prediction) in replies.into_iter().zip(predictions) {
@@ -116,5 +119,57 @@ fn run(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use skinlesion_core::{Classifier, Device};
+
+    use super::*;
+
+    fn classifier() -> Arc<Classifier> {
+        let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/skinlesion-v1.json");
+        Arc::new(
+            Classifier::builder(model)
+                .device(Device::Cpu)
+                .build()
+                .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_inference_fails_its_batch_and_the_next_batch_is_answered() {
+        let classifier = classifier();
+        let image = skinlesion_core::testing::ham10000_sample("test", 1).remove(0);
+        let bytes = std::fs::read(&image.path).unwrap();
+        let expected = classifier.classify_bytes(&bytes).unwrap();
+
+        let calls = Arc::new(AtomicUsize::new(0));
+        let infer = {
+            let (classifier, calls) = (Arc::clone(&classifier), Arc::clone(&calls));
+            move |images: &[PreparedImage]| {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("injected fault in the first forward pass");
+                }
+                classifier.classify_prepared(images)
+            }
+        };
+        let batcher = Batcher::start(infer, 4, Duration::ZERO, 8, Arc::new(Metrics::new(4)));
+
+        let first = batcher.submit(classifier.prepare(&bytes).unwrap()).unwrap();
+        assert_eq!(
+            first.await.unwrap().unwrap_err(),
+            "inference failed internally"
+        );
+        for _ in 0..3 {
+            let answer = batcher.submit(classifier.prepare(&bytes).unwrap()).unwrap();
+            let prediction = answer.await.unwrap().unwrap();
+            assert_eq!(prediction.class(), expected.class());
+            assert!((prediction.confidence() - expected.confidence()).abs() < 1e-6);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
     }
 }

@@ -124,8 +124,9 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config, classifier: Arc<Classifier>, cores: usize) -> std::io::Result<()> {
     let metrics = Arc::new(Metrics::new(config.max_batch));
+    let inference = Arc::clone(&classifier);
     let batcher = Batcher::start(
-        Arc::clone(&classifier),
+        move |images| inference.classify_prepared(images),
         config.max_batch,
         Duration::from_millis(config.max_wait_ms),
         config.queue_size.max(1),

@@ -40,12 +40,20 @@ pub struct Server {
 
 impl Server {
     pub fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_skinlesion-server"))
+        Self::start_with(args, |_| {})
+    }
+
+    /// Like `start`, after `customise` has set up the command (working directory, environment).
+    pub fn start_with(args: &[&str], customise: impl FnOnce(&mut Command)) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_skinlesion-server"));
+        command
             .arg("--model")
             .arg(model())
             .args(["--port", "0", "--device", "cpu"])
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info");
+        customise(&mut command);
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -97,13 +105,7 @@ impl Server {
     }
 
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> HttpResponse {
-        let mut raw = format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        raw.extend_from_slice(body);
-        self.send(&raw)
+        post(self.addr, path, content_type, body)
     }
 
     pub fn predict(&self, files: &[(&str, &[u8])]) -> HttpResponse {
@@ -153,6 +155,17 @@ impl HttpResponse {
         assert!(!message.is_empty());
         message
     }
+}
+
+/// A POST with a body, on a fresh connection.
+pub fn post(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> HttpResponse {
+    let mut raw = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    send(addr, &raw)
 }
 
 /// One HTTP/1.1 exchange on a fresh connection (the request says `Connection: close`).
