@@ -11,10 +11,13 @@ setup-test:
 run: setup
 	cargo run --release -p skinlesion-server -- --model models/skinlesion-v1.json
 
-# Every test: formatting, lints, the whole workspace's tests and doctests, then the Python
-# package (wheel build, fresh-venv smoke test, pytest, the example notebook).
+# Every test: formatting, lints, the whole workspace's tests and doctests, the Python package
+# (wheel build, fresh-venv smoke test, pytest, the example notebook), then a fuzz smoke run
+# (a few seconds per target; `bash fuzz/run.sh` alone fuzzes for minutes).
 test: setup-test
 	cargo fmt --all --check
+	cargo fmt --manifest-path fuzz/Cargo.toml --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace
 	bash skinlesion-py/tests/run.sh
+	bash fuzz/run.sh 10

@@ -64,7 +64,7 @@ impl AppState {
     }
 }
 
-type Reply = Response<Full<Bytes>>;
+pub type Reply = Response<Full<Bytes>>;
 
 /// An error answered as `{"success": false, "error": "..."}`.
 #[derive(Debug)]

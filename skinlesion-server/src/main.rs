@@ -2,10 +2,6 @@
 //!
 //! Research and education only; not a medical device.
 
-mod app;
-mod batcher;
-mod metrics;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,17 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use skinlesion_core::image::{DynamicImage, RgbImage};
 use skinlesion_core::{Classifier, Device, DISCLAIMER};
 use tokio::net::TcpListener;
 
-use crate::app::{AppState, Limits};
-use crate::batcher::Batcher;
-use crate::metrics::Metrics;
+use skinlesion_server::app::{AppState, Limits};
+use skinlesion_server::batcher::Batcher;
+use skinlesion_server::metrics::Metrics;
 
 const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/skinlesion-v1.json");
 
@@ -184,13 +178,7 @@ async fn serve(config: Config, classifier: Arc<Classifier>, cores: usize) -> std
                         continue;
                     }
                 };
-                let state = Arc::clone(&state);
-                let service = service_fn(move |request| app::handle(Arc::clone(&state), request));
-                let connection = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    // Slow clients cannot hold connections open by trickling headers.
-                    .header_read_timeout(Duration::from_secs(30))
-                    .serve_connection(TokioIo::new(stream), service);
+                let connection = skinlesion_server::connection(Arc::clone(&state), TokioIo::new(stream));
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Fuzzing, one command:  bash fuzz/run.sh [SECONDS_PER_TARGET] [TARGET ...]
+#
+# Runs each cargo-fuzz (libFuzzer + AddressSanitizer) target for SECONDS_PER_TARGET (default
+# 300) from corpora seeded with real HAM10000 images, and prints each target's executions.
+# Targets: classify_bytes (bytes -> decode -> preprocess -> classify, tiny model),
+# http_request (raw HTTP through the server's real request path), c_api (the C ABI's pixel,
+# encoded and batch calls with arbitrary sizes and strides). CI runs it for a few seconds each.
+#
+# The machine has only stable Rust: RUSTC_BOOTSTRAP=1 lets it take the -Z flags cargo-fuzz
+# passes for sanitizer coverage. A crash leaves its input in fuzz/artifacts/TARGET/ and fails.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+seconds=${1:-300}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(classify_bytes http_request c_api)
+
+bash scripts/setup.sh >/dev/null
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked --quiet cargo-fuzz@0.13.2
+data=${SKINLESION_DATA:-../shared/data/ham10000}
+corpus=fuzz/corpus
+[ -d "$corpus/c_api" ] || .venv/bin/python fuzz/seed_corpus.py "$data" "$corpus" 16
+
+export RUSTC_BOOTSTRAP=1
+for target in "${targets[@]}"; do
+  log=fuzz/corpus/$target.log
+  # Merge the seeds' coverage first so each run starts from the real images.
+  cargo fuzz run --fuzz-dir fuzz "$target" "$corpus/$target" -- \
+    -max_total_time="$seconds" -max_len=65536 -timeout=30 -rss_limit_mb=4096 \
+    -print_final_stats=1 2> "$log" || { tail -60 "$log" >&2; echo "fuzz: $target FAILED" >&2; exit 1; }
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+  echo "fuzz: $target: $runs executions in ${seconds} s, no crash ($(ls "$corpus/$target" | wc -l) corpus inputs)"
+done
