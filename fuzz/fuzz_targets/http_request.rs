@@ -18,7 +18,8 @@ fn server() -> (tokio::runtime::Runtime, Arc<AppState>) {
     let classifier = Arc::new(skinlesion_fuzz::classifier());
     let metrics = Arc::new(Metrics::new(4));
     let inference = Arc::clone(&classifier);
-    let batcher = Batcher::start(
+    // The inference thread lives as long as the process: the state is never dropped.
+    let (batcher, _inference_thread) = Batcher::start(
         move |images| inference.classify_prepared(images),
         4,
         Duration::ZERO,

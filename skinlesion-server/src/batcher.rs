@@ -35,24 +35,26 @@ pub struct Batcher {
 impl Batcher {
     /// Starts the inference thread, which answers each batch with `infer` (in the server,
     /// `Classifier::classify_prepared`). A panic inside `infer` fails that batch's requests,
-    /// not the thread.
+    /// not the thread. The thread ends, dropping `infer`, once every `Batcher` clone is gone;
+    /// join it before the process exits, so a model `infer` owns is never freed while `exit`
+    /// tears libtorch down.
     pub fn start<F>(
         infer: F,
         max_batch: usize,
         max_wait: Duration,
         queue_size: usize,
         metrics: Arc<Metrics>,
-    ) -> Self
+    ) -> (Self, std::thread::JoinHandle<()>)
     where
         F: Fn(&[PreparedImage]) -> skinlesion_core::Result<Vec<Prediction>> + Send + 'static,
     {
         let (queue, jobs) = mpsc::sync_channel::<Job>(queue_size);
         let thread_metrics = Arc::clone(&metrics);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("inference".into())
             .spawn(move || run(infer, jobs, max_batch.max(1), max_wait, thread_metrics))
             .expect("spawn inference thread");
-        Self { queue, metrics }
+        (Self { queue, metrics }, thread)
     }
 
     /// Queues one prepared image; the answer arrives on the returned channel.
@@ -157,7 +159,8 @@ mod tests {
                 classifier.classify_prepared(images)
             }
         };
-        let batcher = Batcher::start(infer, 4, Duration::ZERO, 8, Arc::new(Metrics::new(4)));
+        let (batcher, thread) =
+            Batcher::start(infer, 4, Duration::ZERO, 8, Arc::new(Metrics::new(4)));
 
         let first = batcher.submit(classifier.prepare(&bytes).unwrap()).unwrap();
         assert_eq!(
@@ -171,5 +174,10 @@ mod tests {
             assert!((prediction.confidence() - expected.confidence()).abs() < 1e-6);
         }
         assert_eq!(calls.load(Ordering::SeqCst), 4);
+
+        // Without batchers the thread ends, and has dropped `infer` (its classifier) by then.
+        drop(batcher);
+        thread.join().unwrap();
+        assert_eq!(Arc::strong_count(&calls), 1);
     }
 }

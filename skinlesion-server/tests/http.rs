@@ -317,6 +317,46 @@ fn sigterm_finishes_in_flight_requests_then_exits_cleanly() {
 }
 
 #[test]
+fn sigterm_after_load_exits_cleanly() {
+    // The inference thread used to free the model while `exit` tore libtorch down: a release
+    // server crashed (SIGSEGV) on SIGTERM after wrk's keep-alive load nearly every time. This
+    // harness did not hit that race (timing); the load benchmark now fails on it, and this test
+    // pins the behaviour: keep-alive load, then SIGTERM, then exit 0.
+    let mut server = Server::start(&[]);
+    let addr = server.addr;
+    let (content_type, body) = multipart(&[("file", &image(&test_ids(1)[0]))]);
+    let mut raw = format!(
+        "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(&body);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..64)
+        .map(|_| {
+            let (raw, stop) = (raw.clone(), stop.clone());
+            // Each client keeps one connection busy, then closes it, as a load generator does.
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                let mut answered = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let reply = exchange(&mut stream, &raw);
+                    assert!(reply.starts_with(b"HTTP/1.1 200"), "{reply:?}");
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(2000));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answered: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    assert!(answered > 0);
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status:?} after SIGTERM");
+}
+
+#[test]
 fn a_missing_or_corrupt_model_stops_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let run = |model: &std::path::Path| {

@@ -174,8 +174,16 @@ pub fn send(addr: SocketAddr, raw: &[u8]) -> HttpResponse {
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
+    parse_response(&exchange(&mut stream, raw))
+}
+
+/// Writes one request on `stream` and reads its raw response (empty if the peer closed), so a
+/// caller can keep the connection alive for the next one.
+pub fn exchange(stream: &mut TcpStream, raw: &[u8]) -> Vec<u8> {
     // Write and read at once: a server may answer (413) before reading the whole body.
-    let mut writer = stream.try_clone().unwrap();
+    let Ok(mut writer) = stream.try_clone() else {
+        return Vec::new();
+    };
     let raw = raw.to_vec();
     let writing = std::thread::spawn(move || {
         let _ = writer.write_all(&raw);
@@ -194,7 +202,7 @@ pub fn send(addr: SocketAddr, raw: &[u8]) -> HttpResponse {
         }
     }
     let _ = writing.join();
-    parse_response(&bytes)
+    bytes
 }
 
 fn response_complete(bytes: &[u8]) -> bool {
