@@ -18,6 +18,7 @@ test: setup-test
 	cargo fmt --all --check
 	cargo fmt --manifest-path fuzz/Cargo.toml --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 	cargo test --workspace
 	bash skinlesion-py/tests/run.sh
 	bash fuzz/run.sh 10

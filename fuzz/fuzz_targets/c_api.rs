@@ -101,6 +101,8 @@ fuzz_target!(|data: &[u8]| {
             statuses.as_mut_ptr(),
         );
         assert_eq!(statuses[0], statuses[1], "the same image, two statuses");
+        // The call reports its first failed item, or OK.
+        assert_eq!(status, statuses[0], "the batch's status is not its items'");
         checked(statuses[0], &out[0]);
     }
 });
