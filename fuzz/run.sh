@@ -26,7 +26,7 @@ corpus=fuzz/corpus
 export RUSTC_BOOTSTRAP=1
 for target in "${targets[@]}"; do
   log=fuzz/corpus/$target.log
-  # Merge the seeds' coverage first so each run starts from the real images.
+  # The corpus folder holds the real-image seeds plus what earlier runs found.
   cargo fuzz run --fuzz-dir fuzz "$target" "$corpus/$target" -- \
     -max_total_time="$seconds" -max_len=65536 -timeout=30 -rss_limit_mb=4096 \
     -print_final_stats=1 2> "$log" || { tail -60 "$log" >&2; echo "fuzz: $target FAILED" >&2; exit 1; }

@@ -209,13 +209,7 @@ fn concurrent_requests_are_batched_and_answered_correctly() {
 /// POST /predict of one image on a fresh connection.
 fn predict_raw(addr: std::net::SocketAddr, jpeg: &[u8]) -> HttpResponse {
     let (content_type, body) = multipart(&[("file", jpeg)]);
-    let mut raw = format!(
-        "POST /predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    raw.extend_from_slice(&body);
-    send(addr, &raw)
+    post(addr, "/predict", &content_type, &body)
 }
 
 #[test]
@@ -325,12 +319,7 @@ fn sigterm_after_load_exits_cleanly() {
     let mut server = Server::start(&[]);
     let addr = server.addr;
     let (content_type, body) = multipart(&[("file", &image(&test_ids(1)[0]))]);
-    let mut raw = format!(
-        "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    raw.extend_from_slice(&body);
+    let raw = post_request("/predict", &content_type, &body, true);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let clients: Vec<_> = (0..64)
         .map(|_| {

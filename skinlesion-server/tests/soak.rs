@@ -104,16 +104,8 @@ fn files_under(dir: &Path) -> Vec<String> {
 
 /// A multipart body whose file name also carries the marker.
 fn multipart_named(field: &str, name: &str, files: &[&[u8]]) -> (String, Vec<u8>) {
-    let mut body = Vec::new();
-    for data in files {
-        body.extend_from_slice(
-            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\nContent-Type: image/jpeg\r\n\r\n").as_bytes(),
-        );
-        body.extend_from_slice(data);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={BOUNDARY}"), body)
+    let parts: Vec<(&str, &str, &[u8])> = files.iter().map(|data| (field, name, *data)).collect();
+    multipart_parts(&parts)
 }
 
 #[test]

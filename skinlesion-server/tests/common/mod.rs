@@ -159,13 +159,23 @@ impl HttpResponse {
 
 /// A POST with a body, on a fresh connection.
 pub fn post(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> HttpResponse {
+    send(addr, &post_request(path, content_type, body, false))
+}
+
+/// The bytes of a POST with a body; `keep_alive` leaves out `Connection: close`.
+pub fn post_request(path: &str, content_type: &str, body: &[u8], keep_alive: bool) -> Vec<u8> {
+    let connection = if keep_alive {
+        ""
+    } else {
+        "Connection: close\r\n"
+    };
     let mut raw = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: x\r\n{connection}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .into_bytes();
     raw.extend_from_slice(body);
-    send(addr, &raw)
+    raw
 }
 
 /// One HTTP/1.1 exchange on a fresh connection (the request says `Connection: close`).
@@ -272,11 +282,22 @@ pub fn dechunk(mut data: &[u8]) -> Vec<u8> {
 pub const BOUNDARY: &str = "----skinlesion-test-boundary";
 
 pub fn multipart(files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let names: Vec<String> = (0..files.len()).map(|i| format!("image{i}.jpg")).collect();
+    let parts: Vec<(&str, &str, &[u8])> = files
+        .iter()
+        .zip(&names)
+        .map(|((field, data), name)| (*field, name.as_str(), *data))
+        .collect();
+    multipart_parts(&parts)
+}
+
+/// A multipart body of (field, file name, data) parts, and its content type.
+pub fn multipart_parts(parts: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
     let mut body = Vec::new();
-    for (i, (field, data)) in files.iter().enumerate() {
+    for (field, name, data) in parts {
         body.extend_from_slice(
             format!(
-                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"image{i}.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\nContent-Type: image/jpeg\r\n\r\n"
             )
             .as_bytes(),
         );
