@@ -216,16 +216,26 @@ fn predict_raw(addr: std::net::SocketAddr, jpeg: &[u8]) -> HttpResponse {
 fn a_full_queue_answers_503_with_retry_after_and_recovers() {
     // One waiting image at most and one image per forward pass: a burst must overflow.
     let server = Server::start(&["--queue-size", "1", "--max-batch", "1"]);
-    let id = &test_ids(1)[0];
-    let jpeg = image(id);
-    let expected = in_process().classify_bytes(&jpeg).unwrap();
+    // A real image shrunk to a tiny PNG: it decodes in microseconds while every forward pass
+    // still costs the full network, so the burst outpaces inference and the queue fills. (A
+    // full-size JPEG decodes about as fast as one inference thread classifies, and the queue
+    // then filled only sometimes.)
+    let full = skinlesion_core::image::load_from_memory(&image(&test_ids(1)[0])).unwrap();
+    let mut png = Vec::new();
+    full.thumbnail_exact(20, 15)
+        .write_to(
+            &mut std::io::Cursor::new(&mut png),
+            skinlesion_core::image::ImageFormat::Png,
+        )
+        .unwrap();
+    let expected = in_process().classify_bytes(&png).unwrap();
     let addr = server.addr;
     let statuses: Vec<u16> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..48)
             .map(|_| {
-                let (jpeg, expected) = (&jpeg, &expected);
+                let (png, expected) = (&png, &expected);
                 s.spawn(move || {
-                    let response = predict_raw(addr, jpeg);
+                    let response = predict_raw(addr, png);
                     match response.status {
                         200 => assert_prediction_matches(&response.json()["prediction"], expected),
                         503 => {
@@ -254,7 +264,7 @@ fn a_full_queue_answers_503_with_retry_after_and_recovers() {
     );
     // Once the burst is over, every request is served again.
     for _ in 0..5 {
-        let response = predict_raw(addr, &jpeg);
+        let response = predict_raw(addr, &png);
         assert_eq!(response.status, 200, "{}", response.text());
         assert_prediction_matches(&response.json()["prediction"], &expected);
     }
