@@ -34,6 +34,7 @@ calibration = meta["calibration"]
 mean = np.array(spec["mean"], np.float32)
 std = np.array(spec["std"], np.float32)
 log_prior = torch.tensor(calibration.get("log_prior") or [0.0] * len(classes))
+decision_bias = torch.tensor(calibration.get("decision_bias") or [0.0] * len(classes))
 
 app = Flask(__name__)
 
@@ -68,7 +69,7 @@ def predict():
     with torch.no_grad():
         logits = module(x)[0]
     probs = torch.softmax(logits / calibration["temperature"] + log_prior, dim=0)
-    decision = int(torch.argmax(logits))
+    decision = int(torch.argmax(logits + decision_bias))
     confidence = float(probs[decision])
     code = classes[decision] if confidence >= calibration["unknown_threshold"] else "UNK"
     order = sorted(range(len(classes)), key=lambda i: list(CODES).index(classes[i]))

@@ -410,18 +410,19 @@ impl Classifier {
             scaled += Tensor::from_slice(&calibration.log_prior);
         }
         let probs = scaled.softmax(1, tch::Kind::Float);
-        let decisions = Vec::<i64>::try_from(logits.argmax(1, false))
-            .map_err(|e| Error::Inference(e.to_string()))?;
-        let flat = Vec::<f32>::try_from(probs.flatten(0, -1))
-            .map_err(|e| Error::Inference(e.to_string()))?;
-        Ok(flat
+        let rows = |t: &Tensor| {
+            Vec::<f32>::try_from(t.to_kind(tch::Kind::Float).flatten(0, -1))
+                .map_err(|e| Error::Inference(e.to_string()))
+        };
+        let (logits, probs) = (rows(logits)?, rows(&probs)?);
+        Ok(probs
             .chunks(c as usize)
-            .zip(decisions)
+            .zip(logits.chunks(c as usize))
             .take(n as usize)
-            .map(|(row, decision)| {
+            .map(|(row, logits)| {
                 Prediction::with_decision(
                     classes.iter().copied().zip(row.iter().copied()),
-                    classes[decision as usize],
+                    classes[calibration.decision(logits)],
                     calibration.unknown_threshold,
                 )
             })

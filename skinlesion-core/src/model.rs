@@ -52,10 +52,12 @@ pub struct ModelMetadata {
 /// Post-hoc calibration, fitted on validation data.
 ///
 /// Probabilities are `softmax(logits / temperature + log_prior)`. The answer is the class with
-/// the largest logit: for a network trained with a class-balanced loss that is the balanced
-/// decision (rare cancers are not drowned out by common nevi), and `log_prior` (the log of the
-/// training class frequencies) turns its scores back into probabilities that match real
-/// prevalence, so the reported confidence can be trusted whichever class is answered.
+/// the largest `logit + decision_bias`: for a network trained with a class-balanced loss the
+/// logits alone give the balanced decision (rare cancers are not drowned out by common nevi),
+/// and the bias moves that operating point (e.g. towards more melanomas found, at the cost of
+/// more false alarms). `log_prior` (the log of the training class frequencies) turns the scores
+/// back into probabilities that match real prevalence, so the reported confidence can be
+/// trusted whichever class is answered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Calibration {
@@ -66,6 +68,27 @@ pub struct Calibration {
     /// Per-class log prior in the model's output order; empty for none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log_prior: Vec<f32>,
+    /// Per-class offset added to the logits when choosing the answer (never to the
+    /// probabilities); empty for none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decision_bias: Vec<f32>,
+}
+
+impl Calibration {
+    /// The index of the answer for one row of logits: the largest `logit + decision_bias`
+    /// (the first on ties).
+    pub fn decision(&self, logits: &[f32]) -> usize {
+        let mut best = 0;
+        let mut best_score = f32::NEG_INFINITY;
+        for (i, &l) in logits.iter().enumerate() {
+            let score = l + self.decision_bias.get(i).copied().unwrap_or(0.0);
+            if score > best_score {
+                best = i;
+                best_score = score;
+            }
+        }
+        best
+    }
 }
 
 impl Default for Calibration {
@@ -74,6 +97,7 @@ impl Default for Calibration {
             temperature: 1.0,
             unknown_threshold: 0.0,
             log_prior: Vec::new(),
+            decision_bias: Vec::new(),
         }
     }
 }
@@ -127,6 +151,14 @@ impl ModelMetadata {
         {
             return fail(format!(
                 "log_prior must be empty or {} finite values, one per class",
+                self.classes.len()
+            ));
+        }
+        if !(c.decision_bias.is_empty() || c.decision_bias.len() == self.classes.len())
+            || c.decision_bias.iter().any(|v| !v.is_finite())
+        {
+            return fail(format!(
+                "decision_bias must be empty or {} finite values, one per class",
                 self.classes.len()
             ));
         }

@@ -132,6 +132,7 @@ fn prior_correction_calibrates_probabilities_but_keeps_the_balanced_decision() {
         temperature: 0.8,
         unknown_threshold: 0.0,
         log_prior: log_prior.clone(),
+        decision_bias: Vec::new(),
     });
     let classifier = cpu(&fx.manifest);
     for path in real_images(6) {
@@ -323,6 +324,40 @@ fn many_threads_share_one_classifier() {
             });
         }
     });
+}
+
+#[test]
+fn decision_bias_moves_the_answer_but_not_the_probabilities() {
+    let plain = fixture(calibrated());
+    let biased = fixture(Calibration {
+        // Far above any logit gap: melanoma always wins the decision.
+        decision_bias: vec![0.0, 0.0, 0.0, 0.0, 1e3, 0.0, 0.0, 0.0],
+        ..calibrated()
+    });
+    assert_eq!(CLASSES[4], LesionClass::Melanoma);
+    let (plain, biased_classifier) = (cpu(&plain.manifest), cpu(&biased.manifest));
+    for path in real_images(4) {
+        let bytes = read(&path);
+        let (a, b) = (
+            plain.classify_bytes(&bytes).unwrap(),
+            biased_classifier.classify_bytes(&bytes).unwrap(),
+        );
+        assert_eq!(b.best_guess(), LesionClass::Melanoma);
+        assert_eq!(a.probabilities(), b.probabilities());
+        assert_eq!(
+            b.confidence(),
+            b.probability(LesionClass::Melanoma).unwrap()
+        );
+    }
+    // A bias of the wrong length is refused on load.
+    let text = std::fs::read_to_string(&biased.manifest).unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+    manifest["calibration"]["decision_bias"] = serde_json::json!([1.0]);
+    std::fs::write(&biased.manifest, manifest.to_string()).unwrap();
+    assert!(matches!(
+        Classifier::load(&biased.manifest),
+        Err(Error::MetadataMismatch(_))
+    ));
 }
 
 #[test]

@@ -105,6 +105,10 @@ struct TrainArgs {
     weight_decay: f64,
     #[arg(long, default_value_t = 0.05)]
     label_smoothing: f64,
+    /// Share of validation melanomas the answer must find (sets the melanoma decision bias;
+    /// 0 keeps the balanced decision). Can be changed when re-exporting with --resume.
+    #[arg(long, default_value_t = 0.75)]
+    melanoma_sensitivity: f64,
     /// Stop when validation balanced accuracy has not improved for this many epochs (the
     /// default runs the whole cosine schedule: its low-learning-rate end is where the best
     /// epochs usually are, and small validation classes make the metric noisy).
@@ -140,6 +144,7 @@ fn main() -> ExitCode {
                 learning_rate: a.lr,
                 weight_decay: a.weight_decay,
                 label_smoothing: a.label_smoothing,
+                melanoma_sensitivity: a.melanoma_sensitivity,
                 patience: a.patience,
                 seed: a.seed,
                 max_train_images: a.max_train_images,

@@ -246,9 +246,75 @@ pub fn unknown_threshold(
     best
 }
 
+/// The smallest bias `b ≥ 0` that, added to class `class`'s logit before the argmax, makes
+/// at least `target` of that class's images answered as it (its recall). Exact: each image of
+/// the class needs its largest rival's margin over it; the bias is the ⌈target·n⌉-th smallest
+/// such need, plus a hair so that the comparison is strict. 0 when the class has no images or
+/// the unbiased decision already reaches the target.
+pub fn bias_for_recall(logits: &[Vec<f32>], truth: &[usize], class: usize, target: f64) -> f32 {
+    let mut needs: Vec<f32> = logits
+        .iter()
+        .zip(truth)
+        .filter(|(_, &t)| t == class)
+        .map(|(l, _)| {
+            let rival = l
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != class)
+                .map(|(_, &v)| v)
+                .fold(f32::NEG_INFINITY, f32::max);
+            rival - l[class]
+        })
+        .collect();
+    if needs.is_empty() {
+        return 0.0;
+    }
+    needs.sort_by(f32::total_cmp);
+    let k = ((target.clamp(0.0, 1.0) * needs.len() as f64).ceil() as usize).max(1);
+    let need = needs[k - 1];
+    if need < 0.0 {
+        0.0
+    } else {
+        need + 1e-4 * need.abs().max(1.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bias_for_recall_reaches_the_target_exactly() {
+        // Class 1's images need margins 0.5, 1.0 and 2.0 to win; one is already right.
+        let logits = vec![
+            vec![1.0f32, 0.5],
+            vec![2.0, 1.0],
+            vec![0.0, 1.0],
+            vec![3.0, 1.0],
+            vec![5.0, 0.0], // class 0: ignored
+        ];
+        let truth = [1, 1, 1, 1, 0];
+        let recall = |b: f32| {
+            logits
+                .iter()
+                .zip(&truth)
+                .filter(|(_, &t)| t == 1)
+                .filter(|(l, _)| l[1] + b > l[0])
+                .count() as f64
+                / 4.0
+        };
+        assert_eq!(bias_for_recall(&logits, &truth, 1, 0.25), 0.0);
+        for target in [0.5, 0.75, 1.0] {
+            let b = bias_for_recall(&logits, &truth, 1, target);
+            assert!(recall(b) >= target, "{target}: bias {b}");
+            assert!(
+                recall(b - 0.01) < target,
+                "{target}: bias {b} is not the smallest"
+            );
+        }
+        assert_eq!(bias_for_recall(&logits, &truth, 1, 0.5), 0.5 + 1e-4);
+        assert_eq!(bias_for_recall(&logits, &[0, 0, 0, 0, 0], 1, 0.9), 0.0);
+    }
 
     #[test]
     fn auc_handles_ties_and_degenerate_cases() {

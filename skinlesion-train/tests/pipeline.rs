@@ -54,6 +54,7 @@ fn config(dir: &Path, labels: PathBuf, name: &str) -> TrainConfig {
         learning_rate: 2e-3,
         weight_decay: 0.05,
         label_smoothing: 0.05,
+        melanoma_sensitivity: 0.8,
         patience: 5,
         seed: 7,
         max_train_images: None,
