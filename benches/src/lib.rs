@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// The shipped model's manifest.
 pub fn shipped_model() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/skinlesion-v1.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/skinlesion-v2.json")
 }
 
 pub use skinlesion_core::testing::ham10000_dir as data_dir;

@@ -9,22 +9,22 @@ use skinlesion_core::testing::ham10000_dir;
 use skinlesion_core::{Classifier, Device, LesionClass};
 
 fn manifest() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/skinlesion-v1.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/skinlesion-v2.json")
 }
 
-/// SHA-256 of `models/skinlesion-v1.pt`, recorded when the model was shipped.
-const WEIGHTS_SHA256: &str = "75a2c358bfc53d4de004a7e2e1262a5a84556b72ce1ca829fae4a039c1b85f5f";
+/// SHA-256 of `models/skinlesion-v2.pt`, recorded when the model was shipped.
+const WEIGHTS_SHA256: &str = "d5de38b9c1e1779d9beef74f37edec3a2436fe4fc56f995dde4e09c9f8049eae";
 
 /// (image id, answer, best guess, confidence), recorded with `skinlesion-train classify`.
 const RECORDED: &[(&str, &str, &str, f32)] = &[
-    ("ISIC_0024307", "NV", "NV", 0.948760),
-    ("ISIC_0024312", "UNK", "DF", 0.046771),
-    ("ISIC_0024403", "UNK", "SCC", 0.157299),
-    ("ISIC_0024418", "UNK", "MEL", 0.174348),
-    ("ISIC_0024449", "MEL", "MEL", 0.706979),
-    ("ISIC_0024948", "UNK", "SCC", 0.189418),
-    ("ISIC_0025250", "VASC", "VASC", 0.365118),
-    ("ISIC_0025302", "UNK", "SCC", 0.083792),
+    ("ISIC_0024307", "NV", "NV", 0.951174),
+    ("ISIC_0024312", "UNK", "DF", 0.071585),
+    ("ISIC_0024403", "SCC", "SCC", 0.164737),
+    ("ISIC_0024418", "MEL", "MEL", 0.286742),
+    ("ISIC_0024449", "MEL", "MEL", 0.775033),
+    ("ISIC_0024948", "AK", "AK", 0.222690),
+    ("ISIC_0025250", "VASC", "VASC", 0.546208),
+    ("ISIC_0025302", "UNK", "SCC", 0.129755),
 ];
 
 #[test]
@@ -40,6 +40,12 @@ fn shipped_model_verifies_and_classifies_as_recorded() {
     assert_eq!(classifier.classes(), LesionClass::DIAGNOSES);
     assert!(meta.calibration.temperature > 0.0);
     assert_eq!(meta.calibration.log_prior.len(), 8);
+    // The melanoma operating point (see the model card): only melanoma's decision is shifted.
+    let bias = &meta.calibration.decision_bias;
+    assert_eq!(bias.len(), 8);
+    for (class, b) in classifier.classes().iter().zip(bias) {
+        assert_eq!(*b > 0.0, *class == LesionClass::Melanoma, "{class:?}: {b}");
+    }
 
     let paths: Vec<PathBuf> = RECORDED
         .iter()

@@ -13,7 +13,7 @@ fn workspace() -> PathBuf {
 }
 
 fn shipped_model() -> PathBuf {
-    workspace().join("models/skinlesion-v1.json")
+    workspace().join("models/skinlesion-v2.json")
 }
 
 /// The folder with the libskinlesion.so/.a that cargo built for this test run: the test
@@ -163,14 +163,14 @@ fn every_error_path_is_an_error_under_valgrind() {
     // A copy of the shipped model whose weights are cut short: the checksum no longer matches.
     let bad = dir.path().join("bad");
     std::fs::create_dir(&bad).unwrap();
-    std::fs::copy(shipped_model(), bad.join("skinlesion-v1.json")).unwrap();
+    std::fs::copy(shipped_model(), bad.join("skinlesion-v2.json")).unwrap();
     let weights = std::fs::read(shipped_model().with_extension("pt")).unwrap();
-    std::fs::write(bad.join("skinlesion-v1.pt"), &weights[..weights.len() / 2]).unwrap();
+    std::fs::write(bad.join("skinlesion-v2.pt"), &weights[..weights.len() / 2]).unwrap();
     let image = &ham10000_sample("test", 1)[0].path;
     let args = [
         shipped_model(),
         image.clone(),
-        bad.join("skinlesion-v1.json"),
+        bad.join("skinlesion-v2.json"),
     ];
 
     let valgrind = Command::new("valgrind").arg("--version").output().is_ok();

@@ -23,7 +23,7 @@ import skinlesion
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DATA = pathlib.Path(os.environ.get("SKINLESION_DATA", REPO.parent / "shared" / "data" / "ham10000"))
-MODEL = REPO / "models" / "skinlesion-v1.json"
+MODEL = REPO / "models" / "skinlesion-v2.json"
 
 
 def sample_test_split(n: int) -> list[pathlib.Path]:

@@ -133,7 +133,7 @@ mod tests {
     use super::*;
 
     fn classifier() -> Arc<Classifier> {
-        let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/skinlesion-v1.json");
+        let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/skinlesion-v2.json");
         Arc::new(
             Classifier::builder(model)
                 .device(Device::Cpu)

@@ -374,7 +374,7 @@ fn a_missing_or_corrupt_model_stops_start_up() {
     // The weights the manifest names, truncated.
     let weights = std::fs::read(model().with_extension("pt")).unwrap();
     std::fs::write(
-        dir.path().join("skinlesion-v1.pt"),
+        dir.path().join("skinlesion-v2.pt"),
         &weights[..weights.len() / 2],
     )
     .unwrap();

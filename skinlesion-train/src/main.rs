@@ -33,7 +33,7 @@ enum Command {
 #[derive(clap::Args)]
 struct EvaluateArgs {
     /// Model manifest (.json) or weights (.pt).
-    #[arg(long, default_value = "models/skinlesion-v1.json")]
+    #[arg(long, default_value = "models/skinlesion-v2.json")]
     model: PathBuf,
     /// Labels CSV (HAM10000 form or generic file,label[,split]).
     #[arg(long)]
@@ -60,7 +60,7 @@ struct ClassifyArgs {
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     /// Model manifest (.json) or weights (.pt).
-    #[arg(long, default_value = "models/skinlesion-v1.json")]
+    #[arg(long, default_value = "models/skinlesion-v2.json")]
     model: PathBuf,
     #[arg(long, value_enum, default_value = "csv")]
     format: Format,
@@ -80,7 +80,7 @@ struct TrainArgs {
     #[arg(long)]
     images: PathBuf,
     /// Output manifest path; the weights go beside it with the `.pt` extension.
-    #[arg(long, default_value = "models/skinlesion-v1.json")]
+    #[arg(long, default_value = "models/skinlesion-v2.json")]
     output: PathBuf,
     /// Checkpoint folder (one checkpoint per epoch, plus the best so far).
     #[arg(long, default_value = "artifacts/checkpoints")]

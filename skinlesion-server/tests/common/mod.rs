@@ -16,7 +16,7 @@ pub fn repo() -> PathBuf {
 }
 
 pub fn model() -> PathBuf {
-    repo().join("models/skinlesion-v1.json")
+    repo().join("models/skinlesion-v2.json")
 }
 
 pub fn image(id: &str) -> Vec<u8> {
