@@ -88,7 +88,8 @@ struct TrainArgs {
     /// Continue from the checkpoint in --checkpoint-dir.
     #[arg(long)]
     resume: bool,
-    /// Network: `resnet-lite` (default) or `seed` (the original app's CNN, as a baseline).
+    /// Network: `resnet-lite` (default), `resnet-lite-deep` (two blocks in the deepest stages) or
+    /// `seed` (the original app's CNN, as a baseline).
     #[arg(long, default_value = "resnet-lite")]
     arch: String,
     /// Square input side in pixels.
@@ -105,6 +106,9 @@ struct TrainArgs {
     weight_decay: f64,
     #[arg(long, default_value_t = 0.05)]
     label_smoothing: f64,
+    /// Mixup's α (Beta(α, α) blend of each batch with a shuffled copy); 0 turns it off.
+    #[arg(long, default_value_t = 0.0)]
+    mixup: f64,
     /// Share of validation melanomas the answer must find (sets the melanoma decision bias;
     /// 0 keeps the balanced decision). Can be changed when re-exporting with --resume.
     #[arg(long, default_value_t = 0.75)]
@@ -114,6 +118,10 @@ struct TrainArgs {
     /// epochs usually are, and small validation classes make the metric noisy).
     #[arg(long, default_value_t = 60)]
     patience: usize,
+    /// Average each image's answer with its mirror image's (test-time augmentation, built
+    /// into the exported model: twice the inference work). Can be changed with --resume.
+    #[arg(long)]
+    tta_mirror: bool,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Train on the first N training images only (quick experiments).
@@ -144,7 +152,9 @@ fn main() -> ExitCode {
                 learning_rate: a.lr,
                 weight_decay: a.weight_decay,
                 label_smoothing: a.label_smoothing,
+                mixup: a.mixup,
                 melanoma_sensitivity: a.melanoma_sensitivity,
+                tta_mirror: a.tta_mirror,
                 patience: a.patience,
                 seed: a.seed,
                 max_train_images: a.max_train_images,

@@ -17,7 +17,7 @@ use skinlesion_core::{Calibration, Classifier, InputSpec, LesionClass, ResizePol
 
 use crate::data::{filter_split, load_images, read_labels, Sample};
 use crate::metrics;
-use crate::nets::Architecture;
+use crate::nets::{Architecture, MirrorAveraged};
 
 /// Everything that defines a training run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -34,11 +34,19 @@ pub struct TrainConfig {
     pub learning_rate: f64,
     pub weight_decay: f64,
     pub label_smoothing: f64,
+    /// Mixup's Beta(α, α) parameter (Zhang et al., ICLR 2018): each batch is blended with a
+    /// shuffled copy of itself, and the loss with it. 0 turns it off.
+    #[serde(default)]
+    pub mixup: f64,
     /// Share of validation melanomas the answer must find: the melanoma decision bias is the
     /// smallest that reaches it (0 when the balanced decision already does). A calibration
     /// setting: it may change when a finished run is resumed to re-export it.
     #[serde(default)]
     pub melanoma_sensitivity: f64,
+    /// Average each image's logits with its mirror image's in the exported model (test-time
+    /// augmentation; twice the inference work). An export setting, like the one above.
+    #[serde(default)]
+    pub tta_mirror: bool,
     pub patience: usize,
     pub seed: u64,
     /// Use only the first N training images (quick experiments, tests).
@@ -202,16 +210,26 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<TrainOutcome> {
             let index = Tensor::from_slice(&batch.iter().map(|&i| i as i64).collect::<Vec<_>>());
             let x = augment(&train_set.images.index_select(0, &index), &spec);
             let y = train_set.labels.index_select(0, &index);
+            let (x, mix) = mixup(x, config.mixup);
             // Logit adjustment (Menon et al., ICLR 2021): adding the log prior in the loss makes
             // the logits themselves score p(class | image) / p(class), so their argmax is the
             // balanced decision, with steadier gradients than inverse-frequency weights.
-            let loss = (net.forward_t(&x, true) + &log_prior).cross_entropy_loss::<&Tensor>(
-                &y,
-                None,
-                Reduction::Mean,
-                -100,
-                config.label_smoothing,
-            );
+            let out = net.forward_t(&x, true) + &log_prior;
+            let loss_for = |target: &Tensor| {
+                out.cross_entropy_loss::<&Tensor>(
+                    target,
+                    None,
+                    Reduction::Mean,
+                    -100,
+                    config.label_smoothing,
+                )
+            };
+            let loss = match mix {
+                Some((lambda, partner)) => {
+                    loss_for(&y) * lambda + loss_for(&y.index_select(0, &partner)) * (1.0 - lambda)
+                }
+                None => loss_for(&y),
+            };
             optimizer.zero_grad();
             loss.backward();
             lr = learning_rate(
@@ -273,6 +291,10 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<TrainOutcome> {
     best.load(config.checkpoint_dir.join("best.ot"))
         .context("no best checkpoint: did any epoch run?")?;
     best.freeze();
+    let net: Box<dyn ModuleT> = match config.tta_mirror {
+        true => Box::new(MirrorAveraged(net)),
+        false => net,
+    };
     let val_logits = logits(net.as_ref(), &val_set.images, 128);
     let calibration = calibrate(
         &val_logits,
@@ -412,7 +434,10 @@ fn export(
         format: MANIFEST_FORMAT.into(),
         name: config.model_name.clone(),
         version: config.model_version.clone(),
-        architecture: format!("{arch}-{}", config.input_size),
+        architecture: match config.tta_mirror {
+            true => format!("{arch}-{}+mirror", config.input_size),
+            false => format!("{arch}-{}", config.input_size),
+        },
         classes: classes.to_vec(),
         input: spec,
         calibration,
@@ -592,6 +617,22 @@ pub fn augment(batch: &Tensor, spec: &InputSpec) -> Tensor {
         })
         .collect();
     Tensor::stack(&out, 0)
+}
+
+/// Mixup: blends the batch with a shuffled copy of itself by λ ~ Beta(α, α) and returns the
+/// blend with (λ, the partner of each image); `alpha` 0 returns the batch unchanged. Randomness
+/// comes from libtorch's seeded generator, like the augmentation's.
+fn mixup(batch: Tensor, alpha: f64) -> (Tensor, Option<(f64, Tensor)>) {
+    if alpha <= 0.0 {
+        return (batch, None);
+    }
+    // Beta(α, α) as the first share of two Gamma(α) draws.
+    let gamma = Tensor::full([2], alpha, (Kind::Double, Device::Cpu)).internal_standard_gamma();
+    let g = Vec::<f64>::try_from(gamma).expect("double");
+    let lambda = g[0] / (g[0] + g[1]);
+    let partner = Tensor::randperm(batch.size()[0], (Kind::Int64, Device::Cpu));
+    let mixed = &batch * lambda + batch.index_select(0, &partner) * (1.0 - lambda);
+    (mixed, Some((lambda, partner)))
 }
 
 /// An exponential moving average of every variable (weights and batch-norm statistics): a
@@ -789,6 +830,7 @@ fn load_checkpoint(
         max_steps: None,
         patience: 0,
         melanoma_sensitivity: 0.0,
+        tta_mirror: false,
         output: PathBuf::new(),
         checkpoint_dir: PathBuf::new(),
         ..c.clone()
@@ -859,6 +901,29 @@ mod tests {
         }
         let settled = ema.vs.variables()["w"].double_value(&[0]);
         assert!((settled - 1.0).abs() < 1e-4, "{settled}");
+    }
+
+    #[test]
+    fn mixup_blends_each_image_with_one_partner() {
+        tch::manual_seed(3);
+        let batch = Tensor::rand([6, 3, 8, 8], (Kind::Float, Device::Cpu));
+        let (same, none) = mixup(batch.shallow_clone(), 0.0);
+        assert!(none.is_none() && same.equal(&batch));
+        let (mixed, mix) = mixup(batch.shallow_clone(), 0.4);
+        let (lambda, partner) = mix.unwrap();
+        assert!((0.0..=1.0).contains(&lambda));
+        let mut seen = Vec::<i64>::try_from(&partner).unwrap();
+        seen.sort();
+        assert_eq!(seen, [0, 1, 2, 3, 4, 5], "a permutation");
+        let expected = &batch * lambda + batch.index_select(0, &partner) * (1.0 - lambda);
+        assert!(f64::try_from((mixed - expected).abs().max()).unwrap() < 1e-6);
+        // Beta(0.4, 0.4) draws spread over (0, 1), mostly near its ends.
+        let draws: Vec<f64> = (0..400)
+            .map(|_| mixup(batch.shallow_clone(), 0.4).1.unwrap().0)
+            .collect();
+        let mean = draws.iter().sum::<f64>() / 400.0;
+        assert!((mean - 0.5).abs() < 0.06, "mean {mean}");
+        assert!(draws.iter().filter(|&&l| !(0.1..0.9).contains(&l)).count() > 150);
     }
 
     #[test]

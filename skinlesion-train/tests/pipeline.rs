@@ -54,7 +54,9 @@ fn config(dir: &Path, labels: PathBuf, name: &str) -> TrainConfig {
         learning_rate: 2e-3,
         weight_decay: 0.05,
         label_smoothing: 0.05,
+        mixup: 0.0,
         melanoma_sensitivity: 0.8,
+        tta_mirror: false,
         patience: 5,
         seed: 7,
         max_train_images: None,
@@ -127,6 +129,40 @@ fn short_training_run_yields_a_loadable_model_and_resumes_exactly() {
     let mut other = first.clone();
     other.learning_rate = 1e-2;
     assert!(train(&other, true).is_err());
+
+    // Re-exporting the finished run with mirror averaging: no more training, and the exported
+    // model answers an image and its mirror image alike, at any batch size.
+    let mut mirrored = first.clone();
+    mirrored.tta_mirror = true;
+    mirrored.output = dir.path().join("mirrored.json");
+    let reexported = train(&mirrored, true).unwrap();
+    assert_eq!(reexported.state.step, 6);
+    assert_eq!(reexported.metadata.architecture, "resnet-lite-64+mirror");
+    let mirror_classifier = Classifier::builder(&mirrored.output)
+        .device(Device::Cpu)
+        .build()
+        .unwrap();
+    let prepared: Vec<_> = mirror_classifier
+        .prepare_paths(&images)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let flipped: Vec<_> = prepared
+        .iter()
+        .map(|p| skinlesion_core::PreparedImage::from_tensor(p.tensor().flip([3])))
+        .collect();
+    let (a, b) = (
+        mirror_classifier.logits(&prepared).unwrap(),
+        mirror_classifier.logits(&flipped).unwrap(),
+    );
+    assert_eq!(a.size(), [5, 4]);
+    let diff = (&a - b).abs().max().double_value(&[]);
+    assert!(diff < 1e-4, "mirror images answered differently by {diff}");
+    let plain = logits(&resumed_classifier);
+    assert!(
+        (a - plain).abs().max().double_value(&[]) > 1e-4,
+        "no averaging happened"
+    );
 }
 
 #[test]
