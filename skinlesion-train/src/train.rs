@@ -345,12 +345,13 @@ pub fn calibrate(
     if calibration.decision_bias.iter().all(|&b| b == 0.0) {
         calibration.decision_bias.clear();
     }
+    let decisions: Vec<usize> = val_logits.iter().map(|l| calibration.decision(l)).collect();
     let mut raw = Vec::new();
     let (confidence, correct): (Vec<f64>, Vec<bool>) = val_logits
         .iter()
         .zip(val_truth)
-        .map(|(l, &t)| {
-            let decision = calibration.decision(l);
+        .zip(&decisions)
+        .map(|((l, &t), &decision)| {
             raw.push(metrics::softmax(l, 1.0)[decision]);
             let p = metrics::calibrated(l, temperature, &calibration.log_prior);
             (p[decision], decision == t)
@@ -363,7 +364,6 @@ pub fn calibrate(
         UNKNOWN_MAX_ABSTAIN,
     );
     calibration.unknown_threshold = threshold as f32;
-    let decisions: Vec<usize> = val_logits.iter().map(|l| calibration.decision(l)).collect();
     let matrix = metrics::confusion(val_truth, &decisions, classes.len());
     eprintln!(
         "calibration on val: temperature {temperature:.3} with the log training prior, melanoma \
