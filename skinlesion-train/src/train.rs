@@ -57,6 +57,90 @@ pub struct TrainConfig {
     pub model_version: String,
 }
 
+/// A training setting outside the range where it means anything: refused before any data is
+/// read, rather than surfacing as a NaN loss or a crash an hour into a run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{setting} must be {expected}, not {value}")]
+pub struct InvalidSetting {
+    /// The setting's command-line name, e.g. `--lr`.
+    pub setting: &'static str,
+    pub expected: &'static str,
+    pub value: String,
+}
+
+impl TrainConfig {
+    /// Checks every numeric setting (the CLI's names in the error).
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        fn check(
+            ok: bool,
+            setting: &'static str,
+            expected: &'static str,
+            value: impl std::fmt::Display,
+        ) -> Result<(), InvalidSetting> {
+            match ok {
+                true => Ok(()),
+                false => Err(InvalidSetting {
+                    setting,
+                    expected,
+                    value: value.to_string(),
+                }),
+            }
+        }
+        let (lr, wd, ls, mixup, mel) = (
+            self.learning_rate,
+            self.weight_decay,
+            self.label_smoothing,
+            self.mixup,
+            self.melanoma_sensitivity,
+        );
+        // The networks halve the resolution five times (the seed network needs 10 pixels).
+        check(
+            self.input_size >= 32,
+            "--input-size",
+            "at least 32",
+            self.input_size,
+        )?;
+        check(self.epochs >= 1, "--epochs", "at least 1", self.epochs)?;
+        check(
+            self.batch_size >= 2,
+            "--batch-size",
+            "at least 2",
+            self.batch_size,
+        )?;
+        check(lr.is_finite() && lr > 0.0, "--lr", "a positive number", lr)?;
+        check(
+            wd.is_finite() && wd >= 0.0,
+            "--weight-decay",
+            "0 or more",
+            wd,
+        )?;
+        check(
+            (0.0..1.0).contains(&ls),
+            "--label-smoothing",
+            "in [0, 1)",
+            ls,
+        )?;
+        check(
+            mixup.is_finite() && mixup >= 0.0,
+            "--mixup",
+            "0 (off) or more",
+            mixup,
+        )?;
+        check(
+            (0.0..=1.0).contains(&mel),
+            "--melanoma-sensitivity",
+            "in [0, 1]",
+            mel,
+        )?;
+        check(
+            self.patience >= 1,
+            "--patience",
+            "at least 1",
+            self.patience,
+        )
+    }
+}
+
 /// Progress that survives a restart.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TrainState {
@@ -127,6 +211,7 @@ pub fn input_spec(size: u32) -> InputSpec {
 
 pub fn train(config: &TrainConfig, resume: bool) -> Result<TrainOutcome> {
     let started = Instant::now();
+    config.validate()?;
     let arch: Architecture = config.architecture.parse().map_err(anyhow::Error::msg)?;
     let threads = skinlesion_core::available_cores();
     tch::set_num_threads(threads as i32);
@@ -823,14 +908,17 @@ fn load_checkpoint(
         .with_context(|| format!("no checkpoint to resume in {}", dir.display()))?;
     let saved: serde_json::Value = serde_json::from_str(&text)?;
     let saved_config: TrainConfig = serde_json::from_value(saved["config"].clone())?;
-    // Only the stopping limits, calibration settings and where files go may change on resume;
-    // anything else would be another run. (Resuming a finished run re-exports it.)
+    // Only the stopping limits, calibration and export settings, the artifact's name and version
+    // and where files go may change on resume; anything else would be another run. (Resuming a
+    // finished run re-exports it, e.g. as a new model version.)
     let comparable = |c: &TrainConfig| TrainConfig {
         epochs: 0,
         max_steps: None,
         patience: 0,
         melanoma_sensitivity: 0.0,
         tta_mirror: false,
+        model_name: String::new(),
+        model_version: String::new(),
         output: PathBuf::new(),
         checkpoint_dir: PathBuf::new(),
         ..c.clone()
@@ -854,6 +942,66 @@ fn load_checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_out_of_range_are_refused_by_name() {
+        let good = TrainConfig {
+            labels: "labels.csv".into(),
+            images: "images".into(),
+            output: "m.json".into(),
+            checkpoint_dir: "ckpt".into(),
+            architecture: "resnet-lite".into(),
+            input_size: 128,
+            epochs: 60,
+            batch_size: 64,
+            learning_rate: 2e-3,
+            weight_decay: 0.05,
+            label_smoothing: 0.05,
+            mixup: 0.0,
+            melanoma_sensitivity: 0.75,
+            tta_mirror: false,
+            patience: 60,
+            seed: 42,
+            max_train_images: None,
+            max_steps: None,
+            model_name: "skinlesion".into(),
+            model_version: "1.0.0".into(),
+        };
+        assert_eq!(good.validate(), Ok(()));
+        type Edit = fn(&mut TrainConfig);
+        let bad: [(Edit, &str); 13] = [
+            (|c| c.input_size = 16, "--input-size"),
+            (|c| c.epochs = 0, "--epochs"),
+            (|c| c.batch_size = 1, "--batch-size"),
+            (|c| c.learning_rate = 0.0, "--lr"),
+            (|c| c.learning_rate = f64::NAN, "--lr"),
+            (|c| c.learning_rate = f64::INFINITY, "--lr"),
+            (|c| c.weight_decay = -0.1, "--weight-decay"),
+            (|c| c.label_smoothing = 1.0, "--label-smoothing"),
+            (|c| c.mixup = -0.2, "--mixup"),
+            (|c| c.mixup = f64::NAN, "--mixup"),
+            (|c| c.melanoma_sensitivity = 1.5, "--melanoma-sensitivity"),
+            (
+                |c| c.melanoma_sensitivity = f64::NAN,
+                "--melanoma-sensitivity",
+            ),
+            (|c| c.patience = 0, "--patience"),
+        ];
+        for (edit, setting) in bad {
+            let mut config = good.clone();
+            edit(&mut config);
+            let err = config.validate().unwrap_err();
+            assert_eq!(err.setting, setting, "{err}");
+            assert!(err.to_string().starts_with(setting), "{err}");
+        }
+        // Refused before any file is read: these paths do not exist.
+        let config = TrainConfig { epochs: 0, ..good };
+        let err = train(&config, false).err().unwrap();
+        assert_eq!(
+            err.downcast_ref::<InvalidSetting>().unwrap().setting,
+            "--epochs"
+        );
+    }
 
     #[test]
     fn schedule_warms_up_then_decays() {
