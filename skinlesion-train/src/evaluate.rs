@@ -64,9 +64,13 @@ pub struct Metrics {
     pub labels: Vec<String>,
     pub accuracy: f64,
     pub balanced_accuracy: f64,
+    /// 95% interval of the balanced accuracy from the images' sampling (see
+    /// `interval_definition`): a difference inside it is not evidence between two models.
+    pub balanced_accuracy_ci95: [f64; 2],
     pub macro_auc: Option<f64>,
     /// Recall of melanoma (`MEL`), when it is a label of the set.
     pub melanoma_sensitivity: Option<f64>,
+    pub melanoma_sensitivity_ci95: Option<[f64; 2]>,
     /// Share of non-melanoma images not called melanoma.
     pub melanoma_specificity: Option<f64>,
     pub ece_before_calibration: f64,
@@ -85,7 +89,13 @@ pub struct Metrics {
     pub unknown_threshold: f32,
     /// How ECE is measured here.
     pub ece_definition: &'static str,
+    /// How the `_ci95` intervals are computed.
+    pub interval_definition: &'static str,
 }
+
+/// Bootstrap resamples behind the `_ci95` intervals, and their fixed seed.
+const RESAMPLES: usize = 2000;
+const RESAMPLE_SEED: u64 = 2019;
 
 /// One scored image.
 struct Scored {
@@ -273,6 +283,7 @@ fn compute(
         .collect();
     let defined: Vec<f64> = aucs.iter().flatten().copied().collect();
     let per_class = metrics::class_reports(&matrix, &labels.names, &aucs);
+    let intervals = metrics::recall_intervals(&matrix, RESAMPLES, RESAMPLE_SEED);
 
     // Calibration of the number users see: the probability given to the model's answer.
     let confidence_and_hits = |probs: fn(&Scored) -> &Vec<f64>| -> (Vec<f64>, Vec<bool>) {
@@ -306,8 +317,10 @@ fn compute(
         labels: labels.names.clone(),
         accuracy: metrics::accuracy(&truth, &predicted),
         balanced_accuracy: metrics::balanced_accuracy(&matrix),
+        balanced_accuracy_ci95: intervals.balanced_accuracy,
         macro_auc: (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64),
         melanoma_sensitivity: mel.and_then(|m| per_class[m].recall),
+        melanoma_sensitivity_ci95: mel.and_then(|m| intervals.recall[m]),
         melanoma_specificity,
         ece_before_calibration: metrics::expected_calibration_error(&conf_raw, &hits_raw, ECE_BINS),
         ece_after_calibration: metrics::expected_calibration_error(&conf_cal, &hits_cal, ECE_BINS),
@@ -324,6 +337,8 @@ fn compute(
         unknown_threshold: meta.calibration.unknown_threshold,
         ece_definition: "15 equal-width bins of the probability given to the model's answer; \
                          'before' is the plain softmax of the logits, 'after' the model's calibration",
+        interval_definition: "2.5th-97.5th percentiles of 2000 bootstrap resamples of the images, \
+                              drawn within each true label (every label keeps its support)",
     }
 }
 

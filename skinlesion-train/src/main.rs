@@ -33,7 +33,7 @@ enum Command {
 #[derive(clap::Args)]
 struct EvaluateArgs {
     /// Model manifest (.json) or weights (.pt).
-    #[arg(long, default_value = "models/skinlesion-v2.json")]
+    #[arg(long, default_value = "models/skinlesion-v3.json")]
     model: PathBuf,
     /// Labels CSV (HAM10000 form or generic file,label[,split]).
     #[arg(long)]
@@ -60,7 +60,7 @@ struct ClassifyArgs {
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     /// Model manifest (.json) or weights (.pt).
-    #[arg(long, default_value = "models/skinlesion-v2.json")]
+    #[arg(long, default_value = "models/skinlesion-v3.json")]
     model: PathBuf,
     #[arg(long, value_enum, default_value = "csv")]
     format: Format,
@@ -80,7 +80,7 @@ struct TrainArgs {
     #[arg(long)]
     images: PathBuf,
     /// Output manifest path; the weights go beside it with the `.pt` extension.
-    #[arg(long, default_value = "models/skinlesion-v2.json")]
+    #[arg(long, default_value = "models/skinlesion-v3.json")]
     output: PathBuf,
     /// Checkpoint folder (one checkpoint per epoch, plus the best so far).
     #[arg(long, default_value = "artifacts/checkpoints")]
@@ -175,10 +175,12 @@ fn main() -> ExitCode {
         })
         .map(|m| {
             eprintln!(
-                "{} images: balanced accuracy {:.4}, accuracy {:.4}, melanoma sensitivity {}, \
-                 ECE {:.4} -> {:.4}, Unknown {:.1}%; written to {}",
+                "{} images: balanced accuracy {:.4} (95% interval {:.3}-{:.3}), accuracy {:.4}, \
+                 melanoma sensitivity {}, ECE {:.4} -> {:.4}, Unknown {:.1}%; written to {}",
                 m.images,
                 m.balanced_accuracy,
+                m.balanced_accuracy_ci95[0],
+                m.balanced_accuracy_ci95[1],
                 m.accuracy,
                 m.melanoma_sensitivity
                     .map_or("n/a".into(), |s| format!("{s:.4}")),

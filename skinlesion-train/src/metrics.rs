@@ -1,5 +1,7 @@
 //! Classification and calibration metrics, as plain functions over label indices.
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 /// Index of the largest value (the first on ties).
@@ -81,6 +83,65 @@ pub fn balanced_accuracy(matrix: &[Vec<u64>]) -> f64 {
         return 0.0;
     }
     recalls.iter().sum::<f64>() / recalls.len() as f64
+}
+
+/// 95% percentile-bootstrap intervals of the balanced accuracy and of each label's recall.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RecallIntervals {
+    pub balanced_accuracy: [f64; 2],
+    /// In label order; `None` for a label absent from the truth.
+    pub recall: Vec<Option<[f64; 2]>>,
+}
+
+/// Bootstrap over the images of a confusion matrix, resampling within each true label so that
+/// every label keeps its support (as balanced accuracy assumes): the spread that comes from
+/// which images of each class the set happened to contain. With 15–30 images in the rarest
+/// classes this is wide, and worth knowing before comparing two models. A class whose images
+/// are all found (or none) adds no spread, as with any bootstrap: read such intervals with its
+/// support in mind. Seeded: the same matrix always gives the same interval.
+pub fn recall_intervals(matrix: &[Vec<u64>], resamples: usize, seed: u64) -> RecallIntervals {
+    let mut rng = StdRng::seed_from_u64(seed);
+    // (hits, support) per label present in the truth.
+    let present: Vec<(usize, u64, u64)> = matrix
+        .iter()
+        .enumerate()
+        .map(|(k, row)| (k, row[k], row.iter().sum::<u64>()))
+        .filter(|&(_, _, support)| support > 0)
+        .collect();
+    let mut balanced = Vec::with_capacity(resamples);
+    let mut recalls = vec![Vec::with_capacity(resamples); matrix.len()];
+    for _ in 0..resamples {
+        let mut sum = 0.0;
+        for &(k, hits, support) in &present {
+            // Only hits and misses matter for recall: draw `support` images from the row.
+            let drawn = (0..support)
+                .filter(|_| rng.gen_range(0..support) < hits)
+                .count();
+            let recall = drawn as f64 / support as f64;
+            recalls[k].push(recall);
+            sum += recall;
+        }
+        balanced.push(if present.is_empty() {
+            0.0
+        } else {
+            sum / present.len() as f64
+        });
+    }
+    RecallIntervals {
+        balanced_accuracy: percentile_interval(&mut balanced),
+        recall: recalls
+            .iter_mut()
+            .map(|r| (!r.is_empty()).then(|| percentile_interval(r)))
+            .collect(),
+    }
+}
+
+/// The 2.5th and 97.5th percentiles (nearest rank).
+fn percentile_interval(values: &mut [f64]) -> [f64; 2] {
+    values.sort_by(f64::total_cmp);
+    let at =
+        |q: f64| values[((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
+    [at(0.025), at(0.975)]
 }
 
 pub fn accuracy(truth: &[usize], predicted: &[usize]) -> f64 {
@@ -282,6 +343,40 @@ pub fn bias_for_recall(logits: &[Vec<f32>], truth: &[usize], class: usize, targe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recall_intervals_match_binomial_spread_and_are_seeded() {
+        // A perfect classifier has no spread at all.
+        let perfect = vec![vec![20, 0], vec![0, 5]];
+        let exact = recall_intervals(&perfect, 500, 1);
+        assert_eq!(exact.balanced_accuracy, [1.0, 1.0]);
+        assert_eq!(exact.recall, vec![Some([1.0, 1.0]), Some([1.0, 1.0])]);
+
+        // Label 0: recall 0.5 of 100 images, binomial 95% interval about 0.5 ± 0.098. Label 1
+        // always right, label 2 absent from the truth (its column still counts as a prediction).
+        let matrix = vec![vec![50, 45, 5], vec![0, 400, 0], vec![0, 0, 0]];
+        let a = recall_intervals(&matrix, 4000, 7);
+        let [lo, hi] = a.recall[0].unwrap();
+        assert!(
+            (lo - 0.40).abs() <= 0.015 && (hi - 0.60).abs() <= 0.015,
+            "{lo} {hi}"
+        );
+        assert_eq!(a.recall[1], Some([1.0, 1.0]));
+        assert_eq!(a.recall[2], None);
+        // Balanced accuracy = (recall_0 + 1) / 2: half the spread, around 0.75.
+        let [blo, bhi] = a.balanced_accuracy;
+        assert!((blo - (lo + 1.0) / 2.0).abs() < 1e-12 && (bhi - (hi + 1.0) / 2.0).abs() < 1e-12);
+        assert!(blo < balanced_accuracy(&matrix) && balanced_accuracy(&matrix) < bhi);
+
+        assert_eq!(
+            recall_intervals(&matrix, 300, 3),
+            recall_intervals(&matrix, 300, 3)
+        );
+        assert_ne!(
+            recall_intervals(&matrix, 300, 3),
+            recall_intervals(&matrix, 300, 4)
+        );
+    }
 
     #[test]
     fn bias_for_recall_reaches_the_target_exactly() {

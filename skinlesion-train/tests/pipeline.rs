@@ -253,6 +253,12 @@ fn evaluate_computes_hand_checked_metrics() {
         }
     }
     assert!((metrics.balanced_accuracy - recall_sum / f64::from(present)).abs() < 1e-12);
+    // Every class here is either always or never found, so resampling its images cannot change
+    // its recall: the bootstrap interval is the point itself (the spread is tested in metrics).
+    assert_eq!(
+        metrics.balanced_accuracy_ci95,
+        [metrics.balanced_accuracy; 2]
+    );
     assert!((metrics.accuracy - 5.0 / 8.0).abs() < 1e-12);
     // ECE by hand: 15 equal bins of the top probability.
     let mut bins = vec![(0.0f64, 0.0f64, 0.0f64); 15];
