@@ -5,7 +5,7 @@
 # default: concurrency 32, mixed valid and invalid uploads to /predict and /predict/batch. It
 # fails on any wrong answer, on RSS growth of 5% or more after warm-up, or on any trace of an
 # upload on disk or in the logs, and prints request counts by kind and status and the RSS.
-# CI runs the same test for 20 s (debug build) as part of `cargo test`.
+# CI runs the same test for 60 s (debug build) as part of `cargo test`.
 #
 # Environment: SKINLESION_SOAK_SECONDS (default 600), SKINLESION_SOAK_CONCURRENCY (default 32).
 set -euo pipefail

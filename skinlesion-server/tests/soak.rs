@@ -2,8 +2,8 @@
 //! memory: no request fails that should succeed, every invalid one gets its 4xx, memory does not
 //! grow after warm-up, and no uploaded byte reaches the filesystem or the logs.
 //!
-//! CI runs it for 20 s; `bash benches/soak/run.sh` runs it for 10 minutes on a release build.
-//! Environment: SKINLESION_SOAK_SECONDS (default 20), SKINLESION_SOAK_CONCURRENCY (default 32).
+//! CI runs it for 60 s; `bash benches/soak/run.sh` runs it for 10 minutes on a release build.
+//! Environment: SKINLESION_SOAK_SECONDS (default 60), SKINLESION_SOAK_CONCURRENCY (default 32).
 
 mod common;
 
@@ -110,7 +110,7 @@ fn multipart_named(field: &str, name: &str, files: &[&[u8]]) -> (String, Vec<u8>
 
 #[test]
 fn sustained_mixed_load_keeps_answering_without_memory_growth_or_uploads_on_disk_or_in_logs() {
-    let seconds = env_or("SKINLESION_SOAK_SECONDS", 20);
+    let seconds = env_or("SKINLESION_SOAK_SECONDS", 60);
     let concurrency = env_or("SKINLESION_SOAK_CONCURRENCY", 32) as usize;
     // A marker no log line or file could contain by chance: in every upload's bytes and name.
     let marker = format!(
@@ -159,7 +159,11 @@ fn sustained_mixed_load_keeps_answering_without_memory_growth_or_uploads_on_disk
 
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
-    let warm_up = Duration::from_secs((seconds / 4).max(3));
+    // The allocators settle once every batch shape has been seen: on a debug build with the
+    // mirror-averaged model that took up to half a minute (RSS rose 14% from 5 s to 20 s and
+    // 3% from 20 s to 40 s, then stayed within 0.3% from 25 s to 100 s). So the growth is
+    // measured from 30 s on, or after the first quarter of a long run.
+    let warm_up = Duration::from_secs((seconds / 4).max((seconds / 2).min(30)));
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     let counts = Arc::new(Mutex::new(BTreeMap::<(Kind, u16), u64>::new()));
