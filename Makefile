@@ -9,7 +9,7 @@ setup-test:
 
 # The HTTP server with the shipped model on http://localhost:5001 (Ctrl-C stops it).
 run: setup
-	cargo run --release -p skinlesion-server -- --model models/skinlesion-v2.json
+	cargo run --release -p skinlesion-server -- --model models/skinlesion-v3.json
 
 # Every test: formatting, lints, the whole workspace's tests and doctests, the Python package
 # (wheel build, fresh-venv smoke test, pytest, the example notebook), then a fuzz smoke run

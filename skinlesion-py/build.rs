@@ -22,7 +22,7 @@ fn main() {
     let models = manifest_dir.join("../models");
     let packaged = manifest_dir.join("python/skinlesion/models");
     std::fs::create_dir_all(&packaged).expect("create the package's models folder");
-    for file in ["skinlesion-v2.json", "skinlesion-v2.pt"] {
+    for file in ["skinlesion-v3.json", "skinlesion-v3.pt"] {
         let from = models.join(file);
         println!("cargo:rerun-if-changed={}", from.display());
         let to = packaged.join(file);

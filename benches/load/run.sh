@@ -63,7 +63,7 @@ run_levels() { # NAME URL PID
 }
 
 port=5311
-target/release/skinlesion-server --model models/skinlesion-v2.json --port $port \
+target/release/skinlesion-server --model models/skinlesion-v3.json --port $port \
   >"$out/server.log" 2>&1 &
 server=$!
 trap 'kill $server $flask 2>/dev/null || true' EXIT
@@ -74,7 +74,7 @@ run_levels skinlesion "http://127.0.0.1:$port/predict" $server
 kill -TERM $server; wait $server
 
 port=5312
-"$py" benches/load/flask_reference.py models/skinlesion-v2.json $port >"$out/flask.log" 2>&1 &
+"$py" benches/load/flask_reference.py models/skinlesion-v3.json $port >"$out/flask.log" 2>&1 &
 flask=$!
 wait_ready "http://127.0.0.1:$port/health"
 run_levels flask "http://127.0.0.1:$port/predict" $flask

@@ -122,6 +122,12 @@ pub fn write_mean_colour_model(
     Ok(manifest)
 }
 
+/// The manifest of the model this repository ships (`models/`), which the workspace's tests and
+/// benchmarks exercise: the one place that names it.
+pub fn shipped_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/skinlesion-v3.json")
+}
+
 /// The HAM10000 folder the tests read: `SKINLESION_DATA`, else `../shared/data/ham10000`
 /// beside the repository.
 pub fn ham10000_dir() -> PathBuf {

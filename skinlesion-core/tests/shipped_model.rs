@@ -8,23 +8,21 @@ use skinlesion_core::model::sha256_hex;
 use skinlesion_core::testing::ham10000_dir;
 use skinlesion_core::{Classifier, Device, LesionClass};
 
-fn manifest() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/skinlesion-v2.json")
-}
+use skinlesion_core::testing::shipped_model as manifest;
 
-/// SHA-256 of `models/skinlesion-v2.pt`, recorded when the model was shipped.
-const WEIGHTS_SHA256: &str = "d5de38b9c1e1779d9beef74f37edec3a2436fe4fc56f995dde4e09c9f8049eae";
+/// SHA-256 of `models/skinlesion-v3.pt`, recorded when the model was shipped.
+const WEIGHTS_SHA256: &str = "8ddfadd2e8a469464df4a580b31c9a92b5101769863c7f1f68ee09623ebe0a5f";
 
 /// (image id, answer, best guess, confidence), recorded with `skinlesion-train classify`.
 const RECORDED: &[(&str, &str, &str, f32)] = &[
-    ("ISIC_0024307", "NV", "NV", 0.951174),
-    ("ISIC_0024312", "UNK", "DF", 0.071585),
-    ("ISIC_0024403", "SCC", "SCC", 0.164737),
-    ("ISIC_0024418", "MEL", "MEL", 0.286742),
-    ("ISIC_0024449", "MEL", "MEL", 0.775033),
-    ("ISIC_0024948", "AK", "AK", 0.222690),
-    ("ISIC_0025250", "VASC", "VASC", 0.546208),
-    ("ISIC_0025302", "UNK", "SCC", 0.129755),
+    ("ISIC_0024307", "NV", "NV", 0.957015),
+    ("ISIC_0024312", "UNK", "DF", 0.062041),
+    ("ISIC_0024403", "UNK", "SCC", 0.169532),
+    ("ISIC_0024418", "MEL", "MEL", 0.331883),
+    ("ISIC_0024449", "MEL", "MEL", 0.728616),
+    ("ISIC_0024948", "AK", "AK", 0.215570),
+    ("ISIC_0025250", "VASC", "VASC", 0.586224),
+    ("ISIC_0025302", "UNK", "SCC", 0.132376),
 ];
 
 #[test]

@@ -5,15 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use skinlesion_core::testing::ham10000_sample;
+use skinlesion_core::testing::{ham10000_sample, shipped_model};
 use skinlesion_core::{Classifier, Device};
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn shipped_model() -> PathBuf {
-    workspace().join("models/skinlesion-v2.json")
 }
 
 /// The folder with the libskinlesion.so/.a that cargo built for this test run: the test
@@ -163,15 +159,17 @@ fn every_error_path_is_an_error_under_valgrind() {
     // A copy of the shipped model whose weights are cut short: the checksum no longer matches.
     let bad = dir.path().join("bad");
     std::fs::create_dir(&bad).unwrap();
-    std::fs::copy(shipped_model(), bad.join("skinlesion-v2.json")).unwrap();
-    let weights = std::fs::read(shipped_model().with_extension("pt")).unwrap();
-    std::fs::write(bad.join("skinlesion-v2.pt"), &weights[..weights.len() / 2]).unwrap();
+    let (manifest, weights) = (shipped_model(), shipped_model().with_extension("pt"));
+    let bad_manifest = bad.join(manifest.file_name().unwrap());
+    std::fs::copy(&manifest, &bad_manifest).unwrap();
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(
+        bad.join(weights.file_name().unwrap()),
+        &bytes[..bytes.len() / 2],
+    )
+    .unwrap();
     let image = &ham10000_sample("test", 1)[0].path;
-    let args = [
-        shipped_model(),
-        image.clone(),
-        bad.join("skinlesion-v2.json"),
-    ];
+    let args = [manifest, image.clone(), bad_manifest];
 
     let valgrind = Command::new("valgrind").arg("--version").output().is_ok();
     if !valgrind {

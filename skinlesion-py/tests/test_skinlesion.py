@@ -23,7 +23,7 @@ import skinlesion
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DATA = pathlib.Path(os.environ.get("SKINLESION_DATA", REPO.parent / "shared" / "data" / "ham10000"))
-MODEL = REPO / "models" / "skinlesion-v2.json"
+MODEL = REPO / "models" / "skinlesion-v3.json"
 
 
 def sample_test_split(n: int) -> list[pathlib.Path]:
@@ -120,7 +120,7 @@ def test_pil_decoded_jpeg_is_close_to_the_core(classifier, images, core):
     """PIL's JPEG decoder differs from the core's by a grey level or so: close probabilities, the
     same best guess, and the same answer unless the confidence lies within that tolerance of the
     Unknown threshold (where a grey level may rightly tip it either way)."""
-    tol = 0.05  # measured for the shipped model: at most 0.032 over 200 test images
+    tol = 0.06  # measured for the shipped model: at most 0.049 over 200 test images
     threshold = classifier.metadata["calibration"]["unknown_threshold"]
     compared = 0
     for path in images:

@@ -133,9 +133,8 @@ mod tests {
     use super::*;
 
     fn classifier() -> Arc<Classifier> {
-        let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/skinlesion-v2.json");
         Arc::new(
-            Classifier::builder(model)
+            Classifier::builder(skinlesion_core::testing::shipped_model())
                 .device(Device::Cpu)
                 .build()
                 .unwrap(),

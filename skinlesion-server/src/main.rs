@@ -20,7 +20,7 @@ use skinlesion_server::app::{AppState, Limits};
 use skinlesion_server::batcher::Batcher;
 use skinlesion_server::metrics::Metrics;
 
-const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/skinlesion-v2.json");
+const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/skinlesion-v3.json");
 
 /// Serves skinlesion over HTTP: GET / (web page), POST /predict (multipart field `file`),
 /// POST /predict/batch, GET /health, /live, /ready, /metrics, /openapi.yaml.

@@ -374,7 +374,8 @@ fn a_missing_or_corrupt_model_stops_start_up() {
     // The weights the manifest names, truncated.
     let weights = std::fs::read(model().with_extension("pt")).unwrap();
     std::fs::write(
-        dir.path().join("skinlesion-v2.pt"),
+        dir.path()
+            .join(model().with_extension("pt").file_name().unwrap()),
         &weights[..weights.len() / 2],
     )
     .unwrap();

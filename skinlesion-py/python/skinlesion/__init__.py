@@ -72,7 +72,7 @@ __all__ = [
 ]
 
 #: The model shipped inside this package (manifest path), used when ``Classifier(model=None)``.
-DEFAULT_MODEL: Path = Path(__file__).resolve().parent / "models" / "skinlesion-v2.json"
+DEFAULT_MODEL: Path = Path(__file__).resolve().parent / "models" / "skinlesion-v3.json"
 
 
 class LesionClass(str, enum.Enum):

@@ -15,9 +15,7 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-pub fn model() -> PathBuf {
-    repo().join("models/skinlesion-v2.json")
-}
+pub use skinlesion_core::testing::shipped_model as model;
 
 pub fn image(id: &str) -> Vec<u8> {
     std::fs::read(skinlesion_core::testing::ham10000_dir().join(format!("images/{id}.jpg")))
