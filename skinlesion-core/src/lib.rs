@@ -35,7 +35,9 @@ pub use classifier::{
 pub use error::{Error, Result};
 pub use model::{Calibration, ModelMetadata};
 pub use prediction::Prediction;
-pub use preprocess::{DecodeLimits, InputSpec, PixelFormat, RawPixels, ResizePolicy};
+pub use preprocess::{
+    ColourConstancy, DecodeLimits, InputSpec, PixelFormat, RawPixels, ResizePolicy,
+};
 pub use taxonomy::{LesionClass, Malignancy};
 
 /// The image crate this crate decodes with, re-exported for [`Classifier::classify`]'s argument.

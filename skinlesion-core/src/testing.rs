@@ -24,6 +24,7 @@ pub fn small_input() -> InputSpec {
         resize: ResizePolicy::Stretch,
         mean: [0.485, 0.456, 0.406],
         std: [0.229, 0.224, 0.225],
+        colour_constancy: Default::default(),
     }
 }
 

@@ -73,6 +73,7 @@ fn spec(width: u32, height: u32, resize: ResizePolicy) -> InputSpec {
         resize,
         mean: [0.485, 0.456, 0.406],
         std: [0.229, 0.224, 0.225],
+        colour_constancy: Default::default(),
     }
 }
 

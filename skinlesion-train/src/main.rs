@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use skinlesion_core::{Classifier, Device, DISCLAIMER};
+use skinlesion_core::{Classifier, ColourConstancy, Device, DISCLAIMER};
 use skinlesion_train::classify::{classify, collect_images, Format};
 use skinlesion_train::evaluate::{evaluate, EvalConfig, LabelMap};
 use skinlesion_train::train::{train, TrainConfig};
@@ -122,6 +122,10 @@ struct TrainArgs {
     /// into the exported model: twice the inference work). Can be changed with --resume.
     #[arg(long)]
     tta_mirror: bool,
+    /// Colour normalisation of every image, in training and in the exported model:
+    /// `none` or `shades-of-gray` (cancels a camera's or lamp's colour cast).
+    #[arg(long, default_value = "none")]
+    colour_constancy: ColourConstancy,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Train on the first N training images only (quick experiments).
@@ -155,6 +159,7 @@ fn main() -> ExitCode {
                 mixup: a.mixup,
                 melanoma_sensitivity: a.melanoma_sensitivity,
                 tta_mirror: a.tta_mirror,
+                colour_constancy: a.colour_constancy,
                 patience: a.patience,
                 seed: a.seed,
                 max_train_images: a.max_train_images,

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use skinlesion_core::model::{write_artifact, ModelMetadata, WeightsRef, MANIFEST_FORMAT};
 use skinlesion_core::tch::nn::{self, ModuleT};
 use skinlesion_core::tch::{self, CModule, Device, Kind, Reduction, Tensor};
-use skinlesion_core::{Calibration, Classifier, InputSpec, LesionClass, ResizePolicy};
+use skinlesion_core::{
+    Calibration, Classifier, ColourConstancy, InputSpec, LesionClass, ResizePolicy,
+};
 
 use crate::data::{filter_split, load_images, read_labels, Sample};
 use crate::metrics;
@@ -47,6 +49,10 @@ pub struct TrainConfig {
     /// augmentation; twice the inference work). An export setting, like the one above.
     #[serde(default)]
     pub tta_mirror: bool,
+    /// Colour normalisation of every image, in training and in the exported model's
+    /// preprocessing (absent from older checkpoints: none).
+    #[serde(default)]
+    pub colour_constancy: ColourConstancy,
     pub patience: usize,
     pub seed: u64,
     /// Use only the first N training images (quick experiments, tests).
@@ -198,14 +204,16 @@ fn load_split(samples: &[Sample], classes: &[LesionClass], spec: &InputSpec) -> 
 }
 
 /// The input spec every model of this pipeline uses: square, stretched (HAM10000 images are
-/// lesion-centred 4:3 fields; stretching keeps the whole field), ImageNet statistics.
-pub fn input_spec(size: u32) -> InputSpec {
+/// lesion-centred 4:3 fields; stretching keeps the whole field), ImageNet statistics, and the
+/// chosen colour normalisation.
+pub fn input_spec(size: u32, colour_constancy: ColourConstancy) -> InputSpec {
     InputSpec {
         width: size,
         height: size,
         resize: ResizePolicy::Stretch,
         mean: [0.485, 0.456, 0.406],
         std: [0.229, 0.224, 0.225],
+        colour_constancy,
     }
 }
 
@@ -215,7 +223,7 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<TrainOutcome> {
     let arch: Architecture = config.architecture.parse().map_err(anyhow::Error::msg)?;
     let threads = skinlesion_core::available_cores();
     tch::set_num_threads(threads as i32);
-    let spec = input_spec(config.input_size);
+    let spec = input_spec(config.input_size, config.colour_constancy);
 
     let all = read_labels(&config.labels, &config.images)?;
     if all.iter().all(|s| s.split.is_none()) {
@@ -960,6 +968,7 @@ mod tests {
             mixup: 0.0,
             melanoma_sensitivity: 0.75,
             tta_mirror: false,
+            colour_constancy: ColourConstancy::None,
             patience: 60,
             seed: 42,
             max_train_images: None,
@@ -1076,7 +1085,7 @@ mod tests {
 
     #[test]
     fn augmentation_keeps_shape_and_range() {
-        let spec = input_spec(32);
+        let spec = input_spec(32, ColourConstancy::None);
         tch::manual_seed(1);
         let x = Tensor::rand([4, 3, 32, 32], (Kind::Float, Device::Cpu));
         let x = (x - Tensor::from_slice(&spec.mean).view([1, 3, 1, 1]))

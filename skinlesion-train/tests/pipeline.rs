@@ -57,6 +57,7 @@ fn config(dir: &Path, labels: PathBuf, name: &str) -> TrainConfig {
         mixup: 0.0,
         melanoma_sensitivity: 0.8,
         tta_mirror: false,
+        colour_constancy: Default::default(),
         patience: 5,
         seed: 7,
         max_train_images: None,
