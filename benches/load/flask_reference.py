@@ -49,7 +49,13 @@ def preprocess(file) -> torch.Tensor:
         left, top = (iw - cw) // 2, (ih - ch) // 2
         image = image.crop((left, top, left + cw, top + ch))
     image = image.resize((w, h), Image.BILINEAR)
-    x = (np.asarray(image, np.float32) / 255.0 - mean) / std
+    x = np.asarray(image, np.float32) / 255.0
+    if spec.get("colour_constancy", "none") == "shades-of-gray":
+        # The core's Shades of Gray (p = 6): each channel's illuminant estimate to 0.8.
+        illuminant = np.mean(x.reshape(-1, 3).astype(np.float64) ** 6, axis=0) ** (1 / 6)
+        gains = np.where(illuminant > 0, np.clip(0.8 / np.maximum(illuminant, 1e-12), 0.2, 5.0), 1.0)
+        x = np.minimum(x * gains.astype(np.float32), 1.0)
+    x = (x - mean) / std
     return torch.from_numpy(x.transpose(2, 0, 1).copy()).unsqueeze(0)
 
 
