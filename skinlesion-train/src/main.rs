@@ -126,6 +126,10 @@ struct TrainArgs {
     /// `none` or `shades-of-gray` (cancels a camera's or lamp's colour cast).
     #[arg(long, default_value = "none")]
     colour_constancy: ColourConstancy,
+    /// Random per-channel colour casts in training (white-balance jitter): each channel is
+    /// scaled by e^u, u ~ U(-s, s); 0.25 gives gains of 0.78-1.28. 0 turns it off.
+    #[arg(long, default_value_t = 0.0)]
+    colour_cast: f64,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Train on the first N training images only (quick experiments).
@@ -160,6 +164,7 @@ fn main() -> ExitCode {
                 melanoma_sensitivity: a.melanoma_sensitivity,
                 tta_mirror: a.tta_mirror,
                 colour_constancy: a.colour_constancy,
+                colour_cast: a.colour_cast,
                 patience: a.patience,
                 seed: a.seed,
                 max_train_images: a.max_train_images,

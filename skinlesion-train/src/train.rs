@@ -53,6 +53,10 @@ pub struct TrainConfig {
     /// preprocessing (absent from older checkpoints: none).
     #[serde(default)]
     pub colour_constancy: ColourConstancy,
+    /// Random colour casts in training: each channel of each image is scaled by e^u with
+    /// u ~ U(−s, s) (white-balance jitter: other cameras and lamps tint the picture). 0 is off.
+    #[serde(default)]
+    pub colour_cast: f64,
     pub patience: usize,
     pub seed: u64,
     /// Use only the first N training images (quick experiments, tests).
@@ -131,6 +135,12 @@ impl TrainConfig {
             "--mixup",
             "0 (off) or more",
             mixup,
+        )?;
+        check(
+            (0.0..=1.0).contains(&self.colour_cast),
+            "--colour-cast",
+            "in [0, 1]",
+            self.colour_cast,
         )?;
         check(
             (0.0..=1.0).contains(&mel),
@@ -301,7 +311,11 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<TrainOutcome> {
             // Per-step seeding makes augmentation and dropout identical after a resume.
             tch::manual_seed((config.seed as i64).wrapping_mul(1_000_003) + state.step as i64);
             let index = Tensor::from_slice(&batch.iter().map(|&i| i as i64).collect::<Vec<_>>());
-            let x = augment(&train_set.images.index_select(0, &index), &spec);
+            let x = augment(
+                &train_set.images.index_select(0, &index),
+                &spec,
+                config.colour_cast,
+            );
             let y = train_set.labels.index_select(0, &index);
             let (x, mix) = mixup(x, config.mixup);
             // Logit adjustment (Menon et al., ICLR 2021): adding the log prior in the loss makes
@@ -652,9 +666,10 @@ fn logits(net: &dyn ModuleT, images: &Tensor, chunk: i64) -> Vec<Vec<f32>> {
 
 /// Augmentation that fits dermoscopy (no canonical orientation, varying zoom and lighting):
 /// random resized crop (65–100% of the area, aspect 3:4–4:3), horizontal and vertical flips,
-/// 90° rotations (square inputs), and mild brightness, contrast and saturation jitter.
+/// 90° rotations (square inputs), mild brightness, contrast and saturation jitter, and, when
+/// `colour_cast` s > 0, a per-channel gain e^u with u ~ U(−s, s).
 /// Works on normalised N×3×H×W batches; randomness comes from libtorch's seeded generator.
-pub fn augment(batch: &Tensor, spec: &InputSpec) -> Tensor {
+pub fn augment(batch: &Tensor, spec: &InputSpec, colour_cast: f64) -> Tensor {
     let (n, h, w) = (
         batch.size()[0],
         i64::from(spec.height),
@@ -666,6 +681,10 @@ pub fn augment(batch: &Tensor, spec: &InputSpec) -> Tensor {
     let random =
         Vec::<f32>::try_from(Tensor::rand([n, 9], (Kind::Float, Device::Cpu)).flatten(0, -1))
             .expect("float");
+    // Drawn after the others, and only when on, so runs without it keep their random stream.
+    let gains = (colour_cast > 0.0).then(|| {
+        ((Tensor::rand([n, 3, 1, 1], (Kind::Float, Device::Cpu)) * 2.0 - 1.0) * colour_cast).exp()
+    });
     let out: Vec<Tensor> = (0..n)
         .map(|i| {
             let r = &random[(i * 9) as usize..(i * 9 + 9) as usize];
@@ -701,7 +720,10 @@ pub fn augment(batch: &Tensor, spec: &InputSpec) -> Tensor {
             let brightness = 0.85 + 0.3 * f64::from(r[7]);
             let contrast = 0.85 + 0.3 * f64::from(r[8]);
             let saturation = 0.9 + 0.2 * f64::from((r[7] + r[8]) / 2.0);
-            let rgb = rgb * brightness;
+            let rgb = match &gains {
+                Some(g) => rgb * g.get(i) * brightness,
+                None => rgb * brightness,
+            };
             let m = rgb.mean(Kind::Float);
             let rgb = (rgb - &m) * contrast + &m;
             let grey = (&rgb * &luma).sum_dim_intlist(0, true, Kind::Float);
@@ -969,6 +991,7 @@ mod tests {
             melanoma_sensitivity: 0.75,
             tta_mirror: false,
             colour_constancy: ColourConstancy::None,
+            colour_cast: 0.0,
             patience: 60,
             seed: 42,
             max_train_images: None,
@@ -978,7 +1001,9 @@ mod tests {
         };
         assert_eq!(good.validate(), Ok(()));
         type Edit = fn(&mut TrainConfig);
-        let bad: [(Edit, &str); 13] = [
+        let bad: [(Edit, &str); 15] = [
+            (|c| c.colour_cast = -0.1, "--colour-cast"),
+            (|c| c.colour_cast = f64::NAN, "--colour-cast"),
             (|c| c.input_size = 16, "--input-size"),
             (|c| c.epochs = 0, "--epochs"),
             (|c| c.batch_size = 1, "--batch-size"),
@@ -1086,17 +1111,51 @@ mod tests {
     #[test]
     fn augmentation_keeps_shape_and_range() {
         let spec = input_spec(32, ColourConstancy::None);
+        let to_rgb = |y: &Tensor| {
+            y * Tensor::from_slice(&spec.std).view([1, 3, 1, 1])
+                + Tensor::from_slice(&spec.mean).view([1, 3, 1, 1])
+        };
         tch::manual_seed(1);
         let x = Tensor::rand([4, 3, 32, 32], (Kind::Float, Device::Cpu));
         let x = (x - Tensor::from_slice(&spec.mean).view([1, 3, 1, 1]))
             / Tensor::from_slice(&spec.std).view([1, 3, 1, 1]);
-        let y = augment(&x, &spec);
-        assert_eq!(y.size(), [4, 3, 32, 32]);
-        let rgb = &y * Tensor::from_slice(&spec.std).view([1, 3, 1, 1])
-            + Tensor::from_slice(&spec.mean).view([1, 3, 1, 1]);
-        assert!(rgb.min().double_value(&[]) >= -1e-5 && rgb.max().double_value(&[]) <= 1.0 + 1e-5);
-        tch::manual_seed(1);
-        let _ = Tensor::rand([4, 3, 32, 32], (Kind::Float, Device::Cpu));
-        assert!(augment(&x, &spec).allclose(&y, 1e-6, 1e-6, false));
+        for cast in [0.0, 0.25] {
+            tch::manual_seed(2);
+            let y = augment(&x, &spec, cast);
+            assert_eq!(y.size(), [4, 3, 32, 32]);
+            let rgb = to_rgb(&y);
+            assert!(
+                rgb.min().double_value(&[]) >= -1e-5 && rgb.max().double_value(&[]) <= 1.0 + 1e-5
+            );
+            tch::manual_seed(2);
+            assert!(augment(&x, &spec, cast).allclose(&y, 1e-6, 1e-6, false));
+        }
+    }
+
+    #[test]
+    fn colour_casts_tint_grey_images_only_when_asked() {
+        let spec = input_spec(32, ColourConstancy::None);
+        let grey_rgb = Tensor::full([8, 3, 32, 32], 0.5, (Kind::Float, Device::Cpu));
+        let grey = (grey_rgb - Tensor::from_slice(&spec.mean).view([1, 3, 1, 1]))
+            / Tensor::from_slice(&spec.std).view([1, 3, 1, 1]);
+        // Per image: largest over smallest channel mean (1 for grey).
+        let tint = |y: Tensor| {
+            let rgb = y * Tensor::from_slice(&spec.std).view([1, 3, 1, 1])
+                + Tensor::from_slice(&spec.mean).view([1, 3, 1, 1]);
+            let means = rgb.mean_dim([2, 3].as_slice(), false, Kind::Float);
+            let ratio = means.amax([1].as_slice(), false) / means.amin([1].as_slice(), false);
+            Vec::<f32>::try_from(ratio).expect("float")
+        };
+        tch::manual_seed(3);
+        assert!(tint(augment(&grey, &spec, 0.0)).iter().all(|&r| r < 1.001));
+        tch::manual_seed(3);
+        let tinted = tint(augment(&grey, &spec, 0.25));
+        // Gains lie in e^±0.25, so two channels differ by at most e^0.5 (saturation jitter
+        // can only pull them together or push them apart by 10%).
+        assert!(tinted.iter().all(|&r| r < 0.5f32.exp() * 1.1), "{tinted:?}");
+        assert!(
+            tinted.iter().filter(|&&r| r > 1.05).count() >= 6,
+            "{tinted:?}"
+        );
     }
 }

@@ -58,6 +58,8 @@ fn config(dir: &Path, labels: PathBuf, name: &str) -> TrainConfig {
         melanoma_sensitivity: 0.8,
         tta_mirror: false,
         colour_constancy: Default::default(),
+        // On, so that the resume check below covers its random draws too.
+        colour_cast: 0.2,
         patience: 5,
         seed: 7,
         max_train_images: None,
