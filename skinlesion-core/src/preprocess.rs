@@ -424,10 +424,8 @@ mod tests {
         InputSpec {
             width: 32,
             height: 24,
-            resize: ResizePolicy::Stretch,
-            mean: [0.485, 0.456, 0.406],
-            std: [0.229, 0.224, 0.225],
             colour_constancy,
+            ..crate::testing::small_input()
         }
     }
 
