@@ -171,6 +171,8 @@ fn every_error_path_is_an_error_under_valgrind() {
     let image = &ham10000_sample("test", 1)[0].path;
     let args = [manifest, image.clone(), bad_manifest];
 
+    // Like the examples, found through their rpath alone: cargo's LD_LIBRARY_PATH would put
+    // target/<profile>'s libskinlesion.so, possibly stale, before the one built for this run.
     let valgrind = Command::new("valgrind").arg("--version").output().is_ok();
     if !valgrind {
         // CI installs valgrind (scripts/setup.sh --test); elsewhere run the checks plainly.
@@ -180,7 +182,11 @@ fn every_error_path_is_an_error_under_valgrind() {
         );
         eprintln!("valgrind not found: running the error checks without it");
         success(
-            Command::new(&binary).args(&args).output().unwrap(),
+            Command::new(&binary)
+                .args(&args)
+                .env_remove("LD_LIBRARY_PATH")
+                .output()
+                .unwrap(),
             "the error checks",
         );
         return;
@@ -200,6 +206,7 @@ fn every_error_path_is_an_error_under_valgrind() {
         ))
         .arg(&binary)
         .args(&args)
+        .env_remove("LD_LIBRARY_PATH")
         .output()
         .unwrap();
     let stdout = success(out, "the error checks under valgrind");
