@@ -10,7 +10,9 @@ use tch::Tensor;
 use crate::error::{Error, Result};
 use crate::model::{read_metadata, Model, ModelMetadata, ModelPaths};
 use crate::prediction::Prediction;
-use crate::preprocess::{decode_image, preprocess_image, DecodeLimits, RawPixels};
+use crate::preprocess::{
+    decode_image, prepare_parallel, preprocess_image, read_image_file, DecodeLimits, RawPixels,
+};
 use crate::taxonomy::LesionClass;
 
 /// Where inference runs.
@@ -244,8 +246,13 @@ impl Classifier {
         &self.paths.manifest
     }
 
-    pub fn device(&self) -> tch::Device {
-        self.model.device()
+    /// Where inference runs: [`Device::Cpu`] or [`Device::Cuda`] (never `Auto`, which is
+    /// resolved on load).
+    pub fn device(&self) -> Device {
+        match self.model.device() {
+            tch::Device::Cuda(i) => Device::Cuda(i),
+            _ => Device::Cpu,
+        }
     }
 
     pub fn threads(&self) -> usize {
@@ -326,33 +333,7 @@ impl Classifier {
         items: &[T],
         prepare: impl Fn(&T) -> Result<PreparedImage> + Sync,
     ) -> Vec<Result<PreparedImage>> {
-        let workers = self.threads.min(items.len());
-        if workers <= 1 {
-            return items.iter().map(&prepare).collect();
-        }
-        let chunk = items.len().div_ceil(workers);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = items
-                .chunks(chunk)
-                .map(|part| {
-                    let handle = s.spawn(|| part.iter().map(&prepare).collect::<Vec<_>>());
-                    (part.len(), handle)
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|(len, h)| {
-                    // A decoder bug must not take the caller down with it.
-                    h.join().unwrap_or_else(|_| {
-                        (0..len)
-                            .map(|_| {
-                                Err(Error::Decode("the image decoder failed internally".into()))
-                            })
-                            .collect()
-                    })
-                })
-                .collect()
-        })
+        prepare_parallel(items, self.threads, prepare)
     }
 
     /// Decodes (within the decode limits) and preprocesses encoded bytes.
@@ -366,7 +347,7 @@ impl Classifier {
             ImageInput::Encoded(bytes) => self.prepare(bytes),
             ImageInput::Pixels(pixels) => Ok(self.prepare_image(&pixels.to_image(&self.limits)?)),
             ImageInput::Decoded(image) => Ok(self.prepare_image(image)),
-            ImageInput::File(path) => self.prepare(&self.read_image_file(path)?),
+            ImageInput::File(path) => self.prepare(&read_image_file(path, &self.limits)?),
         }
     }
 
@@ -405,27 +386,12 @@ impl Classifier {
                 classes.len()
             )));
         }
-        let mut scaled = logits / f64::from(calibration.temperature);
-        if !calibration.log_prior.is_empty() {
-            scaled += Tensor::from_slice(&calibration.log_prior);
-        }
-        let probs = scaled.softmax(1, tch::Kind::Float);
-        let rows = |t: &Tensor| {
-            Vec::<f32>::try_from(t.to_kind(tch::Kind::Float).flatten(0, -1))
-                .map_err(|e| Error::Inference(e.to_string()))
-        };
-        let (logits, probs) = (rows(logits)?, rows(&probs)?);
-        Ok(probs
+        let rows = Vec::<f32>::try_from(logits.to_kind(tch::Kind::Float).flatten(0, -1))
+            .map_err(|e| Error::Inference(e.to_string()))?;
+        Ok(rows
             .chunks(c as usize)
-            .zip(logits.chunks(c as usize))
             .take(n as usize)
-            .map(|(row, logits)| {
-                Prediction::with_decision(
-                    classes.iter().copied().zip(row.iter().copied()),
-                    classes[calibration.decision(logits)],
-                    calibration.unknown_threshold,
-                )
-            })
+            .map(|row| calibration.prediction(classes, row))
             .collect())
     }
 
@@ -459,21 +425,6 @@ impl Classifier {
                 })
             })
             .collect()
-    }
-
-    fn read_image_file(&self, path: &Path) -> Result<Vec<u8>> {
-        let io = |source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let len = std::fs::metadata(path).map_err(io)?.len();
-        if len > self.limits.max_bytes {
-            return Err(Error::InputTooLarge {
-                bytes: len,
-                max_bytes: self.limits.max_bytes,
-            });
-        }
-        std::fs::read(path).map_err(io)
     }
 
     /// The dry run on load: zeros in, and exactly one value per class out.

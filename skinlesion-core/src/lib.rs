@@ -19,7 +19,11 @@
 //!
 //! The pieces: [`LesionClass`] (the taxonomy), [`Classifier`] (load a model, classify images,
 //! bytes, files or batches), [`Prediction`] (the answer), [`preprocess`] (the one preprocessing
-//! path, shared with training), [`model`] (the model artifact and its metadata).
+//! path, shared with training, and its parallel preparation), [`model`] (the model artifact, its
+//! metadata and [`Calibration`], the one home of probabilities, decision and the Unknown rule),
+//! [`error`] ([`Error`] and [`ErrorKind`], the table the C, Python and HTTP interfaces map
+//! from). With the `testing` feature, `testing` offers tiny models with known weights and the
+//! workspace's data paths for tests built on this crate.
 
 pub mod classifier;
 pub mod error;
@@ -27,12 +31,13 @@ pub mod model;
 pub mod prediction;
 pub mod preprocess;
 pub mod taxonomy;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use classifier::{
     available_cores, Classifier, ClassifierBuilder, Device, ImageInput, PreparedImage,
 };
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use model::{Calibration, ModelMetadata};
 pub use prediction::Prediction;
 pub use preprocess::{

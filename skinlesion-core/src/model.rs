@@ -21,11 +21,37 @@ use sha2::{Digest, Sha256};
 use tch::{CModule, Kind, Tensor};
 
 use crate::error::{Error, Result};
+use crate::prediction::Prediction;
 use crate::preprocess::InputSpec;
 use crate::taxonomy::LesionClass;
 
 /// The manifest format this version of the library reads and writes.
 pub const MANIFEST_FORMAT: &str = "skinlesion-model/1";
+
+/// The manifest of the model this release ships, in the repository's `models/` folder: the
+/// one place that names it.
+pub const SHIPPED_MODEL: &str = "skinlesion-v3.json";
+
+/// Where an application looks for [`SHIPPED_MODEL`] when the user names no model, in order:
+/// `models/` in the working directory; then `models/` beside the running executable or in any
+/// folder above it (a cargo build tree runs `target/release/NAME`); then
+/// `share/skinlesion/models/` above it (an installed `PREFIX/bin/NAME`).
+pub fn shipped_model_candidates() -> Vec<PathBuf> {
+    let mut candidates = vec![Path::new("models").join(SHIPPED_MODEL)];
+    let exe = std::env::current_exe().and_then(|p| p.canonicalize());
+    if let Some(dir) = exe.as_deref().ok().and_then(Path::parent) {
+        for above in dir.ancestors() {
+            candidates.push(above.join("models").join(SHIPPED_MODEL));
+            candidates.push(above.join("share/skinlesion/models").join(SHIPPED_MODEL));
+        }
+    }
+    candidates
+}
+
+/// The first of [`shipped_model_candidates`] that exists.
+pub fn find_shipped_model() -> Option<PathBuf> {
+    shipped_model_candidates().into_iter().find(|p| p.is_file())
+}
 
 /// Contents of a model's manifest (`NAME.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +101,23 @@ pub struct Calibration {
 }
 
 impl Calibration {
+    /// The calibrated probabilities of one row of logits, `softmax(logits / temperature +
+    /// log_prior)`, computed in `f64`. Training, evaluation and serving all call this.
+    pub fn probabilities(&self, logits: &[f32]) -> Vec<f64> {
+        let temperature = f64::from(self.temperature);
+        let scaled: Vec<f64> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| {
+                f64::from(l) / temperature + self.log_prior.get(i).map_or(0.0, |&p| f64::from(p))
+            })
+            .collect();
+        let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let exp: Vec<f64> = scaled.iter().map(|l| (l - max).exp()).collect();
+        let sum: f64 = exp.iter().sum();
+        exp.iter().map(|e| e / sum).collect()
+    }
+
     /// The index of the answer for one row of logits: the largest `logit + decision_bias`
     /// (the first on ties).
     pub fn decision(&self, logits: &[f32]) -> usize {
@@ -88,6 +131,20 @@ impl Calibration {
             }
         }
         best
+    }
+
+    /// The whole rule for one row of logits of a network trained on `classes` (in output
+    /// order): calibrated probabilities, the biased decision, and Unknown below the threshold.
+    pub fn prediction(&self, classes: &[LesionClass], logits: &[f32]) -> Prediction {
+        let probabilities = self.probabilities(logits);
+        Prediction::with_decision(
+            classes
+                .iter()
+                .copied()
+                .zip(probabilities.iter().map(|&p| p as f32)),
+            classes[self.decision(logits)],
+            self.unknown_threshold,
+        )
     }
 }
 
@@ -108,10 +165,19 @@ impl Default for Calibration {
 pub struct WeightsRef {
     /// File name, relative to the manifest's folder.
     pub file: String,
-    /// Weights format; only `"torchscript"` for now.
-    pub format: String,
+    /// How the weights are stored.
+    pub format: WeightsFormat,
     /// Lower-case hex SHA-256 of the weights file.
     pub sha256: String,
+}
+
+/// How a model's weights are stored. Serialised as in the manifest (`"torchscript"`); a
+/// manifest naming another format is refused as corrupt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WeightsFormat {
+    /// A TorchScript module (`torch.jit.save` / `CModule::save`).
+    #[serde(rename = "torchscript")]
+    TorchScript,
 }
 
 impl ModelMetadata {
@@ -160,12 +226,6 @@ impl ModelMetadata {
             return fail(format!(
                 "decision_bias must be empty or {} finite values, one per class",
                 self.classes.len()
-            ));
-        }
-        if self.weights.format != "torchscript" {
-            return fail(format!(
-                "weights format {:?} is not supported (only \"torchscript\")",
-                self.weights.format
             ));
         }
         let sha = &self.weights.sha256;
@@ -335,7 +395,7 @@ pub fn write_artifact(
     metadata.format = MANIFEST_FORMAT.to_owned();
     metadata.weights = WeightsRef {
         file: file_name,
-        format: "torchscript".into(),
+        format: WeightsFormat::TorchScript,
         sha256: sha256_hex(&bytes),
     };
     metadata.validate()?;

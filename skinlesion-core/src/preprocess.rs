@@ -416,6 +416,56 @@ pub fn preprocess(bytes: &[u8], spec: &InputSpec, limits: &DecodeLimits) -> Resu
     Ok(preprocess_image(&decode_image(bytes, limits)?, spec))
 }
 
+/// Reads an image file, refusing one longer than `limits.max_bytes` before reading it.
+pub fn read_image_file(path: &std::path::Path, limits: &DecodeLimits) -> Result<Vec<u8>> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > limits.max_bytes {
+        return Err(Error::InputTooLarge {
+            bytes: len,
+            max_bytes: limits.max_bytes,
+        });
+    }
+    std::fs::read(path).map_err(io)
+}
+
+/// Applies `prepare` to every item on up to `threads` scoped threads (contiguous chunks),
+/// keeping order: how the classifier prepares a batch and training decodes its data set. A
+/// panic in `prepare` (a decoder bug) fails that chunk's items, never the caller.
+pub fn prepare_parallel<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    prepare: impl Fn(&T) -> Result<R> + Sync,
+) -> Vec<Result<R>> {
+    let workers = threads.min(items.len());
+    if workers <= 1 {
+        return items.iter().map(&prepare).collect();
+    }
+    let chunk = items.len().div_ceil(workers);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                let handle = s.spawn(|| part.iter().map(&prepare).collect::<Vec<_>>());
+                (part.len(), handle)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(len, h)| {
+                h.join().unwrap_or_else(|_| {
+                    (0..len)
+                        .map(|_| Err(Error::Decode("the image decoder failed internally".into())))
+                        .collect()
+                })
+            })
+            .collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

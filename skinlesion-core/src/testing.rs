@@ -12,7 +12,9 @@ use std::str::FromStr;
 use tch::{CModule, Kind, Tensor};
 
 use crate::error::Result;
-use crate::model::{write_artifact, Calibration, ModelMetadata, WeightsRef, MANIFEST_FORMAT};
+use crate::model::{
+    write_artifact, Calibration, ModelMetadata, WeightsFormat, WeightsRef, MANIFEST_FORMAT,
+};
 use crate::preprocess::{InputSpec, ResizePolicy};
 use crate::taxonomy::LesionClass;
 
@@ -97,7 +99,7 @@ pub fn test_metadata(
         calibration,
         weights: WeightsRef {
             file: String::new(),
-            format: "torchscript".into(),
+            format: WeightsFormat::TorchScript,
             sha256: String::new(),
         },
         provenance: Default::default(),
@@ -126,7 +128,9 @@ pub fn write_mean_colour_model(
 /// The manifest of the model this repository ships (`models/`), which the workspace's tests and
 /// benchmarks exercise: the one place that names it.
 pub fn shipped_model() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/skinlesion-v3.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(crate::model::SHIPPED_MODEL)
 }
 
 /// The HAM10000 folder the tests read: `SKINLESION_DATA`, else `../shared/data/ham10000`

@@ -105,7 +105,8 @@ fn probabilities_are_the_calibrated_softmax_of_known_logits() {
                     |b, (c, p)| if *p > b.1 { (*c, *p) } else { b },
                 );
         assert_eq!(prediction.class(), top);
-        assert_eq!(prediction.confidence(), top_p);
+        // (The library computes in f64, the reference here in f32.)
+        assert!((prediction.confidence() - top_p).abs() < 1e-6);
         assert_eq!(prediction.is_cancerous(), top.is_cancerous());
 
         let json = serde_json::to_value(&prediction).unwrap();
@@ -150,7 +151,7 @@ fn prior_correction_calibrates_probabilities_but_keeps_the_balanced_decision() {
             .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
             .unwrap();
         assert_eq!(prediction.class(), CLASSES[decision]);
-        assert_eq!(prediction.confidence(), expected[decision]);
+        assert!((prediction.confidence() - expected[decision]).abs() < 1e-6);
     }
     // A prior of the wrong length is refused on load.
     let text = std::fs::read_to_string(&fx.manifest).unwrap();
@@ -575,6 +576,18 @@ fn model_errors_are_typed() {
         Err(Error::MetadataMismatch(_))
     ));
 
+    // The weights format is read as written ("torchscript"); any other is refused.
+    assert!(text.contains(r#""format": "torchscript""#), "{text}");
+    std::fs::write(
+        &broken,
+        text.replace(r#""format": "torchscript""#, r#""format": "onnx""#),
+    )
+    .unwrap();
+    match Classifier::load(&broken) {
+        Err(Error::ModelCorrupt { reason, .. }) => assert!(reason.contains("onnx"), "{reason}"),
+        other => panic!("expected ModelCorrupt, got {other:?}"),
+    }
+
     // Tampered weights: one byte changed.
     let mut tampered = std::fs::read(&weights_path).unwrap();
     let at = tampered.len() / 2;
@@ -644,7 +657,8 @@ fn configuration_errors_are_typed() {
             .device(Device::Auto)
             .build()
             .unwrap();
-        assert_eq!(auto.device(), skinlesion_core::tch::Device::Cpu);
+        assert_eq!(auto.device(), Device::Cpu);
+        assert_eq!(auto.device().to_string(), "cpu");
     }
     assert_eq!("cuda:1".parse::<Device>().unwrap(), Device::Cuda(1));
     assert_eq!("CPU".parse::<Device>().unwrap(), Device::Cpu);

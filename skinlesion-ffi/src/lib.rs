@@ -8,6 +8,8 @@
 //!   and released by one `*_free`; `*_free(NULL)` does nothing.
 //! - Every fallible function returns a `skinlesion_status`; on failure,
 //!   `skinlesion_last_error_message()` describes it (per thread).
+//!   Statuses 3–15 are the core's error kinds (`skinlesion_core::ErrorKind::code`), with
+//!   their descriptions; 0–2 and 16 are this API's own.
 //! - Results are plain structs (`skinlesion_prediction`) written into caller-owned memory:
 //!   nothing in a result is ever freed by the caller.
 //! - Null pointers, zero lengths, wrong strides and undecodable data are errors, never crashes;
@@ -25,7 +27,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use skinlesion_core::{
-    Classifier, Device, Error, ImageInput, LesionClass, PixelFormat, Prediction, RawPixels,
+    Classifier, Device, Error, ErrorKind, ImageInput, LesionClass, PixelFormat, Prediction,
+    RawPixels,
 };
 
 /// Number of diagnostic classes a model can be trained on (every class but UNKNOWN); the length
@@ -72,25 +75,38 @@ pub enum skinlesion_status {
     Panic = 16,
 }
 
-impl From<&Error> for skinlesion_status {
-    fn from(e: &Error) -> Self {
-        match e {
-            Error::EmptyInput => Self::EmptyInput,
-            Error::UnsupportedFormat(_) => Self::UnsupportedFormat,
-            Error::Decode(_) => Self::DecodeError,
-            Error::InputTooLarge { .. } => Self::InputTooLarge,
-            Error::ImageTooLarge { .. } => Self::ImageTooLarge,
-            Error::InvalidPixels(_) => Self::InvalidPixels,
-            Error::ModelNotFound { .. } => Self::ModelNotFound,
-            Error::ModelCorrupt { .. } => Self::ModelCorrupt,
-            Error::ChecksumMismatch { .. } => Self::ChecksumMismatch,
-            Error::MetadataMismatch(_) => Self::MetadataMismatch,
-            Error::Inference(_) => Self::InferenceError,
-            Error::Config(_) => Self::ConfigError,
-            Error::Io { .. } => Self::IoError,
-            // The core's error enum is non-exhaustive; a new kind is still a failure.
-            _ => Self::InferenceError,
-        }
+impl skinlesion_status {
+    /// Every status, in code order.
+    const ALL: [skinlesion_status; 17] = [
+        Self::Ok,
+        Self::NullArgument,
+        Self::InvalidArgument,
+        Self::EmptyInput,
+        Self::UnsupportedFormat,
+        Self::DecodeError,
+        Self::InputTooLarge,
+        Self::ImageTooLarge,
+        Self::InvalidPixels,
+        Self::ModelNotFound,
+        Self::ModelCorrupt,
+        Self::ChecksumMismatch,
+        Self::MetadataMismatch,
+        Self::InferenceError,
+        Self::ConfigError,
+        Self::IoError,
+        Self::Panic,
+    ];
+
+    fn from_code(code: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| *s as u32 == code)
+    }
+}
+
+/// The core's error kinds carry their own codes; statuses 3–15 are those codes.
+impl From<ErrorKind> for skinlesion_status {
+    fn from(kind: ErrorKind) -> Self {
+        // A kind newer than this table is still a failure (the unit test keeps them in step).
+        Self::from_code(kind.code()).unwrap_or(Self::InferenceError)
     }
 }
 
@@ -246,7 +262,7 @@ struct Failure(skinlesion_status, String);
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
-        Failure((&e).into(), e.to_string())
+        Failure(e.kind().into(), e.to_string())
     }
 }
 
@@ -432,25 +448,23 @@ pub extern "C" fn skinlesion_class_is_cancerous(lesion_class: u32) -> bool {
 /// A short, static description of a status code ("undecodable image"); never NULL.
 #[no_mangle]
 pub extern "C" fn skinlesion_status_description(status: u32) -> *const c_char {
-    let text: &'static CStr = match status {
-        0 => c"success",
-        1 => c"a required argument was NULL",
-        2 => c"invalid argument",
-        3 => c"empty input",
-        4 => c"unsupported image format",
-        5 => c"undecodable image",
-        6 => c"input too large",
-        7 => c"image too large",
-        8 => c"invalid pixel buffer",
-        9 => c"model not found",
-        10 => c"corrupt model",
-        11 => c"model checksum mismatch",
-        12 => c"model metadata mismatch",
-        13 => c"inference failed",
-        14 => c"invalid configuration",
-        15 => c"I/O error",
-        16 => c"internal error",
-        _ => c"unknown status",
+    // The core's kinds describe themselves; the C API adds its own four statuses.
+    static KINDS: OnceLock<Vec<(u32, CString)>> = OnceLock::new();
+    let kinds = KINDS.get_or_init(|| {
+        ErrorKind::ALL
+            .iter()
+            .map(|k| (k.code(), CString::new(k.description()).expect("no NUL")))
+            .collect()
+    });
+    let text: &CStr = match skinlesion_status::from_code(status) {
+        Some(skinlesion_status::Ok) => c"success",
+        Some(skinlesion_status::NullArgument) => c"a required argument was NULL",
+        Some(skinlesion_status::InvalidArgument) => c"invalid argument",
+        Some(skinlesion_status::Panic) => c"internal error",
+        _ => kinds
+            .iter()
+            .find(|(code, _)| *code == status)
+            .map_or(c"unknown status", |(_, text)| text.as_c_str()),
     };
     text.as_ptr()
 }
@@ -823,4 +837,33 @@ pub unsafe extern "C" fn skinlesion_classify_pixels_batch(
             classify_batch(classifier, inputs, out, statuses)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn description(status: u32) -> String {
+        // SAFETY: the function returns a static NUL-terminated string.
+        unsafe { CStr::from_ptr(skinlesion_status_description(status)) }
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn every_core_error_kind_has_its_own_status_and_description() {
+        for kind in ErrorKind::ALL {
+            let status = skinlesion_status::from(kind);
+            assert_eq!(status as u32, kind.code(), "{kind}");
+            assert_eq!(description(status as u32), kind.description(), "{kind}");
+        }
+        // The C API's own statuses are none of the core's.
+        for own in [0, 1, 2, 16] {
+            assert!(ErrorKind::from_code(own).is_none());
+            assert_ne!(description(own), "unknown status");
+        }
+        assert_eq!(description(17), "unknown status");
+        assert_eq!(skinlesion_status::ALL.len(), 17);
+    }
 }

@@ -2,6 +2,11 @@
 //! Python objects and `skinlesion_core`; the public API (input dispatch for paths, bytes, numpy
 //! arrays and PIL images, the default model) is `python/skinlesion/__init__.py`.
 //!
+//! Inputs cross as typed values (`OwnedInput`: bytes, a path, or a `Pixels` object the Python
+//! layer builds from numpy or PIL), so anything else is a `TypeError` naming what was passed.
+//! Every core error kind maps to one exception class (`exception_type`), which is also what the
+//! module registers.
+//!
 //! Decoding and inference run with the GIL released, on borrowed buffers where Python allows
 //! (bytes objects, C-contiguous uint8 buffers), so many Python threads can classify at once.
 
@@ -13,9 +18,10 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyDict, PyType};
 use skinlesion_core::{
-    Classifier, Device, Error, ImageInput, LesionClass, PixelFormat, Prediction, RawPixels,
+    Classifier, Device, Error, ErrorKind, ImageInput, LesionClass, PixelFormat, Prediction,
+    RawPixels,
 };
 
 create_exception!(
@@ -115,25 +121,49 @@ create_exception!(
     "An image file could not be read."
 );
 
+/// The Python exception class of each core error kind: the one map from the core's table,
+/// used to raise and to register them.
+fn exception_type(py: Python<'_>, kind: ErrorKind) -> Bound<'_, PyType> {
+    match kind {
+        ErrorKind::EmptyInput => py.get_type::<EmptyInputError>(),
+        ErrorKind::UnsupportedFormat => py.get_type::<UnsupportedFormatError>(),
+        ErrorKind::Decode => py.get_type::<DecodeError>(),
+        ErrorKind::InputTooLarge => py.get_type::<InputTooLargeError>(),
+        ErrorKind::ImageTooLarge => py.get_type::<ImageTooLargeError>(),
+        ErrorKind::InvalidPixels => py.get_type::<InvalidPixelsError>(),
+        ErrorKind::ModelNotFound => py.get_type::<ModelNotFoundError>(),
+        ErrorKind::ModelCorrupt => py.get_type::<ModelCorruptError>(),
+        ErrorKind::ChecksumMismatch => py.get_type::<ChecksumMismatchError>(),
+        ErrorKind::MetadataMismatch => py.get_type::<MetadataMismatchError>(),
+        ErrorKind::Inference => py.get_type::<InferenceError>(),
+        ErrorKind::Config => py.get_type::<ConfigError>(),
+        ErrorKind::Io => py.get_type::<ImageReadError>(),
+        // A kind newer than this binding is still a skinlesion error (the Python tests check
+        // that every kind has its own class).
+        _ => py.get_type::<SkinLesionError>(),
+    }
+}
+
 /// The Python exception for a core error, carrying the core's message.
 fn to_py_err(e: Error) -> PyErr {
-    let message = e.to_string();
-    match e {
-        Error::EmptyInput => EmptyInputError::new_err(message),
-        Error::UnsupportedFormat(_) => UnsupportedFormatError::new_err(message),
-        Error::Decode(_) => DecodeError::new_err(message),
-        Error::InputTooLarge { .. } => InputTooLargeError::new_err(message),
-        Error::ImageTooLarge { .. } => ImageTooLargeError::new_err(message),
-        Error::InvalidPixels(_) => InvalidPixelsError::new_err(message),
-        Error::ModelNotFound { .. } => ModelNotFoundError::new_err(message),
-        Error::ModelCorrupt { .. } => ModelCorruptError::new_err(message),
-        Error::ChecksumMismatch { .. } => ChecksumMismatchError::new_err(message),
-        Error::MetadataMismatch(_) => MetadataMismatchError::new_err(message),
-        Error::Inference(_) => InferenceError::new_err(message),
-        Error::Config(_) => ConfigError::new_err(message),
-        Error::Io { .. } => ImageReadError::new_err(message),
-        _ => SkinLesionError::new_err(message),
-    }
+    Python::attach(|py| PyErr::from_type(exception_type(py, e.kind()), e.to_string()))
+}
+
+/// Every core error kind as (name, is_input_error, is_model_error, exception class), so the
+/// Python tests can check the map above is complete.
+#[pyfunction]
+fn error_kinds(py: Python<'_>) -> Vec<(&'static str, bool, bool, Bound<'_, PyType>)> {
+    ErrorKind::ALL
+        .iter()
+        .map(|&k| {
+            (
+                k.name(),
+                k.is_input_error(),
+                k.is_model_error(),
+                exception_type(py, k),
+            )
+        })
+        .collect()
 }
 
 /// Parses a JSON text produced by serde into Python objects with Python's own `json`.
@@ -272,85 +302,107 @@ impl PyPrediction {
     }
 }
 
-/// An input held by Rust while the GIL is released.
-enum OwnedInput {
-    Encoded(PyBackedBytes),
-    File(PathBuf),
-    Pixels {
-        buffer: PyBuffer<u8>,
+/// Raw interleaved 8-bit pixels from Python: the Python layer makes one from a numpy array
+/// or a PIL image. Holds the buffer export, so the memory stays alive and unmoved.
+#[pyclass(frozen, module = "skinlesion._skinlesion", name = "Pixels")]
+struct PyPixels {
+    buffer: PyBuffer<u8>,
+    width: u32,
+    height: u32,
+    stride: usize,
+    format: PixelFormat,
+}
+
+#[pymethods]
+impl PyPixels {
+    #[new]
+    fn new(
+        data: &Bound<'_, PyAny>,
         width: u32,
         height: u32,
         stride: usize,
-        format: PixelFormat,
-    },
+        channels: usize,
+    ) -> PyResult<Self> {
+        let buffer = PyBuffer::<u8>::get(data)?;
+        if !buffer.is_c_contiguous() {
+            return Err(InvalidPixelsError::new_err(
+                "the pixel buffer must be C-contiguous",
+            ));
+        }
+        let format = match channels {
+            1 => PixelFormat::Gray8,
+            3 => PixelFormat::Rgb8,
+            4 => PixelFormat::Rgba8,
+            n => {
+                return Err(InvalidPixelsError::new_err(format!(
+                    "{n} channels: expected 1 (grey), 3 (RGB) or 4 (RGBA)"
+                )))
+            }
+        };
+        Ok(Self {
+            buffer,
+            width,
+            height,
+            stride,
+            format,
+        })
+    }
+}
+
+impl PyPixels {
+    fn as_input(&self) -> ImageInput<'_> {
+        // SAFETY: the buffer export is held (and so the memory kept alive) for as long as
+        // `self`, and it is C-contiguous, so `len_bytes` bytes from `buf_ptr` are readable.
+        // Python code mutating the array from another thread meanwhile would race, as with
+        // any buffer consumer.
+        let data = unsafe {
+            std::slice::from_raw_parts(self.buffer.buf_ptr() as *const u8, self.buffer.len_bytes())
+        };
+        ImageInput::Pixels(RawPixels {
+            data,
+            width: self.width,
+            height: self.height,
+            stride: self.stride,
+            format: self.format,
+        })
+    }
+}
+
+/// One image argument, held by Rust while the GIL is released: encoded bytes, a file path, or
+/// [`PyPixels`].
+enum OwnedInput {
+    Encoded(PyBackedBytes),
+    File(PathBuf),
+    Pixels(Py<PyPixels>),
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for OwnedInput {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if let Ok(pixels) = obj.cast::<PyPixels>() {
+            return Ok(Self::Pixels(pixels.to_owned().unbind()));
+        }
+        if let Ok(bytes) = obj.extract::<PyBackedBytes>() {
+            return Ok(Self::Encoded(bytes));
+        }
+        if let Ok(path) = obj.extract::<PathBuf>() {
+            return Ok(Self::File(path));
+        }
+        let ty = obj.get_type();
+        Err(PyTypeError::new_err(format!(
+            "an image must be encoded bytes, a path or skinlesion Pixels, not {}",
+            ty.fully_qualified_name()?
+        )))
+    }
 }
 
 impl OwnedInput {
-    /// Reads one tagged tuple from the Python layer: ("encoded", bytes), ("file", path) or
-    /// ("pixels", buffer, width, height, stride, channels).
-    fn extract(item: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let tuple = item.cast::<PyTuple>()?;
-        let kind: String = tuple.get_item(0)?.extract()?;
-        match kind.as_str() {
-            "encoded" => Ok(Self::Encoded(tuple.get_item(1)?.extract()?)),
-            "file" => Ok(Self::File(tuple.get_item(1)?.extract()?)),
-            "pixels" => {
-                let buffer = PyBuffer::<u8>::get(&tuple.get_item(1)?)?;
-                if !buffer.is_c_contiguous() {
-                    return Err(InvalidPixelsError::new_err(
-                        "the pixel buffer must be C-contiguous",
-                    ));
-                }
-                let format = match tuple.get_item(5)?.extract::<usize>()? {
-                    1 => PixelFormat::Gray8,
-                    3 => PixelFormat::Rgb8,
-                    4 => PixelFormat::Rgba8,
-                    n => {
-                        return Err(InvalidPixelsError::new_err(format!(
-                            "{n} channels: expected 1 (grey), 3 (RGB) or 4 (RGBA)"
-                        )))
-                    }
-                };
-                Ok(Self::Pixels {
-                    buffer,
-                    width: tuple.get_item(2)?.extract()?,
-                    height: tuple.get_item(3)?.extract()?,
-                    stride: tuple.get_item(4)?.extract()?,
-                    format,
-                })
-            }
-            other => Err(PyTypeError::new_err(format!(
-                "unknown input kind {other:?}"
-            ))),
-        }
-    }
-
     fn as_input(&self) -> ImageInput<'_> {
         match self {
             Self::Encoded(bytes) => ImageInput::Encoded(bytes),
             Self::File(path) => ImageInput::File(path),
-            Self::Pixels {
-                buffer,
-                width,
-                height,
-                stride,
-                format,
-            } => {
-                // SAFETY: the buffer export is held (and so the memory kept alive) for as long
-                // as `self`, and it is C-contiguous, so `len_bytes` bytes from `buf_ptr` are
-                // readable. Python code mutating the array from another thread meanwhile
-                // would race, as with any buffer consumer.
-                let data = unsafe {
-                    std::slice::from_raw_parts(buffer.buf_ptr() as *const u8, buffer.len_bytes())
-                };
-                ImageInput::Pixels(RawPixels {
-                    data,
-                    width: *width,
-                    height: *height,
-                    stride: *stride,
-                    format: *format,
-                })
-            }
+            Self::Pixels(pixels) => pixels.get().as_input(),
         }
     }
 }
@@ -390,26 +442,17 @@ impl NativeClassifier {
         })
     }
 
-    /// Classifies one tagged input.
-    fn classify(&self, py: Python<'_>, input: &Bound<'_, PyAny>) -> PyResult<PyPrediction> {
-        let owned = OwnedInput::extract(input)?;
+    /// Classifies one input.
+    fn classify(&self, py: Python<'_>, owned: OwnedInput) -> PyResult<PyPrediction> {
         let inner = py
             .detach(|| self.inner.classify_input(owned.as_input()))
             .map_err(to_py_err)?;
         Ok(PyPrediction { inner })
     }
 
-    /// Classifies tagged inputs with one forward pass: a Prediction or an exception object per
+    /// Classifies inputs with one forward pass: a Prediction or an exception object per
     /// input, in order.
-    fn classify_many(
-        &self,
-        py: Python<'_>,
-        inputs: Vec<Bound<'_, PyAny>>,
-    ) -> PyResult<Vec<Py<PyAny>>> {
-        let owned = inputs
-            .iter()
-            .map(OwnedInput::extract)
-            .collect::<PyResult<Vec<_>>>()?;
+    fn classify_many(&self, py: Python<'_>, owned: Vec<OwnedInput>) -> PyResult<Vec<Py<PyAny>>> {
         let results = py.detach(|| {
             let inputs: Vec<ImageInput<'_>> = owned.iter().map(OwnedInput::as_input).collect();
             self.inner.classify_inputs(&inputs)
@@ -445,7 +488,7 @@ impl NativeClassifier {
 
     #[getter]
     fn device(&self) -> String {
-        format!("{:?}", self.inner.device()).to_lowercase()
+        self.inner.device().to_string()
     }
 
     #[getter]
@@ -488,34 +531,18 @@ fn _skinlesion(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lesion_classes, m)?)?;
     m.add("DISCLAIMER", skinlesion_core::DISCLAIMER)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    for (name, ty) in [
-        ("SkinLesionError", py.get_type::<SkinLesionError>()),
-        ("InputError", py.get_type::<InputError>()),
-        ("EmptyInputError", py.get_type::<EmptyInputError>()),
-        (
-            "UnsupportedFormatError",
-            py.get_type::<UnsupportedFormatError>(),
-        ),
-        ("DecodeError", py.get_type::<DecodeError>()),
-        ("InputTooLargeError", py.get_type::<InputTooLargeError>()),
-        ("ImageTooLargeError", py.get_type::<ImageTooLargeError>()),
-        ("InvalidPixelsError", py.get_type::<InvalidPixelsError>()),
-        ("ModelError", py.get_type::<ModelError>()),
-        ("ModelNotFoundError", py.get_type::<ModelNotFoundError>()),
-        ("ModelCorruptError", py.get_type::<ModelCorruptError>()),
-        (
-            "ChecksumMismatchError",
-            py.get_type::<ChecksumMismatchError>(),
-        ),
-        (
-            "MetadataMismatchError",
-            py.get_type::<MetadataMismatchError>(),
-        ),
-        ("InferenceError", py.get_type::<InferenceError>()),
-        ("ConfigError", py.get_type::<ConfigError>()),
-        ("ImageReadError", py.get_type::<ImageReadError>()),
-    ] {
-        m.add(name, ty)?;
+    m.add_class::<PyPixels>()?;
+    m.add_function(wrap_pyfunction!(error_kinds, m)?)?;
+    // The base classes, then one class per core error kind.
+    for ty in [
+        py.get_type::<SkinLesionError>(),
+        py.get_type::<InputError>(),
+        py.get_type::<ModelError>(),
+    ]
+    .into_iter()
+    .chain(ErrorKind::ALL.map(|k| exception_type(py, k)))
+    {
+        m.add(ty.name()?, ty)?;
     }
     Ok(())
 }

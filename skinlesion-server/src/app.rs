@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
-use skinlesion_core::{Classifier, Error as CoreError, Prediction, DISCLAIMER};
+use skinlesion_core::{Classifier, Error as CoreError, ErrorKind, Prediction, DISCLAIMER};
 use tokio::sync::Semaphore;
 
 use crate::batcher::{Batcher, SubmitError};
@@ -104,19 +104,20 @@ impl ApiError {
     }
 }
 
-/// The HTTP status for a library error: the client's fault is 4xx, ours 5xx.
-fn from_core(e: CoreError) -> ApiError {
-    let status = match &e {
-        CoreError::EmptyInput | CoreError::Decode(_) | CoreError::InvalidPixels(_) => {
+/// The HTTP status for a kind of library error: the client's fault is 4xx, ours 5xx.
+fn status_for(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::EmptyInput | ErrorKind::Decode | ErrorKind::InvalidPixels => {
             StatusCode::BAD_REQUEST
         }
-        CoreError::UnsupportedFormat(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        CoreError::InputTooLarge { .. } | CoreError::ImageTooLarge { .. } => {
-            StatusCode::PAYLOAD_TOO_LARGE
-        }
+        ErrorKind::UnsupportedFormat => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorKind::InputTooLarge | ErrorKind::ImageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    ApiError::new(status, e.to_string())
+    }
+}
+
+fn from_core(e: CoreError) -> ApiError {
+    ApiError::new(status_for(e.kind()), e.to_string())
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Reply {
@@ -146,15 +147,15 @@ pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Result<
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let route = route_name(request.uri().path());
-    let response = answer_panics(id, route, dispatch(&state, route, request)).await;
+    let route = Route::parse(request.uri().path());
+    let response = answer_panics(id, route.label(), dispatch(&state, route, request)).await;
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
-    state.metrics.observe(route, status, seconds);
+    state.metrics.observe(route.label(), status, seconds);
     tracing::info!(
         request_id = id,
         %method,
-        route,
+        route = route.label(),
         status,
         latency_ms = (seconds * 1000.0 * 10.0).round() / 10.0,
         upload_bytes,
@@ -183,85 +184,137 @@ async fn answer_panics(
         .unwrap_or_else(ApiError::into_response)
 }
 
-/// A fixed route name (never the raw path, which a client controls).
-fn route_name(path: &str) -> &'static str {
-    match path {
-        "/" => "/",
-        "/predict" => "/predict",
-        "/predict/batch" => "/predict/batch",
-        "/health" => "/health",
-        "/live" => "/live",
-        "/ready" => "/ready",
-        "/metrics" => "/metrics",
-        "/openapi.yaml" => "/openapi.yaml",
-        _ => "other",
+/// The endpoints, parsed from the request path once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Page,
+    Predict,
+    PredictBatch,
+    Health,
+    Live,
+    Ready,
+    Metrics,
+    OpenApi,
+    NotFound,
+}
+
+impl Route {
+    pub const ALL: [Route; 9] = [
+        Route::Page,
+        Route::Predict,
+        Route::PredictBatch,
+        Route::Health,
+        Route::Live,
+        Route::Ready,
+        Route::Metrics,
+        Route::OpenApi,
+        Route::NotFound,
+    ];
+
+    pub fn parse(path: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|r| *r != Route::NotFound && r.label() == path)
+            .unwrap_or(Route::NotFound)
+    }
+
+    /// The route's name in metrics and logs: its path, or "other" (never the raw path, which
+    /// a client controls).
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Page => "/",
+            Route::Predict => "/predict",
+            Route::PredictBatch => "/predict/batch",
+            Route::Health => "/health",
+            Route::Live => "/live",
+            Route::Ready => "/ready",
+            Route::Metrics => "/metrics",
+            Route::OpenApi => "/openapi.yaml",
+            Route::NotFound => "other",
+        }
+    }
+
+    /// The methods the route answers, as the `Allow` header says them.
+    fn allowed(self) -> &'static str {
+        match self {
+            Route::Predict | Route::PredictBatch => "POST",
+            _ => "GET, HEAD",
+        }
     }
 }
 
 async fn dispatch(
     state: &Arc<AppState>,
-    route: &'static str,
+    route: Route,
     request: Request<Incoming>,
 ) -> Result<Reply, ApiError> {
-    let method = request.method();
-    let allowed = match route {
-        "/predict" | "/predict/batch" => "POST",
-        "other" => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("no such endpoint: {}", request.uri().path()),
-            ))
-        }
-        _ => "GET, HEAD",
-    };
-    let method_ok = match allowed {
-        "POST" => method == Method::POST,
-        _ => method == Method::GET || method == Method::HEAD,
-    };
-    if !method_ok {
-        let mut response = ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("{method} is not allowed on {route}; use {allowed}"),
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static(allowed));
-        return Ok(response);
-    }
-    match route {
-        "/" => Ok(text_response("text/html; charset=utf-8", PAGE)),
-        "/openapi.yaml" => Ok(text_response("application/yaml", OPENAPI)),
-        "/health" => Ok(json_response(
+    let read = matches!(*request.method(), Method::GET | Method::HEAD);
+    let post = *request.method() == Method::POST;
+    match (route, read, post) {
+        (Route::NotFound, _, _) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no such endpoint: {}", request.uri().path()),
+        )),
+        (Route::Predict, _, true) => predict(state, request).await,
+        (Route::PredictBatch, _, true) => predict_batch(state, request).await,
+        (Route::Page, true, _) => Ok(text_response("text/html; charset=utf-8", PAGE)),
+        (Route::OpenApi, true, _) => Ok(text_response("application/yaml", OPENAPI)),
+        (Route::Health, true, _) => Ok(json_response(
             StatusCode::OK,
             &json!({ "status": "healthy", "model_loaded": true }),
         )),
-        "/live" => Ok(json_response(StatusCode::OK, &json!({ "status": "alive" }))),
-        "/ready" => {
-            if state.ready.load(Ordering::Acquire) {
-                let meta = state.classifier.metadata();
-                Ok(json_response(
-                    StatusCode::OK,
-                    &json!({
-                        "status": "ready",
-                        "model": meta.name,
-                        "version": meta.version,
-                        "classes": meta.classes,
-                        "disclaimer": DISCLAIMER,
-                    }),
-                ))
-            } else {
-                Err(ApiError::unavailable("the model is warming up"))
-            }
-        }
-        "/metrics" => Ok(text_response(
+        (Route::Live, true, _) => Ok(json_response(StatusCode::OK, &json!({ "status": "alive" }))),
+        (Route::Ready, true, _) => ready(state),
+        (Route::Metrics, true, _) => Ok(text_response(
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             state.metrics.render(),
         )),
-        "/predict" => predict(state, request).await,
-        "/predict/batch" => predict_batch(state, request).await,
-        _ => unreachable!("every route is matched above"),
+        (
+            Route::Page
+            | Route::Predict
+            | Route::PredictBatch
+            | Route::Health
+            | Route::Live
+            | Route::Ready
+            | Route::Metrics
+            | Route::OpenApi,
+            _,
+            _,
+        ) => Ok(method_not_allowed(request.method(), route)),
     }
+}
+
+fn method_not_allowed(method: &Method, route: Route) -> Reply {
+    let allowed = route.allowed();
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{method} is not allowed on {}; use {allowed}",
+            route.label()
+        ),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allowed));
+    response
+}
+
+fn ready(state: &AppState) -> Result<Reply, ApiError> {
+    if !state.ready.load(Ordering::Acquire) {
+        return Err(ApiError::unavailable("the model is warming up"));
+    }
+    let meta = state.classifier.metadata();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "status": "ready",
+            "model": meta.name,
+            "version": meta.version,
+            "classes": meta.classes,
+            "disclaimer": DISCLAIMER,
+        }),
+    ))
 }
 
 async fn predict(state: &Arc<AppState>, request: Request<Incoming>) -> Result<Reply, ApiError> {
@@ -339,7 +392,7 @@ async fn classify(state: &Arc<AppState>, file: Bytes) -> Result<Prediction, ApiE
             StatusCode::INTERNAL_SERVER_ERROR,
             "inference stopped before answering",
         )),
-        Ok(Ok(Err(message))) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)),
+        Ok(Ok(Err(e))) => Err(from_core(e)),
         Ok(Ok(Ok(prediction))) => Ok(prediction),
     }
 }
@@ -419,6 +472,31 @@ mod tests {
     async fn body_json(response: Reply) -> serde_json::Value {
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn every_route_parses_from_its_own_label_and_nothing_else() {
+        for route in Route::ALL {
+            if route != Route::NotFound {
+                assert_eq!(Route::parse(route.label()), route);
+            }
+        }
+        for path in ["/predict/", "/PREDICT", "/other", "", "/predict/batch/x"] {
+            assert_eq!(Route::parse(path), Route::NotFound, "{path}");
+        }
+    }
+
+    #[test]
+    fn every_core_error_kind_maps_to_a_status_by_whose_fault_it_is() {
+        for kind in ErrorKind::ALL {
+            let status = status_for(kind);
+            assert_eq!(
+                status.is_client_error(),
+                kind.is_input_error(),
+                "{kind}: {status}"
+            );
+            assert!(status.is_client_error() || status.is_server_error());
+        }
     }
 
     #[tokio::test]

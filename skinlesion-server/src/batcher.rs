@@ -7,15 +7,19 @@ use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skinlesion_core::{Prediction, PreparedImage};
+use skinlesion_core::{Error, Prediction, PreparedImage};
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
 
 struct Job {
     image: PreparedImage,
-    reply: oneshot::Sender<Result<Prediction, String>>,
+    reply: oneshot::Sender<Answer>,
 }
+
+/// What the inference thread answers a job: the core's typed error when the forward pass
+/// failed.
+pub type Answer = Result<Prediction, Error>;
 
 /// Why a job was not accepted.
 #[derive(Debug, PartialEq, Eq)]
@@ -58,10 +62,7 @@ impl Batcher {
     }
 
     /// Queues one prepared image; the answer arrives on the returned channel.
-    pub fn submit(
-        &self,
-        image: PreparedImage,
-    ) -> Result<oneshot::Receiver<Result<Prediction, String>>, SubmitError> {
+    pub fn submit(&self, image: PreparedImage) -> Result<oneshot::Receiver<Answer>, SubmitError> {
         let (reply, answer) = oneshot::channel();
         match self.queue.try_send(Job { image, reply }) {
             Ok(()) => {
@@ -111,13 +112,13 @@ fn run(
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "inference failed");
                 for reply in replies {
-                    let _ = reply.send(Err(e.to_string()));
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
             Err(_) => {
                 tracing::error!("inference panicked");
                 for reply in replies {
-                    let _ = reply.send(Err("inference failed internally".into()));
+                    let _ = reply.send(Err(Error::Inference("inference failed internally".into())));
                 }
             }
         }
@@ -162,9 +163,11 @@ mod tests {
             Batcher::start(infer, 4, Duration::ZERO, 8, Arc::new(Metrics::new(4)));
 
         let first = batcher.submit(classifier.prepare(&bytes).unwrap()).unwrap();
+        let failure = first.await.unwrap().unwrap_err();
+        assert!(matches!(failure, Error::Inference(_)), "{failure:?}");
         assert_eq!(
-            first.await.unwrap().unwrap_err(),
-            "inference failed internally"
+            failure.to_string(),
+            "inference failed: inference failed internally"
         );
         for _ in 0..3 {
             let answer = batcher.submit(classifier.prepare(&bytes).unwrap()).unwrap();

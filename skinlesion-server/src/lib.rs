@@ -1,6 +1,11 @@
 //! The request handling of `skinlesion-server`, as a library: the binary (`src/main.rs`) serves
 //! it over TCP, and the fuzz targets drive the same path over in-memory connections.
 //!
+//! [`app`] parses each request into a typed [`app::Route`] and answers it with one exhaustive
+//! `match`; library errors become HTTP statuses from the core's [`skinlesion_core::ErrorKind`]
+//! alone. [`batcher`] groups prepared images into forward passes and answers each with the
+//! core's typed result; [`metrics`] renders Prometheus text.
+//!
 //! Research and education only; not a medical device.
 
 pub mod app;

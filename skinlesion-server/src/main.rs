@@ -13,14 +13,13 @@ use clap::Parser;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use skinlesion_core::image::{DynamicImage, RgbImage};
+use skinlesion_core::model::{find_shipped_model, shipped_model_candidates};
 use skinlesion_core::{Classifier, Device, DISCLAIMER};
 use tokio::net::TcpListener;
 
 use skinlesion_server::app::{AppState, Limits};
 use skinlesion_server::batcher::Batcher;
 use skinlesion_server::metrics::Metrics;
-
-const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/skinlesion-v3.json");
 
 /// Serves skinlesion over HTTP: GET / (web page), POST /predict (multipart field `file`),
 /// POST /predict/batch, GET /health, /live, /ready, /metrics, /openapi.yaml.
@@ -29,9 +28,11 @@ const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/skin
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Config {
-    /// Model manifest (.json) or weights (.pt). Default: the shipped model.
-    #[arg(long, env = "SKINLESION_MODEL", default_value = DEFAULT_MODEL)]
-    model: PathBuf,
+    /// Model manifest (.json) or weights (.pt). Default: the shipped model, looked for as
+    /// models/skinlesion-vN.json in the working directory, then in models/ beside the
+    /// executable or any folder above it, then in share/skinlesion/models/ above it.
+    #[arg(long, env = "SKINLESION_MODEL")]
+    model: Option<PathBuf>,
     /// Address to listen on. Use 0.0.0.0 only to serve other machines, behind TLS and access
     /// control: uploads are patient images.
     #[arg(long, env = "SKINLESION_HOST", default_value = "127.0.0.1")]
@@ -88,8 +89,19 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let Some(model) = config.model.clone().or_else(find_shipped_model) else {
+        eprintln!(
+            "error: no --model given and the shipped model is in none of: {}",
+            shipped_model_candidates()
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return ExitCode::FAILURE;
+    };
     let cores = skinlesion_core::available_cores();
-    let classifier = Classifier::builder(&config.model)
+    let classifier = Classifier::builder(&model)
         .device(config.device)
         .threads(config.threads.unwrap_or((cores / 2).max(1)))
         .max_pixels(config.max_megapixels.saturating_mul(1_000_000))
@@ -98,10 +110,7 @@ fn main() -> ExitCode {
     let classifier = match classifier {
         Ok(c) => Arc::new(c),
         Err(e) => {
-            eprintln!(
-                "error: cannot load the model {}: {e}",
-                config.model.display()
-            );
+            eprintln!("error: cannot load the model {}: {e}", model.display());
             return ExitCode::FAILURE;
         }
     };
@@ -149,7 +158,7 @@ async fn serve(
         name = %meta.name,
         version = %meta.version,
         sha256 = %meta.weights.sha256,
-        device = ?classifier.device(),
+        device = %classifier.device(),
         threads = classifier.threads(),
         "model loaded"
     );

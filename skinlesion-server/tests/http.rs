@@ -383,3 +383,29 @@ fn a_missing_or_corrupt_model_stops_start_up() {
     assert!(!corrupt.status.success());
     assert!(String::from_utf8_lossy(&corrupt.stderr).contains("checksum mismatch"));
 }
+
+#[test]
+fn without_model_the_shipped_one_is_found_above_the_executable_whatever_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skinlesion-server"))
+        .args(["--port", "0", "--device", "cpu"])
+        .env_remove("SKINLESION_MODEL")
+        .env("RUST_LOG", "info")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(line.starts_with("listening on http://"), "{line:?} {log}");
+    let shipped = model().canonicalize().unwrap();
+    assert!(log.contains(&shipped.display().to_string()), "{log}");
+}

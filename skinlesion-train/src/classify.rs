@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use skinlesion_core::{Classifier, LesionClass};
+use skinlesion_core::{Classifier, LesionClass, Prediction};
 
 /// Output formats of `classify`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -64,13 +64,10 @@ pub fn classify(
         .into_iter()
         .filter(|c| classifier.classes().contains(c))
         .collect();
-    if format == Format::Csv {
-        let mut header = String::from("file,class,class_name,is_cancerous,confidence");
-        for c in &classes {
-            header.push_str(&format!(",p_{}", c.code()));
-        }
-        writeln!(out, "{header},error")?;
-    }
+    let mut sink = match format {
+        Format::Csv => Sink::csv(out, &classes)?,
+        Format::Jsonl => Sink::Jsonl(out),
+    };
     let progress = crate::progress::bar(images.len() as u64, "classifying");
     if images.len() <= batch_size {
         progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -79,57 +76,89 @@ pub fn classify(
     for chunk in images.chunks(batch_size.max(1)) {
         for (path, result) in chunk.iter().zip(classifier.classify_batch_paths(chunk)) {
             let file = path.display().to_string();
-            match (&result, format) {
-                (Ok(p), Format::Jsonl) => {
-                    let mut value = serde_json::to_value(p)?;
-                    value["file"] = file.into();
-                    value["class"] = p.class().code().into();
-                    writeln!(out, "{value}")?;
-                }
-                (Ok(p), Format::Csv) => {
-                    let mut row = format!(
-                        "{},{},{},{},{:.6}",
-                        csv_field(&file),
-                        p.class().code(),
-                        csv_field(p.class().name()),
-                        p.is_cancerous(),
-                        p.confidence()
-                    );
-                    for c in &classes {
-                        row.push_str(&format!(",{:.6}", p.probability(*c).unwrap_or(0.0)));
-                    }
-                    writeln!(out, "{row},")?;
-                }
-                (Err(e), _) => {
-                    failures += 1;
-                    eprintln!("{file}: {e}");
-                    match format {
-                        Format::Jsonl => writeln!(
-                            out,
-                            "{}",
-                            serde_json::json!({ "file": file, "error": e.to_string() })
-                        )?,
-                        Format::Csv => writeln!(
-                            out,
-                            "{},,,,{},{}",
-                            csv_field(&file),
-                            ",".repeat(classes.len()),
-                            csv_field(&e.to_string())
-                        )?,
-                    }
-                }
+            if let Err(e) = &result {
+                failures += 1;
+                eprintln!("{file}: {e}");
             }
+            sink.write(&file, &result, &classes)?;
         }
         progress.inc(chunk.len() as u64);
     }
     progress.finish_and_clear();
+    sink.finish()?;
     Ok(failures)
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
+/// Where the rows go: a CSV table (header, then one row per image, `error` empty on success)
+/// or JSON lines (the prediction object plus `file` and `class`, or `file` and `error`).
+enum Sink<'a, W: Write> {
+    Csv(Box<csv::Writer<&'a mut W>>),
+    Jsonl(&'a mut W),
+}
+
+impl<'a, W: Write> Sink<'a, W> {
+    fn csv(out: &'a mut W, classes: &[LesionClass]) -> Result<Self> {
+        let mut writer = csv::Writer::from_writer(out);
+        let fixed = ["file", "class", "class_name", "is_cancerous", "confidence"];
+        let probabilities = classes.iter().map(|c| format!("p_{}", c.code()));
+        let header: Vec<String> = fixed
+            .into_iter()
+            .map(str::to_owned)
+            .chain(probabilities)
+            .chain(["error".to_owned()])
+            .collect();
+        writer.write_record(&header)?;
+        Ok(Self::Csv(Box::new(writer)))
+    }
+
+    fn write(
+        &mut self,
+        file: &str,
+        result: &Result<Prediction, skinlesion_core::Error>,
+        classes: &[LesionClass],
+    ) -> Result<()> {
+        match (self, result) {
+            (Self::Jsonl(out), Ok(p)) => {
+                let mut value = serde_json::to_value(p)?;
+                value["file"] = file.into();
+                value["class"] = p.class().code().into();
+                writeln!(out, "{value}")?;
+            }
+            (Self::Jsonl(out), Err(e)) => {
+                let value = serde_json::json!({ "file": file, "error": e.to_string() });
+                writeln!(out, "{value}")?;
+            }
+            (Self::Csv(writer), Ok(p)) => {
+                let mut row = vec![
+                    file.to_owned(),
+                    p.class().code().to_owned(),
+                    p.class().name().to_owned(),
+                    p.is_cancerous().to_string(),
+                    format!("{:.6}", p.confidence()),
+                ];
+                row.extend(
+                    classes
+                        .iter()
+                        .map(|c| format!("{:.6}", p.probability(*c).unwrap_or(0.0))),
+                );
+                row.push(String::new());
+                writer.write_record(&row)?;
+            }
+            (Self::Csv(writer), Err(e)) => {
+                let mut row = vec![file.to_owned()];
+                row.extend(std::iter::repeat_n(String::new(), 4 + classes.len()));
+                row.push(e.to_string());
+                writer.write_record(&row)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            Self::Csv(mut writer) => writer.flush()?,
+            Self::Jsonl(out) => out.flush()?,
+        }
+        Ok(())
     }
 }

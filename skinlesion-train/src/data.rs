@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use skinlesion_core::preprocess::{decode_image, preprocess_image, DecodeLimits};
+use skinlesion_core::preprocess::{
+    decode_image, prepare_parallel, preprocess_image, read_image_file, DecodeLimits,
+};
 use skinlesion_core::tch::Tensor;
 use skinlesion_core::InputSpec;
 
@@ -83,41 +85,24 @@ pub fn filter_split(samples: Vec<Sample>, split: Option<&str>) -> Result<Vec<Sam
     Ok(kept)
 }
 
-/// Decodes and preprocesses every image once, on all cores, into one N×3×H×W tensor, using
-/// the library's own preprocessing so training sees exactly what inference sees.
+/// Decodes and preprocesses every image once, on all cores, into one N×3×H×W tensor, with the
+/// library's own preprocessing and parallel preparation, so training sees exactly what
+/// inference sees.
 pub fn load_images(samples: &[Sample], spec: &InputSpec, threads: usize) -> Result<Tensor> {
     let limits = DecodeLimits::default();
-    let chunk = samples.len().div_ceil(threads.max(1)).max(1);
     let progress = crate::progress::bar(samples.len() as u64, "decoding");
-    let parts: Vec<Result<Vec<Tensor>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = samples
-            .chunks(chunk)
-            .map(|part| {
-                let progress = progress.clone();
-                s.spawn(move || {
-                    part.iter()
-                        .map(|sample| {
-                            let bytes = std::fs::read(&sample.path)
-                                .with_context(|| format!("reading {}", sample.path.display()))?;
-                            let image = decode_image(&bytes, &limits)
-                                .with_context(|| format!("decoding {}", sample.path.display()))?;
-                            progress.inc(1);
-                            Ok(preprocess_image(&image, spec))
-                        })
-                        .collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("decoder thread panicked"))
-            .collect()
+    let prepared = prepare_parallel(samples, threads, |sample| {
+        let bytes = read_image_file(&sample.path, &limits)?;
+        let image = decode_image(&bytes, &limits)?;
+        progress.inc(1);
+        Ok(preprocess_image(&image, spec))
     });
     progress.finish_and_clear();
-    let mut tensors = Vec::with_capacity(samples.len());
-    for part in parts {
-        tensors.extend(part?);
-    }
+    let tensors = samples
+        .iter()
+        .zip(prepared)
+        .map(|(sample, t)| t.with_context(|| format!("loading {}", sample.path.display())))
+        .collect::<Result<Vec<_>>>()?;
     if tensors.is_empty() {
         bail!("no images to load");
     }

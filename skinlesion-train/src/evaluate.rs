@@ -172,18 +172,31 @@ impl Labels {
     }
 }
 
+/// Scores the model on the labelled images and writes metrics.json, predictions.csv and the
+/// two plots into `config.out_dir`.
 pub fn evaluate(config: &EvalConfig) -> Result<Metrics> {
     let classifier = Classifier::builder(&config.model)
         .device(skinlesion_core::Device::Cpu)
         .build()?;
     let meta = classifier.metadata().clone();
-    let classes = classifier.classes().to_vec();
     let samples = filter_split(
         read_labels(&config.labels, &config.images)?,
         config.split.as_deref(),
     )?;
-    let labels = Labels::new(&classes, &config.maps, &samples)?;
+    let labels = Labels::new(classifier.classes(), &config.maps, &samples)?;
+    let (scored, failed) = score(&classifier, &samples, &labels, config)?;
+    let metrics = compute(&scored, &labels, &meta, config, failed);
+    write_outputs(config, &meta, &metrics, &scored, classifier.classes())?;
+    Ok(metrics)
+}
 
+/// Classifies every sample in batches: the scored ones, and the paths that failed.
+fn score(
+    classifier: &Classifier,
+    samples: &[Sample],
+    labels: &Labels,
+    config: &EvalConfig,
+) -> Result<(Vec<Scored>, Vec<String>)> {
     let progress = crate::progress::bar(samples.len() as u64, "evaluating");
     let mut scored = Vec::with_capacity(samples.len());
     let mut failed = Vec::new();
@@ -204,44 +217,70 @@ pub fn evaluate(config: &EvalConfig) -> Result<Metrics> {
             }
         }
         progress.inc(chunk.len() as u64);
-        if good.is_empty() {
-            continue;
-        }
-        let logits = classifier.logits(&good)?;
-        let predictions = classifier.predictions_from_logits(&logits)?;
-        let flat = Vec::<f32>::try_from(logits.flatten(0, -1))?;
-        for ((sample, prediction), row) in good_samples
-            .into_iter()
-            .zip(predictions)
-            .zip(flat.chunks(classes.len()))
-        {
-            let truth = labels.index_of(&Labels::truth_name(&sample.label, &config.maps)?);
-            let calibrated: Vec<f64> = classes
-                .iter()
-                .map(|c| f64::from(prediction.probability(*c).unwrap_or(0.0)))
-                .collect();
-            scored.push(Scored {
-                truth,
-                decision: labels.of_class[&prediction.best_guess()],
-                prediction,
-                raw: labels.project(&classes, &metrics::softmax(row, 1.0)),
-                calibrated: labels.project(&classes, &calibrated),
-                sample,
-            });
+        if !good.is_empty() {
+            scored.extend(score_batch(
+                classifier,
+                &good,
+                good_samples,
+                labels,
+                config,
+            )?);
         }
     }
     progress.finish_and_clear();
     if scored.is_empty() {
         bail!("no image could be scored");
     }
+    Ok((scored, failed))
+}
 
-    let metrics = compute(&scored, &labels, &meta, config, failed);
+/// One forward pass over prepared images of `samples`.
+fn score_batch(
+    classifier: &Classifier,
+    good: &[skinlesion_core::PreparedImage],
+    samples: Vec<Sample>,
+    labels: &Labels,
+    config: &EvalConfig,
+) -> Result<Vec<Scored>> {
+    let classes = classifier.classes();
+    let logits = classifier.logits(good)?;
+    let predictions = classifier.predictions_from_logits(&logits)?;
+    let flat = Vec::<f32>::try_from(logits.flatten(0, -1))?;
+    samples
+        .into_iter()
+        .zip(predictions)
+        .zip(flat.chunks(classes.len()))
+        .map(|((sample, prediction), row)| {
+            let truth = labels.index_of(&Labels::truth_name(&sample.label, &config.maps)?);
+            let calibrated: Vec<f64> = classes
+                .iter()
+                .map(|c| f64::from(prediction.probability(*c).unwrap_or(0.0)))
+                .collect();
+            Ok(Scored {
+                truth,
+                decision: labels.of_class[&prediction.best_guess()],
+                prediction,
+                raw: labels.project(classes, &metrics::softmax(row, 1.0)),
+                calibrated: labels.project(classes, &calibrated),
+                sample,
+            })
+        })
+        .collect()
+}
+
+fn write_outputs(
+    config: &EvalConfig,
+    meta: &skinlesion_core::ModelMetadata,
+    metrics: &Metrics,
+    scored: &[Scored],
+    classes: &[LesionClass],
+) -> Result<()> {
     std::fs::create_dir_all(&config.out_dir)?;
     std::fs::write(
         config.out_dir.join("metrics.json"),
         serde_json::to_string_pretty(&metrics)? + "\n",
     )?;
-    write_predictions(&config.out_dir.join("predictions.csv"), &scored, &classes)?;
+    write_predictions(&config.out_dir.join("predictions.csv"), scored, classes)?;
     crate::plots::confusion_matrix(
         &config.out_dir.join("confusion_matrix.png"),
         &metrics.confusion_matrix,
@@ -259,8 +298,7 @@ pub fn evaluate(config: &EvalConfig) -> Result<Metrics> {
         &metrics.reliability_after_calibration,
         metrics.ece_before_calibration,
         metrics.ece_after_calibration,
-    )?;
-    Ok(metrics)
+    )
 }
 
 fn compute(

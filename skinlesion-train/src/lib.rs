@@ -1,5 +1,13 @@
 //! Training, calibration and evaluation of skinlesion models.
 //!
+//! [`train`] is the training run (settings, checkpoints, optimiser, weight average,
+//! augmentation, calibration and export, each its own module, driven by
+//! [`train::Trainer`]); [`nets`] the architectures, each owning its input spec; [`data`] label
+//! files and decoding (with the library's preprocessing and parallel preparation); [`metrics`],
+//! [`evaluate`] and [`plots`] the scoring; [`classify`] batch classification to CSV or JSON
+//! lines. Probabilities and decisions always come from the library's
+//! [`skinlesion_core::Calibration`], so what is fitted is what is served.
+//!
 //! Research and education only; not a medical device.
 
 pub mod classify;

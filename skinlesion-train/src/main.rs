@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use skinlesion_core::{Classifier, ColourConstancy, Device, DISCLAIMER};
+use skinlesion_core::{Classifier, Device, DISCLAIMER};
 use skinlesion_train::classify::{classify, collect_images, Format};
 use skinlesion_train::evaluate::{evaluate, EvalConfig, LabelMap};
 use skinlesion_train::train::{train, TrainConfig};
@@ -73,107 +73,17 @@ struct ClassifyArgs {
 
 #[derive(clap::Args)]
 struct TrainArgs {
-    /// Labels CSV: HAM10000 form (image_id,label,split,...) or generic (file,label,split).
-    #[arg(long)]
-    labels: PathBuf,
-    /// Folder of the images the CSV names.
-    #[arg(long)]
-    images: PathBuf,
-    /// Output manifest path; the weights go beside it with the `.pt` extension.
-    #[arg(long, default_value = "models/skinlesion-v3.json")]
-    output: PathBuf,
-    /// Checkpoint folder (one checkpoint per epoch, plus the best so far).
-    #[arg(long, default_value = "artifacts/checkpoints")]
-    checkpoint_dir: PathBuf,
+    #[command(flatten)]
+    config: TrainConfig,
     /// Continue from the checkpoint in --checkpoint-dir.
     #[arg(long)]
     resume: bool,
-    /// Network: `resnet-lite` (default), `resnet-lite-deep` (two blocks in the deepest stages) or
-    /// `seed` (the original app's CNN, as a baseline).
-    #[arg(long, default_value = "resnet-lite")]
-    arch: String,
-    /// Square input side in pixels.
-    #[arg(long, default_value_t = 128)]
-    input_size: u32,
-    #[arg(long, default_value_t = 60)]
-    epochs: usize,
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
-    /// Peak learning rate (AdamW; linear warm-up over one epoch, then cosine decay).
-    #[arg(long, default_value_t = 2e-3)]
-    lr: f64,
-    #[arg(long, default_value_t = 0.05)]
-    weight_decay: f64,
-    #[arg(long, default_value_t = 0.05)]
-    label_smoothing: f64,
-    /// Mixup's α (Beta(α, α) blend of each batch with a shuffled copy); 0 turns it off.
-    #[arg(long, default_value_t = 0.0)]
-    mixup: f64,
-    /// Share of validation melanomas the answer must find (sets the melanoma decision bias;
-    /// 0 keeps the balanced decision). Can be changed when re-exporting with --resume.
-    #[arg(long, default_value_t = 0.75)]
-    melanoma_sensitivity: f64,
-    /// Stop when validation balanced accuracy has not improved for this many epochs (the
-    /// default runs the whole cosine schedule: its low-learning-rate end is where the best
-    /// epochs usually are, and small validation classes make the metric noisy).
-    #[arg(long, default_value_t = 60)]
-    patience: usize,
-    /// Average each image's answer with its mirror image's (test-time augmentation, built
-    /// into the exported model: twice the inference work). Can be changed with --resume.
-    #[arg(long)]
-    tta_mirror: bool,
-    /// Colour normalisation of every image, in training and in the exported model:
-    /// `none` or `shades-of-gray` (cancels a camera's or lamp's colour cast).
-    #[arg(long, default_value = "none")]
-    colour_constancy: ColourConstancy,
-    /// Random per-channel colour casts in training (white-balance jitter): each channel is
-    /// scaled by e^u, u ~ U(-s, s); 0.25 gives gains of 0.78-1.28. 0 turns it off.
-    #[arg(long, default_value_t = 0.0)]
-    colour_cast: f64,
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Train on the first N training images only (quick experiments).
-    #[arg(long)]
-    max_train_images: Option<usize>,
-    /// Stop after N optimiser steps in total.
-    #[arg(long)]
-    max_steps: Option<usize>,
-    #[arg(long, default_value = "skinlesion")]
-    model_name: String,
-    #[arg(long, default_value = "1.0.0")]
-    model_version: String,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train(a) => {
-            let config = TrainConfig {
-                labels: a.labels,
-                images: a.images,
-                output: a.output,
-                checkpoint_dir: a.checkpoint_dir,
-                architecture: a.arch,
-                input_size: a.input_size,
-                epochs: a.epochs,
-                batch_size: a.batch_size,
-                learning_rate: a.lr,
-                weight_decay: a.weight_decay,
-                label_smoothing: a.label_smoothing,
-                mixup: a.mixup,
-                melanoma_sensitivity: a.melanoma_sensitivity,
-                tta_mirror: a.tta_mirror,
-                colour_constancy: a.colour_constancy,
-                colour_cast: a.colour_cast,
-                patience: a.patience,
-                seed: a.seed,
-                max_train_images: a.max_train_images,
-                max_steps: a.max_steps,
-                model_name: a.model_name,
-                model_version: a.model_version,
-            };
-            train(&config, a.resume).map(|_| ())
-        }
+        Command::Train(a) => train(&a.config, a.resume).map(|_| ()),
         Command::Evaluate(a) => evaluate(&EvalConfig {
             model: a.model,
             labels: a.labels,

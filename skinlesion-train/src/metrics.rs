@@ -3,6 +3,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
+use skinlesion_core::Calibration;
 
 /// Index of the largest value (the first on ties).
 pub fn argmax(values: &[f64]) -> usize {
@@ -224,31 +225,21 @@ pub fn expected_calibration_error(confidence: &[f64], correct: &[bool], bins: us
         .sum()
 }
 
-/// Softmax of `logits / temperature`, in f64.
+/// Softmax of `logits / temperature`, in f64: the library's calibration with nothing else.
 pub fn softmax(logits: &[f32], temperature: f64) -> Vec<f64> {
-    calibrated(logits, temperature, &[])
+    Calibration {
+        temperature: temperature as f32,
+        ..Default::default()
+    }
+    .probabilities(logits)
 }
 
-/// `softmax(logits / temperature + log_prior)` in f64 (an empty `log_prior` adds nothing), as
-/// [`skinlesion_core::Calibration`] defines it.
-pub fn calibrated(logits: &[f32], temperature: f64, log_prior: &[f32]) -> Vec<f64> {
-    let scaled: Vec<f64> = logits
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| f64::from(l) / temperature + log_prior.get(i).map_or(0.0, |&p| f64::from(p)))
-        .collect();
-    let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let exp: Vec<f64> = scaled.iter().map(|l| (l - max).exp()).collect();
-    let sum: f64 = exp.iter().sum();
-    exp.iter().map(|e| e / sum).collect()
-}
-
-/// Mean negative log-likelihood of the truth under the calibrated probabilities.
-pub fn nll(logits: &[Vec<f32>], truth: &[usize], temperature: f64, log_prior: &[f32]) -> f64 {
+/// Mean negative log-likelihood of the truth under `calibration`'s probabilities.
+pub fn nll(logits: &[Vec<f32>], truth: &[usize], calibration: &Calibration) -> f64 {
     let total: f64 = logits
         .iter()
         .zip(truth)
-        .map(|(l, &t)| -calibrated(l, temperature, log_prior)[t].max(1e-12).ln())
+        .map(|(l, &t)| -calibration.probabilities(l)[t].max(1e-12).ln())
         .sum();
     total / logits.len().max(1) as f64
 }
@@ -256,7 +247,14 @@ pub fn nll(logits: &[Vec<f32>], truth: &[usize], temperature: f64, log_prior: &[
 /// The softmax temperature minimising validation NLL (golden-section search on log T over
 /// [0.05, 20]).
 pub fn fit_temperature(logits: &[Vec<f32>], truth: &[usize], log_prior: &[f32]) -> f64 {
-    let f = |log_t: f64| nll(logits, truth, log_t.exp(), log_prior);
+    let f = |log_t: f64| {
+        let calibration = Calibration {
+            temperature: log_t.exp() as f32,
+            log_prior: log_prior.to_vec(),
+            ..Default::default()
+        };
+        nll(logits, truth, &calibration)
+    };
     let (mut a, mut b) = (0.05f64.ln(), 20f64.ln());
     let ratio = (5f64.sqrt() - 1.0) / 2.0;
     let mut c = b - ratio * (b - a);

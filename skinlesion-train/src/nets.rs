@@ -1,26 +1,42 @@
 //! Network architectures.
 
 use std::fmt;
-use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
 use skinlesion_core::tch::nn::{self, ModuleT};
 use skinlesion_core::tch::Tensor;
+use skinlesion_core::{ColourConstancy, InputSpec, ResizePolicy};
 
-/// The architectures `train` can build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The architectures `train` can build. Command line and manifests spell them in kebab case
+/// (`resnet-lite`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 pub enum Architecture {
     /// The original app's CNN, kept as the baseline: Conv32-3×3 → pool → Conv64-3×3 → pool →
     /// Dense64 → Dropout 0.5 → classes (softmax applied by the library).
+    #[value(name = "seed")]
+    #[serde(rename = "seed")]
     Seed,
     /// A compact residual network with batch norm, sized for CPU inference: one block per
     /// stage.
+    #[value(name = "resnet-lite")]
+    #[serde(rename = "resnet-lite")]
     ResNetLite,
     /// The same network with two blocks in each of the two deepest (8×8 and 4×4) stages: twice
     /// the parameters for about 7% more training time, since those stages run at low resolution.
+    #[value(name = "resnet-lite-deep")]
+    #[serde(rename = "resnet-lite-deep")]
     ResNetLiteDeep,
 }
 
 impl Architecture {
+    /// Every architecture.
+    pub const ALL: [Architecture; 3] = [
+        Architecture::Seed,
+        Architecture::ResNetLite,
+        Architecture::ResNetLiteDeep,
+    ];
+
+    /// The name on the command line and in manifests, e.g. `resnet-lite`.
     pub fn name(self) -> &'static str {
         match self {
             Architecture::Seed => "seed",
@@ -29,9 +45,24 @@ impl Architecture {
         }
     }
 
-    /// The input side length this architecture is designed for.
-    pub fn default_input_size(self) -> u32 {
-        128
+    /// The input this architecture takes at `size`×`size`: stretched (HAM10000 images are
+    /// lesion-centred 4:3 fields; stretching keeps the whole field), normalised with the
+    /// statistics the network was designed for (ImageNet's, for these), and the chosen colour
+    /// normalisation.
+    pub fn input_spec(self, size: u32, colour_constancy: ColourConstancy) -> InputSpec {
+        let (mean, std) = match self {
+            Architecture::Seed | Architecture::ResNetLite | Architecture::ResNetLiteDeep => {
+                ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+            }
+        };
+        InputSpec {
+            width: size,
+            height: size,
+            resize: ResizePolicy::Stretch,
+            mean,
+            std,
+            colour_constancy,
+        }
     }
 
     /// Builds the network's variables under `vs` and returns it.
@@ -47,21 +78,6 @@ impl Architecture {
 impl fmt::Display for Architecture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-impl FromStr for Architecture {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "seed" => Ok(Architecture::Seed),
-            "resnet-lite" => Ok(Architecture::ResNetLite),
-            "resnet-lite-deep" => Ok(Architecture::ResNetLiteDeep),
-            _ => Err(format!(
-                "unknown architecture {s:?}: use seed, resnet-lite or resnet-lite-deep"
-            )),
-        }
     }
 }
 
@@ -201,15 +217,20 @@ mod tests {
 
     #[test]
     fn every_architecture_parses_builds_and_answers_per_class() {
-        for arch in [
-            Architecture::Seed,
-            Architecture::ResNetLite,
-            Architecture::ResNetLiteDeep,
-        ] {
-            assert_eq!(arch.name().parse::<Architecture>(), Ok(arch));
+        use clap::ValueEnum;
+        assert_eq!(Architecture::value_variants(), Architecture::ALL);
+        for arch in Architecture::ALL {
+            // One spelling everywhere: Display, the command line and serde.
+            assert_eq!(Architecture::from_str(arch.name(), false), Ok(arch));
+            let json = serde_json::to_string(&arch).unwrap();
+            assert_eq!(json, format!("\"{}\"", arch.name()));
+            assert_eq!(serde_json::from_str::<Architecture>(&json).unwrap(), arch);
             assert_eq!(parameters(arch).1, [2, 8], "{arch}");
+            let spec = arch.input_spec(96, ColourConstancy::None);
+            assert_eq!((spec.width, spec.height), (96, 96));
+            assert_eq!(spec.validate().map_err(|e| e.to_string()), Ok(()));
         }
-        assert!("resnet".parse::<Architecture>().is_err());
+        assert!(Architecture::from_str("resnet", false).is_err());
     }
 
     #[test]

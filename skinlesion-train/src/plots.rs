@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use anyhow::{anyhow, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
@@ -148,11 +149,6 @@ pub fn reliability_diagram(
         .map_err(plot_error)?
         .label("perfect calibration")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
-    let curve = |bins: &[ReliabilityBin]| -> Vec<(f64, f64)> {
-        bins.iter()
-            .filter_map(|b| Some((b.mean_confidence?, b.accuracy?)))
-            .collect()
-    };
     for (bins, colour, name) in [
         (
             before,
@@ -165,19 +161,7 @@ pub fn reliability_diagram(
             format!("after calibration (ECE {ece_after:.3})"),
         ),
     ] {
-        let points = curve(bins);
-        chart
-            .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
-            .map_err(plot_error)?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
-        chart
-            .draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 4, colour.filled())),
-            )
-            .map_err(plot_error)?;
+        draw_curve(&mut chart, bins, colour, name)?;
     }
     chart
         .configure_series_labels()
@@ -188,5 +172,34 @@ pub fn reliability_diagram(
         .draw()
         .map_err(plot_error)?;
     root.present().map_err(plot_error)?;
+    Ok(())
+}
+
+type Chart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// One reliability curve: mean confidence against accuracy per non-empty bin, with markers.
+fn draw_curve(
+    chart: &mut Chart<'_, '_>,
+    bins: &[ReliabilityBin],
+    colour: RGBColor,
+    name: String,
+) -> Result<()> {
+    let points: Vec<(f64, f64)> = bins
+        .iter()
+        .filter_map(|b| Some((b.mean_confidence?, b.accuracy?)))
+        .collect();
+    chart
+        .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
+        .map_err(plot_error)?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
+    chart
+        .draw_series(
+            points
+                .into_iter()
+                .map(|p| Circle::new(p, 4, colour.filled())),
+        )
+        .map_err(plot_error)?;
     Ok(())
 }

@@ -8,7 +8,8 @@ use skinlesion_core::preprocess::{preprocess, DecodeLimits};
 use skinlesion_core::testing::{small_input, write_mean_colour_model, MeanColourWeights};
 use skinlesion_core::{Calibration, Classifier, Device, LesionClass};
 use skinlesion_train::evaluate::{evaluate, EvalConfig};
-use skinlesion_train::train::{train, TrainConfig};
+use skinlesion_train::nets::Architecture;
+use skinlesion_train::train::{train, IncompatibleResume, TrainConfig};
 
 fn data_dir() -> PathBuf {
     skinlesion_core::testing::ham10000_dir()
@@ -47,7 +48,7 @@ fn config(dir: &Path, labels: PathBuf, name: &str) -> TrainConfig {
         images: data_dir().join("images"),
         output: dir.join(format!("{name}.json")),
         checkpoint_dir: dir.join(format!("ckpt-{name}")),
-        architecture: "resnet-lite".into(),
+        architecture: Architecture::ResNetLite,
         input_size: 64,
         epochs: 2,
         batch_size: 16,
@@ -131,7 +132,11 @@ fn short_training_run_yields_a_loadable_model_and_resumes_exactly() {
     // A checkpoint made with other settings is refused rather than silently mixed.
     let mut other = first.clone();
     other.learning_rate = 1e-2;
-    assert!(train(&other, true).is_err());
+    let refused = train(&other, true).expect_err("an incompatible resume is refused");
+    let reason = refused
+        .downcast_ref::<IncompatibleResume>()
+        .unwrap_or_else(|| panic!("{refused:#}"));
+    assert_eq!(reason.setting, "--lr", "{refused:#}");
 
     // Re-exporting the finished run with mirror averaging: no more training, and the exported
     // model answers an image and its mirror image alike, at any batch size.
@@ -416,4 +421,57 @@ fn classify_writes_a_row_per_image_and_reports_failures() {
         .find(|r| r[0].ends_with("broken.jpg"))
         .unwrap();
     assert!(broken[width - 1].contains("unsupported image format"));
+}
+
+/// Training fits the calibration with the library's own rule, so on real logits of the
+/// shipped model the served answers are exactly what the fit saw.
+#[test]
+fn training_and_serving_apply_one_calibration_to_real_logits() {
+    let shipped = skinlesion_core::testing::shipped_model();
+    let classifier = Classifier::builder(&shipped)
+        .device(Device::Cpu)
+        .build()
+        .unwrap();
+    let classes = classifier.classes().to_vec();
+    let sample = skinlesion_core::testing::ham10000_sample("val", 48);
+    let paths: Vec<&Path> = sample.iter().map(|s| s.path.as_path()).collect();
+    let prepared: Vec<_> = classifier
+        .prepare_paths(&paths)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let logits = classifier.logits(&prepared).unwrap();
+    let rows: Vec<Vec<f32>> = Vec::<f32>::try_from(logits.flatten(0, -1))
+        .unwrap()
+        .chunks(classes.len())
+        .map(<[f32]>::to_vec)
+        .collect();
+    let truth: Vec<usize> = sample
+        .iter()
+        .map(|s| classes.iter().position(|c| *c == s.class).unwrap())
+        .collect();
+    // Train side: a calibration fitted here (melanoma bias and Unknown threshold included).
+    let fitted = skinlesion_train::train::calibrate(&rows, &truth, &truth, &classes, 0.9);
+    assert!(fitted.unknown_threshold > 0.0 || !fitted.decision_bias.is_empty());
+
+    // Serve side: the shipped network under that calibration.
+    let dir = tempfile::tempdir().unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&shipped).unwrap()).unwrap();
+    manifest["calibration"] = serde_json::to_value(&fitted).unwrap();
+    let weights = shipped.with_extension("pt");
+    std::fs::copy(&weights, dir.path().join(weights.file_name().unwrap())).unwrap();
+    std::fs::write(dir.path().join("refit.json"), manifest.to_string()).unwrap();
+    let refit = Classifier::builder(dir.path().join("refit.json"))
+        .device(Device::Cpu)
+        .build()
+        .unwrap();
+    let served = refit.predictions_from_logits(&logits).unwrap();
+    let mut nll = 0.0;
+    for ((row, p), &t) in rows.iter().zip(&served).zip(&truth) {
+        assert_eq!(*p, fitted.prediction(&classes, row));
+        nll -= f64::from(p.probability(classes[t]).unwrap()).ln();
+    }
+    let fitted_nll = skinlesion_train::metrics::nll(&rows, &truth, &fitted);
+    assert!((nll / rows.len() as f64 - fitted_nll).abs() < 1e-6);
 }

@@ -38,6 +38,7 @@ from ._skinlesion import (
     ModelError,
     ModelNotFoundError,
     NativeClassifier as _NativeClassifier,
+    Pixels as _Pixels,
     Prediction,
     SkinLesionError,
     UnsupportedFormatError,
@@ -217,7 +218,7 @@ class Classifier:
 
     @property
     def device(self) -> str:
-        """Where inference runs (``"cpu"`` or ``"cuda(n)"``)."""
+        """Where inference runs (``"cpu"`` or ``"cuda:N"``)."""
         return self._native.device
 
     @property
@@ -233,12 +234,12 @@ class Classifier:
         )
 
 
-def _to_input(image: Any) -> tuple:
-    """The tagged tuple the native classifier takes, from any accepted image kind."""
+def _to_input(image: Any) -> Any:
+    """What the native classifier takes: a path, bytes, or ``Pixels``, from any accepted kind."""
     if isinstance(image, (str, os.PathLike)):
-        return ("file", os.fspath(image))
+        return os.fspath(image)
     if isinstance(image, (bytes, bytearray, memoryview)):
-        return ("encoded", image if isinstance(image, bytes) else bytes(image))
+        return image if isinstance(image, bytes) else bytes(image)
     module = type(image).__module__
     if module.startswith("PIL."):
         return _from_pil(image)
@@ -250,7 +251,7 @@ def _to_input(image: Any) -> tuple:
     )
 
 
-def _from_numpy(array: Any) -> tuple:
+def _from_numpy(array: Any) -> _Pixels:
     import numpy as np
 
     if array.dtype != np.uint8:
@@ -263,13 +264,13 @@ def _from_numpy(array: Any) -> tuple:
         )
     array = np.ascontiguousarray(array)
     height, width, channels = array.shape
-    return ("pixels", array, width, height, width * channels, channels)
+    return _Pixels(array, width, height, width * channels, channels)
 
 
-def _from_pil(image: Any) -> tuple:
+def _from_pil(image: Any) -> _Pixels:
     mode = image.mode
     if mode not in ("L", "RGB", "RGBA"):
         image = image.convert("RGBA" if "A" in mode or "transparency" in image.info else "RGB")
     channels = {"L": 1, "RGB": 3, "RGBA": 4}[image.mode]
     width, height = image.size
-    return ("pixels", image.tobytes(), width, height, width * channels, channels)
+    return _Pixels(image.tobytes(), width, height, width * channels, channels)

@@ -36,6 +36,13 @@ class Prediction:
         """A small table with a bar per class, for Jupyter."""
     def __eq__(self, other: object) -> bool: ...
 
+class Pixels:
+    """Raw interleaved 8-bit pixels (grey, RGB or RGBA) in any C-contiguous buffer."""
+
+    def __new__(cls, data: Any, width: int, height: int, stride: int, channels: int) -> Pixels: ...
+
+ImageArg = Union[str, PathLike[str], bytes, bytearray, Pixels]
+
 class NativeClassifier:
     """The loaded model; use ``skinlesion.Classifier``."""
 
@@ -47,10 +54,10 @@ class NativeClassifier:
         max_pixels: Optional[int] = None,
         max_bytes: Optional[int] = None,
     ) -> NativeClassifier: ...
-    def classify(self, input: Tuple[Any, ...]) -> Prediction:
-        """Classifies one tagged input."""
-    def classify_many(self, inputs: List[Tuple[Any, ...]]) -> List[Union[Prediction, SkinLesionError]]:
-        """Classifies tagged inputs with one forward pass."""
+    def classify(self, input: ImageArg) -> Prediction:
+        """Classifies one input."""
+    def classify_many(self, inputs: List[ImageArg]) -> List[Union[Prediction, SkinLesionError]]:
+        """Classifies inputs with one forward pass."""
     @property
     def metadata(self) -> Dict[str, Any]: ...
     @property
@@ -68,6 +75,9 @@ class NativeClassifier:
 
 def lesion_classes() -> List[Tuple[str, str, str]]:
     """Every lesion class as (code, display name, malignancy)."""
+
+def error_kinds() -> List[Tuple[str, bool, bool, type]]:
+    """Every core error kind as (name, is_input_error, is_model_error, exception class)."""
 
 class SkinLesionError(Exception):
     """Base class of every error skinlesion raises."""

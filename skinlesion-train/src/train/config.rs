@@ -1,0 +1,309 @@
+//! What defines a training run: the settings (the command line derives from them), their
+//! validation, and which of them a resumed run may change.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use skinlesion_core::ColourConstancy;
+
+use crate::nets::Architecture;
+
+/// Everything that defines a training run. `skinlesion-train train` takes exactly these
+/// options, so a new setting is one field here.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, clap::Args)]
+pub struct TrainConfig {
+    /// Labels CSV: HAM10000 form (image_id,label,split,...) or generic (file,label,split).
+    #[arg(long)]
+    pub labels: PathBuf,
+    /// Folder of the images the CSV names.
+    #[arg(long)]
+    pub images: PathBuf,
+    /// Output manifest path; the weights go beside it with the `.pt` extension.
+    #[arg(long, default_value = "models/skinlesion-v3.json")]
+    pub output: PathBuf,
+    /// Checkpoint folder (one checkpoint per epoch, plus the best so far).
+    #[arg(long, default_value = "artifacts/checkpoints")]
+    pub checkpoint_dir: PathBuf,
+    /// The network.
+    #[arg(long = "arch", value_enum, default_value_t = Architecture::ResNetLite)]
+    pub architecture: Architecture,
+    /// Square input side in pixels.
+    #[arg(long, default_value_t = 128)]
+    pub input_size: u32,
+    #[arg(long, default_value_t = 60)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Peak learning rate (AdamW; linear warm-up over one epoch, then cosine decay).
+    #[arg(long = "lr", default_value_t = 2e-3)]
+    pub learning_rate: f64,
+    #[arg(long, default_value_t = 0.05)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 0.05)]
+    pub label_smoothing: f64,
+    /// Mixup's α (Zhang et al., ICLR 2018): each batch is blended with a shuffled copy of
+    /// itself by λ ~ Beta(α, α), and the loss with it. 0 turns it off.
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(default)]
+    pub mixup: f64,
+    /// Share of validation melanomas the answer must find: the melanoma decision bias is the
+    /// smallest that reaches it (0 keeps the balanced decision). A calibration setting: it may
+    /// change when a finished run is resumed to re-export it.
+    #[arg(long, default_value_t = 0.75)]
+    #[serde(default)]
+    pub melanoma_sensitivity: f64,
+    /// Average each image's answer with its mirror image's (test-time augmentation, built
+    /// into the exported model: twice the inference work). May change on --resume.
+    #[arg(long)]
+    #[serde(default)]
+    pub tta_mirror: bool,
+    /// Colour normalisation of every image, in training and in the exported model:
+    /// `none` or `shades-of-gray` (cancels a camera's or lamp's colour cast).
+    #[arg(long, default_value = "none")]
+    #[serde(default)]
+    pub colour_constancy: ColourConstancy,
+    /// Random per-channel colour casts in training (white-balance jitter): each channel is
+    /// scaled by e^u, u ~ U(-s, s); 0.25 gives gains of 0.78-1.28. 0 turns it off.
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(default)]
+    pub colour_cast: f64,
+    /// Stop when validation balanced accuracy has not improved for this many epochs (the
+    /// default runs the whole cosine schedule: its low-learning-rate end is where the best
+    /// epochs usually are, and small validation classes make the metric noisy).
+    #[arg(long, default_value_t = 60)]
+    pub patience: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Train on the first N training images only (quick experiments, tests).
+    #[arg(long)]
+    pub max_train_images: Option<usize>,
+    /// Stop after N optimiser steps in total (tests).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    #[arg(long, default_value = "skinlesion")]
+    pub model_name: String,
+    #[arg(long, default_value = "1.0.0")]
+    pub model_version: String,
+}
+
+/// A training setting outside the range where it means anything: refused before any data is
+/// read, rather than surfacing as a NaN loss or a crash an hour into a run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{setting} must be {expected}, not {value}")]
+pub struct InvalidSetting {
+    /// The setting's command-line name, e.g. `--lr`.
+    pub setting: &'static str,
+    pub expected: &'static str,
+    pub value: String,
+}
+
+/// A checkpoint made with settings that would make a resumed run another run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("the checkpoint was made with {setting} {saved}, this run asks for {requested}")]
+pub struct IncompatibleResume {
+    /// The setting's command-line name, e.g. `--lr`.
+    pub setting: String,
+    pub saved: String,
+    pub requested: String,
+}
+
+/// The settings a resumed run may change: stopping limits, calibration and export settings,
+/// the artifact's name and version, and where files go. (Resuming a finished run re-exports
+/// it, e.g. recalibrated or as a new model version.)
+const RESUMABLE: [&str; 9] = [
+    "epochs",
+    "max_steps",
+    "patience",
+    "melanoma_sensitivity",
+    "tta_mirror",
+    "model_name",
+    "model_version",
+    "output",
+    "checkpoint_dir",
+];
+
+fn check(
+    ok: bool,
+    setting: &'static str,
+    expected: &'static str,
+    value: impl std::fmt::Display,
+) -> Result<(), InvalidSetting> {
+    match ok {
+        true => Ok(()),
+        false => Err(InvalidSetting {
+            setting,
+            expected,
+            value: value.to_string(),
+        }),
+    }
+}
+
+impl TrainConfig {
+    /// Checks every numeric setting (the CLI's names in the error).
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let (lr, wd, ls, mixup, mel) = (
+            self.learning_rate,
+            self.weight_decay,
+            self.label_smoothing,
+            self.mixup,
+            self.melanoma_sensitivity,
+        );
+        // The networks halve the resolution five times (the seed network needs 10 pixels).
+        let size = self.input_size;
+        check(size >= 32, "--input-size", "at least 32", size)?;
+        check(self.epochs >= 1, "--epochs", "at least 1", self.epochs)?;
+        let batch = self.batch_size;
+        check(batch >= 2, "--batch-size", "at least 2", batch)?;
+        check(lr.is_finite() && lr > 0.0, "--lr", "a positive number", lr)?;
+        check(
+            wd.is_finite() && wd >= 0.0,
+            "--weight-decay",
+            "0 or more",
+            wd,
+        )?;
+        check(
+            (0.0..1.0).contains(&ls),
+            "--label-smoothing",
+            "in [0, 1)",
+            ls,
+        )?;
+        let mixup_ok = mixup.is_finite() && mixup >= 0.0;
+        check(mixup_ok, "--mixup", "0 (off) or more", mixup)?;
+        let cast = self.colour_cast;
+        check(
+            (0.0..=1.0).contains(&cast),
+            "--colour-cast",
+            "in [0, 1]",
+            cast,
+        )?;
+        let mel_ok = (0.0..=1.0).contains(&mel);
+        check(mel_ok, "--melanoma-sensitivity", "in [0, 1]", mel)?;
+        check(
+            self.patience >= 1,
+            "--patience",
+            "at least 1",
+            self.patience,
+        )
+    }
+
+    /// Whether a run with these settings may resume a checkpoint made with `saved`: only the
+    /// [`RESUMABLE`] settings may differ; the first other one that does is named.
+    pub fn resume_compatible(&self, saved: &TrainConfig) -> Result<(), IncompatibleResume> {
+        let as_map = |c: &TrainConfig| match serde_json::to_value(c) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => unreachable!("a struct serialises to an object"),
+        };
+        let (requested, saved) = (as_map(self), as_map(saved));
+        let differing = requested
+            .iter()
+            .filter(|(key, _)| !RESUMABLE.contains(&key.as_str()))
+            .find(|(key, value)| saved.get(*key) != Some(value));
+        match differing {
+            None => Ok(()),
+            Some((key, value)) => Err(IncompatibleResume {
+                setting: flag(key),
+                saved: saved.get(key).map_or("nothing".into(), |v| v.to_string()),
+                requested: value.to_string(),
+            }),
+        }
+    }
+}
+
+/// The command-line flag of a field, e.g. `learning_rate` → `--lr`.
+fn flag(field: &str) -> String {
+    let command = <TrainConfig as clap::Args>::augment_args(clap::Command::new("train"));
+    let long = command
+        .get_arguments()
+        .find(|a| a.get_id() == field)
+        .and_then(|a| a.get_long())
+        .map(|long| format!("--{long}"));
+    long.unwrap_or_else(|| field.to_owned())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: TrainConfig,
+    }
+
+    pub fn good() -> TrainConfig {
+        Cli::parse_from(["train", "--labels", "labels.csv", "--images", "images"]).config
+    }
+
+    #[test]
+    fn the_command_line_defaults_are_the_documented_settings() {
+        let c = good();
+        assert_eq!(c.architecture, Architecture::ResNetLite);
+        assert_eq!((c.input_size, c.epochs, c.batch_size), (128, 60, 64));
+        assert_eq!((c.learning_rate, c.melanoma_sensitivity), (2e-3, 0.75));
+        assert_eq!(c.validate(), Ok(()));
+        let lr = Cli::parse_from(["t", "--labels", "l", "--images", "i", "--lr", "1e-3"]);
+        assert_eq!(lr.config.learning_rate, 1e-3);
+        let arch = ["t", "--labels", "l", "--images", "i", "--arch", "seed"];
+        assert_eq!(
+            Cli::parse_from(arch).config.architecture,
+            Architecture::Seed
+        );
+    }
+
+    #[test]
+    fn settings_out_of_range_are_refused_by_name() {
+        type Edit = fn(&mut TrainConfig);
+        let bad: [(Edit, &str); 15] = [
+            (|c| c.colour_cast = -0.1, "--colour-cast"),
+            (|c| c.colour_cast = f64::NAN, "--colour-cast"),
+            (|c| c.input_size = 16, "--input-size"),
+            (|c| c.epochs = 0, "--epochs"),
+            (|c| c.batch_size = 1, "--batch-size"),
+            (|c| c.learning_rate = 0.0, "--lr"),
+            (|c| c.learning_rate = f64::NAN, "--lr"),
+            (|c| c.learning_rate = f64::INFINITY, "--lr"),
+            (|c| c.weight_decay = -0.1, "--weight-decay"),
+            (|c| c.label_smoothing = 1.0, "--label-smoothing"),
+            (|c| c.mixup = -0.2, "--mixup"),
+            (|c| c.mixup = f64::NAN, "--mixup"),
+            (|c| c.melanoma_sensitivity = 1.5, "--melanoma-sensitivity"),
+            (
+                |c| c.melanoma_sensitivity = f64::NAN,
+                "--melanoma-sensitivity",
+            ),
+            (|c| c.patience = 0, "--patience"),
+        ];
+        for (edit, setting) in bad {
+            let mut config = good();
+            edit(&mut config);
+            let err = config.validate().unwrap_err();
+            assert_eq!(err.setting, setting, "{err}");
+            assert!(err.to_string().starts_with(setting), "{err}");
+        }
+    }
+
+    #[test]
+    fn resuming_names_the_first_setting_that_would_make_another_run() {
+        let saved = good();
+        let mut later = saved.clone();
+        later.epochs = 90;
+        later.tta_mirror = true;
+        later.model_version = "2.0.0".into();
+        later.output = "elsewhere.json".into();
+        assert_eq!(later.resume_compatible(&saved), Ok(()));
+        later.learning_rate = 1e-2;
+        let err = later.resume_compatible(&saved).unwrap_err();
+        assert_eq!(err.setting, "--lr");
+        assert_eq!(
+            (err.saved.as_str(), err.requested.as_str()),
+            ("0.002", "0.01")
+        );
+        let mut arch = saved.clone();
+        arch.architecture = Architecture::Seed;
+        assert_eq!(
+            arch.resume_compatible(&saved).unwrap_err().setting,
+            "--arch"
+        );
+    }
+}

@@ -1,0 +1,428 @@
+//! The training loop: logit-adjusted cross-entropy (balanced for rare classes), dermoscopy
+//! augmentation, AdamW with warm-up and cosine decay, an exponential moving average of the
+//! weights (the network that is validated and shipped), a checkpoint every epoch (exactly
+//! resumable), early stopping on validation balanced accuracy, then calibration on validation
+//! and export as a model artifact.
+//!
+//! [`config`] holds the settings, [`checkpoint`] what survives a restart, [`optim`] the
+//! optimiser and schedule, [`ema`] the weight average, [`augment`] the augmentation,
+//! [`calibrate`] the calibration fit and [`export`] the artifact; [`Trainer`] runs them.
+
+pub mod augment;
+pub mod calibrate;
+pub mod checkpoint;
+pub mod config;
+pub mod ema;
+pub mod export;
+pub mod optim;
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use skinlesion_core::model::ModelMetadata;
+use skinlesion_core::tch::nn::{self, ModuleT};
+use skinlesion_core::tch::{self, Device, Reduction, Tensor};
+use skinlesion_core::{InputSpec, LesionClass};
+
+pub use calibrate::{calibrate, UNKNOWN_MAX_ABSTAIN, UNKNOWN_MIN_ACCURACY};
+pub use checkpoint::{Checkpoint, EpochLog, TrainState};
+pub use config::{IncompatibleResume, InvalidSetting, TrainConfig};
+
+use crate::data::{filter_split, load_images, read_labels, Sample};
+use crate::metrics;
+use crate::nets::MirrorAveraged;
+use checkpoint::Weights;
+use ema::Ema;
+use optim::{learning_rate, AdamW};
+
+/// What a finished run produced.
+#[derive(Debug)]
+pub struct TrainOutcome {
+    pub metadata: ModelMetadata,
+    pub state: TrainState,
+}
+
+/// Trains (or resumes) the run `config` describes and exports its model.
+pub fn train(config: &TrainConfig, resume: bool) -> Result<TrainOutcome> {
+    let mut trainer = Trainer::new(config, resume)?;
+    while !trainer.done() {
+        trainer.epoch()?;
+    }
+    trainer.finish()
+}
+
+/// Images decoded once into memory, with their class indices.
+struct Split {
+    images: Tensor,
+    labels: Tensor,
+    truth: Vec<usize>,
+}
+
+impl Split {
+    fn load(samples: &[Sample], classes: &[LesionClass], spec: &InputSpec) -> Result<Self> {
+        let truth = samples
+            .iter()
+            .map(|s| {
+                let class: LesionClass = s.label.parse()?;
+                classes
+                    .iter()
+                    .position(|c| *c == class)
+                    .with_context(|| format!("label {class} is not among the training classes"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let images = load_images(samples, spec, skinlesion_core::available_cores())?;
+        let labels = Tensor::from_slice(&truth.iter().map(|&t| t as i64).collect::<Vec<_>>());
+        Ok(Self {
+            images,
+            labels,
+            truth,
+        })
+    }
+}
+
+/// A training run in progress.
+pub struct Trainer<'a> {
+    config: &'a TrainConfig,
+    started: Instant,
+    /// Training time of the run before this process resumed it.
+    previous_seconds: f64,
+    spec: InputSpec,
+    classes: Vec<LesionClass>,
+    train_set: Split,
+    val_set: Split,
+    vs: nn::VarStore,
+    net: Box<dyn ModuleT>,
+    ema: Ema,
+    optimizer: AdamW,
+    log_prior: Tensor,
+    state: TrainState,
+}
+
+impl<'a> Trainer<'a> {
+    /// Validates the settings, loads the data, builds the network and, with `resume`,
+    /// restores the checkpoint in `config.checkpoint_dir`.
+    pub fn new(config: &'a TrainConfig, resume: bool) -> Result<Self> {
+        let started = Instant::now();
+        config.validate()?;
+        tch::set_num_threads(skinlesion_core::available_cores() as i32);
+        let arch = config.architecture;
+        let spec = arch.input_spec(config.input_size, config.colour_constancy);
+        let (train_samples, val_samples) = read_splits(config)?;
+        let classes = class_list(&train_samples)?;
+        announce(config, &classes, train_samples.len(), val_samples.len());
+        let train_set = Split::load(&train_samples, &classes, &spec)?;
+        let val_set = Split::load(&val_samples, &classes, &spec)?;
+
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        tch::manual_seed(config.seed as i64);
+        let outputs = classes.len() as i64;
+        let net = arch.build(&vs.root(), config.input_size, outputs);
+        let mut ema = Ema::new(&vs, |root| arch.build(root, config.input_size, outputs))?;
+        let mut optimizer = AdamW::new(&vs, config.weight_decay);
+        let log_prior = calibrate::log_prior(&train_set.truth, classes.len());
+        std::fs::create_dir_all(&config.checkpoint_dir)?;
+        let state = match resume {
+            false => TrainState::new(),
+            true => {
+                let weights = Weights {
+                    live: &mut vs,
+                    ema: &mut ema,
+                    optimizer: &mut optimizer,
+                };
+                let state = checkpoint::load(&config.checkpoint_dir, config, weights)?;
+                eprintln!("resumed after epoch {} (step {})", state.epoch, state.step);
+                state
+            }
+        };
+        Ok(Self {
+            config,
+            started,
+            previous_seconds: state.seconds,
+            spec,
+            classes,
+            train_set,
+            val_set,
+            vs,
+            net,
+            ema,
+            optimizer,
+            log_prior: Tensor::from_slice(&log_prior).view([1, -1]),
+            state,
+        })
+    }
+
+    /// True when the run has nothing left to train (epochs, patience or step limit reached).
+    pub fn done(&self) -> bool {
+        self.state.finished(self.config) || self.steps_exhausted()
+    }
+
+    fn steps_exhausted(&self) -> bool {
+        self.config.max_steps.is_some_and(|m| self.state.step >= m)
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        self.train_set.truth.len().div_ceil(self.config.batch_size)
+    }
+
+    /// Trains one epoch, validates the weight average, and writes the checkpoint.
+    pub fn epoch(&mut self) -> Result<&EpochLog> {
+        let epoch_started = Instant::now();
+        let order = permutation(
+            self.train_set.truth.len(),
+            self.config.seed,
+            self.state.epoch,
+        );
+        let label = format!("epoch {}", self.state.epoch + 1);
+        let progress = crate::progress::bar(self.steps_per_epoch() as u64, &label);
+        let (mut loss_sum, mut batches, mut lr) = (0.0, 0usize, 0.0);
+        for batch in order.chunks(self.config.batch_size) {
+            // Batch norm needs two samples.
+            if batch.len() < 2 || self.steps_exhausted() {
+                continue;
+            }
+            let (loss, step_lr) = self.step(batch);
+            (loss_sum, batches, lr) = (loss_sum + loss, batches + 1, step_lr);
+            progress.set_message(format!("loss {loss:.3}"));
+            progress.inc(1);
+        }
+        progress.finish_and_clear();
+        let log = self.validate(loss_sum / batches.max(1) as f64, lr, epoch_started);
+        self.record(log)
+    }
+
+    /// One optimiser step on the training images at `batch`: (loss, learning rate).
+    fn step(&mut self, batch: &[usize]) -> (f64, f64) {
+        let config = self.config;
+        // Per-step seeding makes augmentation and dropout identical after a resume.
+        tch::manual_seed((config.seed as i64).wrapping_mul(1_000_003) + self.state.step as i64);
+        let index = Tensor::from_slice(&batch.iter().map(|&i| i as i64).collect::<Vec<_>>());
+        let images = self.train_set.images.index_select(0, &index);
+        let x = augment::augment(&images, &self.spec, config.colour_cast);
+        let y = self.train_set.labels.index_select(0, &index);
+        let (x, mix) = augment::mixup(x, config.mixup);
+        // Logit adjustment (Menon et al., ICLR 2021): adding the log prior in the loss makes
+        // the logits themselves score p(class | image) / p(class), so their argmax is the
+        // balanced decision, with steadier gradients than inverse-frequency weights.
+        let out = self.net.forward_t(&x, true) + &self.log_prior;
+        let loss_for = |target: &Tensor| {
+            out.cross_entropy_loss::<&Tensor>(
+                target,
+                None,
+                Reduction::Mean,
+                -100,
+                config.label_smoothing,
+            )
+        };
+        let loss = match mix {
+            Some((lambda, partner)) => {
+                loss_for(&y) * lambda + loss_for(&y.index_select(0, &partner)) * (1.0 - lambda)
+            }
+            None => loss_for(&y),
+        };
+        self.optimizer.zero_grad();
+        loss.backward();
+        let total_steps = self.steps_per_epoch() * config.epochs;
+        let lr = learning_rate(
+            config.learning_rate,
+            self.state.step,
+            self.steps_per_epoch(),
+            total_steps,
+        );
+        self.optimizer.step(lr);
+        self.ema.update(self.state.step);
+        self.state.step += 1;
+        (loss.double_value(&[]), lr)
+    }
+
+    /// Scores the weight average on validation.
+    fn validate(&self, train_loss: f64, lr: f64, started: Instant) -> EpochLog {
+        let val_logits = logits(self.ema.net.as_ref(), &self.val_set.images, 128);
+        let predicted: Vec<usize> = val_logits.iter().map(|l| argmax_f32(l)).collect();
+        let matrix = metrics::confusion(&self.val_set.truth, &predicted, self.classes.len());
+        let log = EpochLog {
+            epoch: self.state.epoch + 1,
+            train_loss,
+            val_balanced_accuracy: metrics::balanced_accuracy(&matrix),
+            val_accuracy: metrics::accuracy(&self.val_set.truth, &predicted),
+            learning_rate: lr,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        eprintln!(
+            "epoch {:>3}  loss {:.4}  val balanced acc {:.4}  val acc {:.4}  lr {:.2e}  {:.0}s",
+            log.epoch, log.train_loss, log.val_balanced_accuracy, log.val_accuracy, lr, log.seconds
+        );
+        log
+    }
+
+    /// Adds an epoch to the history, keeps the best weight average, writes the checkpoint.
+    fn record(&mut self, log: EpochLog) -> Result<&EpochLog> {
+        let score = log.val_balanced_accuracy;
+        self.state.history.push(log);
+        self.state.epoch += 1;
+        let dir = &self.config.checkpoint_dir;
+        if score > self.state.best_val_balanced_accuracy {
+            self.state.best_val_balanced_accuracy = score;
+            self.state.best_epoch = Some(self.state.epoch);
+            self.ema.vs.save(dir.join("best.ot"))?;
+        }
+        self.state.seconds = self.previous_seconds + self.started.elapsed().as_secs_f64();
+        let checkpoint = Checkpoint {
+            config: self.config.clone(),
+            state: self.state.clone(),
+        };
+        let weights = Weights {
+            live: &mut self.vs,
+            ema: &mut self.ema,
+            optimizer: &mut self.optimizer,
+        };
+        checkpoint::save(dir, &checkpoint, &weights)?;
+        Ok(self.state.history.last().expect("just pushed"))
+    }
+
+    /// Exports the best epoch's weight average, calibrated on validation.
+    pub fn finish(self) -> Result<TrainOutcome> {
+        let Self {
+            config, mut state, ..
+        } = self;
+        let Ema {
+            vs: mut best, net, ..
+        } = self.ema;
+        best.load(config.checkpoint_dir.join("best.ot"))
+            .context("no best checkpoint: did any epoch run?")?;
+        best.freeze();
+        let net: Box<dyn ModuleT> = match config.tta_mirror {
+            true => Box::new(MirrorAveraged(net)),
+            false => net,
+        };
+        let val_logits = logits(net.as_ref(), &self.val_set.images, 128);
+        let calibration = calibrate(
+            &val_logits,
+            &self.val_set.truth,
+            &self.train_set.truth,
+            &self.classes,
+            config.melanoma_sensitivity,
+        );
+        state.seconds = self.previous_seconds + self.started.elapsed().as_secs_f64();
+        let metadata = export::export(export::Export {
+            config,
+            classes: &self.classes,
+            spec: self.spec,
+            calibration,
+            state: &state,
+            net: net.as_ref(),
+            val_images: &self.val_set.images,
+        })?;
+        Ok(TrainOutcome { metadata, state })
+    }
+}
+
+/// The `train` and `val` rows of the labels file (the first `max_train_images` of train).
+fn read_splits(config: &TrainConfig) -> Result<(Vec<Sample>, Vec<Sample>)> {
+    let all = read_labels(&config.labels, &config.images)?;
+    if all.iter().all(|s| s.split.is_none()) {
+        bail!(
+            "{}: training needs a `split` column with train and val rows",
+            config.labels.display()
+        );
+    }
+    let mut train_samples = filter_split(all.clone(), Some("train"))?;
+    if let Some(n) = config.max_train_images {
+        train_samples.truncate(n);
+    }
+    Ok((train_samples, filter_split(all, Some("val"))?))
+}
+
+fn announce(config: &TrainConfig, classes: &[LesionClass], train: usize, val: usize) {
+    let codes: Vec<_> = classes.iter().map(|c| c.code()).collect();
+    eprintln!(
+        "training {} on {train} images ({} classes: {}), validating on {val}, {} threads",
+        config.architecture,
+        classes.len(),
+        codes.join(" "),
+        skinlesion_core::available_cores()
+    );
+}
+
+/// The trained classes: every label of the training set, in the stable class order.
+fn class_list(samples: &[Sample]) -> Result<Vec<LesionClass>> {
+    let mut classes = Vec::new();
+    for s in samples {
+        let class: LesionClass = s.label.parse()?;
+        if class == LesionClass::Unknown {
+            bail!("{}: Unknown cannot be a training label", s.path.display());
+        }
+        if !classes.contains(&class) {
+            classes.push(class);
+        }
+    }
+    classes.sort();
+    if classes.len() < 2 {
+        bail!("training needs at least two classes, found {classes:?}");
+    }
+    Ok(classes)
+}
+
+/// A deterministic shuffle for (seed, epoch).
+fn permutation(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut state = seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, (next() % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
+fn argmax_f32(values: &[f32]) -> usize {
+    metrics::argmax(&values.iter().map(|&v| f64::from(v)).collect::<Vec<_>>())
+}
+
+/// Logits of the network (evaluation mode) for every image, in chunks.
+fn logits(net: &dyn ModuleT, images: &Tensor, chunk: i64) -> Vec<Vec<f32>> {
+    let n = images.size()[0];
+    let mut out = Vec::with_capacity(n as usize);
+    tch::no_grad(|| {
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            let l = net.forward_t(&images.narrow(0, start, len), false);
+            let classes = l.size()[1] as usize;
+            let flat = Vec::<f32>::try_from(l.flatten(0, -1)).expect("float logits");
+            out.extend(flat.chunks(classes).map(<[f32]>::to_vec));
+            start += len;
+        }
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permutations_are_deterministic_and_complete() {
+        let a = permutation(100, 7, 3);
+        assert_eq!(a, permutation(100, 7, 3));
+        assert_ne!(a, permutation(100, 7, 4));
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn invalid_settings_are_refused_before_any_file_is_read() {
+        // These paths do not exist.
+        let mut config = config::tests::good();
+        config.epochs = 0;
+        let err = train(&config, false).err().unwrap();
+        assert_eq!(
+            err.downcast_ref::<InvalidSetting>().unwrap().setting,
+            "--epochs"
+        );
+    }
+}
