@@ -384,6 +384,7 @@ fn low_confidence_is_unknown_with_probabilities_kept() {
     assert!(json["all_predictions"].get("Unknown").is_none());
 }
 
+// One function: every kind of bad image against one classifier, in the order decoding meets them.
 #[test]
 fn image_errors_are_typed() {
     let fx = fixture(calibrated());
@@ -576,18 +577,6 @@ fn model_errors_are_typed() {
         Err(Error::MetadataMismatch(_))
     ));
 
-    // The weights format is read as written ("torchscript"); any other is refused.
-    assert!(text.contains(r#""format": "torchscript""#), "{text}");
-    std::fs::write(
-        &broken,
-        text.replace(r#""format": "torchscript""#, r#""format": "onnx""#),
-    )
-    .unwrap();
-    match Classifier::load(&broken) {
-        Err(Error::ModelCorrupt { reason, .. }) => assert!(reason.contains("onnx"), "{reason}"),
-        other => panic!("expected ModelCorrupt, got {other:?}"),
-    }
-
     // Tampered weights: one byte changed.
     let mut tampered = std::fs::read(&weights_path).unwrap();
     let at = tampered.len() / 2;
@@ -618,6 +607,23 @@ fn model_errors_are_typed() {
         matches!(corrupt, Err(Error::ModelCorrupt { .. })),
         "{corrupt:?}"
     );
+}
+
+#[test]
+fn the_weights_format_is_read_as_written_and_others_are_refused() {
+    let fx = fixture(calibrated());
+    let text = std::fs::read_to_string(&fx.manifest).unwrap();
+    let broken = fx.manifest.parent().unwrap().join("onnx.json");
+    assert!(text.contains(r#""format": "torchscript""#), "{text}");
+    std::fs::write(
+        &broken,
+        text.replace(r#""format": "torchscript""#, r#""format": "onnx""#),
+    )
+    .unwrap();
+    match Classifier::load(&broken) {
+        Err(Error::ModelCorrupt { reason, .. }) => assert!(reason.contains("onnx"), "{reason}"),
+        other => panic!("expected ModelCorrupt, got {other:?}"),
+    }
 }
 
 #[test]

@@ -138,6 +138,7 @@ impl Drop for Driver {
     }
 }
 
+// One function: a user's session in one browser, each step building on the page the last left.
 #[test]
 fn the_page_classifies_an_uploaded_image_and_shows_errors() {
     let server = Server::start(&[]);

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::*;
 
+// One function: one server started once, every endpoint checked against the original shape.
 #[test]
 fn every_endpoint_answers_in_the_original_shape() {
     let server = Server::start(&[]);

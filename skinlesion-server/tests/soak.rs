@@ -109,6 +109,8 @@ fn multipart_named(field: &str, name: &str, files: &[&[u8]]) -> (String, Vec<u8>
 }
 
 #[test]
+// One function: one long run whose phases (load, RSS samples, disk and log checks) share the
+// server and its timeline; splitting it would start the minute-long soak several times.
 fn sustained_mixed_load_keeps_answering_without_memory_growth_or_uploads_on_disk_or_in_logs() {
     let seconds = env_or("SKINLESION_SOAK_SECONDS", 60);
     let concurrency = env_or("SKINLESION_SOAK_CONCURRENCY", 32) as usize;

@@ -70,6 +70,7 @@ fn config(dir: &Path, labels: PathBuf, name: &str) -> TrainConfig {
     }
 }
 
+// One function: the resume checks need the interrupted and the uninterrupted run side by side.
 #[test]
 fn short_training_run_yields_a_loadable_model_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
@@ -173,6 +174,7 @@ fn short_training_run_yields_a_loadable_model_and_resumes_exactly() {
     );
 }
 
+// One function: every metric is worked out by hand from the same few predictions, in turn.
 #[test]
 fn evaluate_computes_hand_checked_metrics() {
     let dir = tempfile::tempdir().unwrap();
@@ -338,6 +340,7 @@ fn evaluate_computes_hand_checked_metrics() {
     assert!((coarse.accuracy - hits as f64 / 8.0).abs() < 1e-12);
 }
 
+// One function: one folder of images and failures, read back in both output formats.
 #[test]
 fn classify_writes_a_row_per_image_and_reports_failures() {
     let dir = tempfile::tempdir().unwrap();
