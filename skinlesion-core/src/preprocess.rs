@@ -470,6 +470,26 @@ pub fn prepare_parallel<T: Sync, R: Send>(
 mod tests {
     use super::*;
 
+    #[test]
+    fn parallel_preparation_keeps_order_and_contains_a_panicking_item() {
+        let items: Vec<u32> = (0..37).collect();
+        for threads in [1, 2, 5, 64] {
+            let out = prepare_parallel(&items, threads, |&i| Ok(i * 2));
+            let got: Vec<u32> = out.into_iter().map(|r| r.unwrap()).collect();
+            assert_eq!(got, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+        }
+        // A panic fails its own chunk (here 10 items of 4 chunks), never the caller.
+        let out = prepare_parallel(&items, 4, |&i| {
+            if i == 15 {
+                panic!("decoder bug");
+            }
+            Ok(i)
+        });
+        let failed: Vec<usize> = (0..out.len()).filter(|&k| out[k].is_err()).collect();
+        assert_eq!(failed, (10..20).collect::<Vec<_>>());
+        assert!(matches!(out[15], Err(Error::Decode(_))));
+    }
+
     fn spec(colour_constancy: ColourConstancy) -> InputSpec {
         InputSpec {
             width: 32,

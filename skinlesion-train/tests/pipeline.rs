@@ -361,9 +361,14 @@ fn classify_writes_a_row_per_image_and_reports_failures() {
         } else {
             folder.clone()
         };
+        // A comma and a quote in a file name must be quoted in the CSV.
+        let name = match i {
+            1 => format!("{},\"copy\".jpg", r.0),
+            _ => format!("{}.jpg", r.0),
+        };
         std::fs::copy(
             data_dir().join("images").join(format!("{}.jpg", r.0)),
-            target.join(format!("{}.jpg", r.0)),
+            target.join(name),
         )
         .unwrap();
     }
@@ -424,6 +429,7 @@ fn classify_writes_a_row_per_image_and_reports_failures() {
         .find(|r| r[0].ends_with("broken.jpg"))
         .unwrap();
     assert!(broken[width - 1].contains("unsupported image format"));
+    assert!(records.iter().any(|r| r[0].ends_with(",\"copy\".jpg")));
 }
 
 /// Training fits the calibration with the library's own rule, so on real logits of the
