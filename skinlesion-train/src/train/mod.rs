@@ -30,7 +30,7 @@ pub use config::{IncompatibleResume, InvalidSetting, TrainConfig};
 
 use crate::data::{filter_split, load_images, read_labels, Sample};
 use crate::metrics;
-use crate::nets::MirrorAveraged;
+use crate::nets::{MirrorAveraged, Net, NetShape};
 use checkpoint::Weights;
 use ema::Ema;
 use optim::{learning_rate, AdamW};
@@ -91,7 +91,7 @@ pub struct Trainer<'a> {
     train_set: Split,
     val_set: Split,
     vs: nn::VarStore,
-    net: Box<dyn ModuleT>,
+    net: Box<dyn Net>,
     ema: Ema,
     optimizer: AdamW,
     log_prior: Tensor,
@@ -115,10 +115,22 @@ impl<'a> Trainer<'a> {
 
         let mut vs = nn::VarStore::new(Device::Cpu);
         tch::manual_seed(config.seed as i64);
-        let outputs = classes.len() as i64;
-        let net = arch.build(&vs.root(), config.input_size, outputs);
-        let mut ema = Ema::new(&vs, |root| arch.build(root, config.input_size, outputs))?;
+        let shape = NetShape {
+            input_size: config.input_size,
+            classes: classes.len() as i64,
+            frozen_blocks: config.freeze_blocks,
+        };
+        let net = arch.build(&vs.root(), shape);
+        let pretrained = config.pretrained_weights();
+        if let Some(path) = &pretrained {
+            let loaded = arch.load_pretrained(&vs, path, config.freeze_blocks)?;
+            eprintln!("started from {} ({loaded} tensors)", path.display());
+        }
+        let mut ema = Ema::new(&vs, |root| arch.build(root, shape))?;
         let mut optimizer = AdamW::new(&vs, config.weight_decay);
+        if pretrained.is_some() {
+            optimizer.scale_learning_rate(config.backbone_lr_scale, &["_fc."]);
+        }
         let log_prior = calibrate::log_prior(&train_set.truth, classes.len());
         std::fs::create_dir_all(&config.checkpoint_dir)?;
         let state = match resume {
@@ -290,7 +302,7 @@ impl<'a> Trainer<'a> {
         best.load(config.checkpoint_dir.join("best.ot"))
             .context("no best checkpoint: did any epoch run?")?;
         best.freeze();
-        let net: Box<dyn ModuleT> = match config.tta_mirror {
+        let mut net: Box<dyn Net> = match config.tta_mirror {
             true => Box::new(MirrorAveraged(net)),
             false => net,
         };
@@ -309,7 +321,7 @@ impl<'a> Trainer<'a> {
             spec: self.spec,
             calibration,
             state: &state,
-            net: net.as_ref(),
+            net: net.as_mut(),
             val_images: &self.val_set.images,
         })?;
         Ok(TrainOutcome { metadata, state })

@@ -13,6 +13,9 @@ pub struct AdamW {
     v: BTreeMap<String, Tensor>,
     t: i64,
     weight_decay: f64,
+    /// Per-parameter share of the learning rate (1 when absent): discriminative rates for a
+    /// pretrained backbone under a new head.
+    lr_scale: BTreeMap<String, f64>,
 }
 
 impl AdamW {
@@ -34,7 +37,19 @@ impl AdamW {
             params,
             t: 0,
             weight_decay,
+            lr_scale: BTreeMap::new(),
         }
+    }
+
+    /// Scales the learning rate of every parameter whose name does not start with one of
+    /// `full_rate` by `scale`.
+    pub fn scale_learning_rate(&mut self, scale: f64, full_rate: &[&str]) {
+        self.lr_scale = self
+            .params
+            .iter()
+            .filter(|(name, _)| !full_rate.iter().any(|p| name.starts_with(p)))
+            .map(|(name, _)| (name.clone(), scale))
+            .collect();
     }
 
     pub fn zero_grad(&mut self) {
@@ -53,6 +68,7 @@ impl AdamW {
                 if !g.defined() {
                     continue;
                 }
+                let lr = lr * self.lr_scale.get(name).copied().unwrap_or(1.0);
                 let m = self.m.get_mut(name).expect("moment");
                 let _ = m.g_mul_scalar_(Self::BETA1);
                 let _ = m.g_add_(&(&g * (1.0 - Self::BETA1)));

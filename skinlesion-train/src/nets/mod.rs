@@ -1,4 +1,8 @@
-//! Network architectures.
+//! Network architectures: each builds its network, names its input (size, normalisation,
+//! resize) and, where it has them, loads pretrained backbone weights.
+
+pub mod efficientnet;
+pub mod pretrained;
 
 use std::fmt;
 
@@ -26,14 +30,48 @@ pub enum Architecture {
     #[value(name = "resnet-lite-deep")]
     #[serde(rename = "resnet-lite-deep")]
     ResNetLiteDeep,
+    /// EfficientNet-Lite0 with ImageNet weights (4.0 M parameters in the backbone), fine-tuned:
+    /// ReLU6, no squeeze-excitation, inputs scaled to [-1, 1].
+    #[value(name = "efficientnet-lite0")]
+    #[serde(rename = "efficientnet-lite0")]
+    EfficientNetLite0,
+}
+
+/// A network this crate trains: a module, plus what export may do to it.
+pub trait Net: ModuleT {
+    /// Folds batch norms into the preceding convolutions for inference (answers unchanged in
+    /// evaluation mode); a no-op where there is nothing to fold.
+    fn fold_batch_norm(&mut self) {}
+}
+
+impl Net for nn::SequentialT {}
+impl Net for nn::FuncT<'_> {}
+
+impl Net for efficientnet::EfficientNetLite0 {
+    fn fold_batch_norm(&mut self) {
+        efficientnet::EfficientNetLite0::fold_batch_norm(self)
+    }
+}
+
+/// What a network is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetShape {
+    /// Square input side in pixels.
+    pub input_size: u32,
+    /// Number of trained classes (outputs).
+    pub classes: i64,
+    /// Leading blocks that keep their pretrained weights and batch-norm statistics (networks
+    /// with blocks; 0 trains everything).
+    pub frozen_blocks: usize,
 }
 
 impl Architecture {
     /// Every architecture.
-    pub const ALL: [Architecture; 3] = [
+    pub const ALL: [Architecture; 4] = [
         Architecture::Seed,
         Architecture::ResNetLite,
         Architecture::ResNetLiteDeep,
+        Architecture::EfficientNetLite0,
     ];
 
     /// The name on the command line and in manifests, e.g. `resnet-lite`.
@@ -42,7 +80,39 @@ impl Architecture {
             Architecture::Seed => "seed",
             Architecture::ResNetLite => "resnet-lite",
             Architecture::ResNetLiteDeep => "resnet-lite-deep",
+            Architecture::EfficientNetLite0 => "efficientnet-lite0",
         }
+    }
+
+    /// Where the ImageNet weights of this architecture are by default, if it has any.
+    pub fn default_pretrained(self) -> Option<&'static str> {
+        match self {
+            Architecture::EfficientNetLite0 => Some(pretrained::DEFAULT_EFFICIENTNET_LITE0),
+            Architecture::Seed | Architecture::ResNetLite | Architecture::ResNetLiteDeep => None,
+        }
+    }
+
+    /// How many blocks the network has that can be frozen (0: none).
+    pub fn blocks(self) -> usize {
+        match self {
+            Architecture::EfficientNetLite0 => efficientnet::BLOCKS,
+            Architecture::Seed | Architecture::ResNetLite | Architecture::ResNetLiteDeep => 0,
+        }
+    }
+
+    /// Loads pretrained weights into every variable of `vs` but the new classifier head;
+    /// strict (see [`pretrained::load_strict`]). Then freezes the first `frozen_blocks`.
+    pub fn load_pretrained(
+        self,
+        vs: &nn::VarStore,
+        path: &std::path::Path,
+        frozen_blocks: usize,
+    ) -> Result<usize, pretrained::PretrainedError> {
+        let loaded = pretrained::load_strict(vs, path, &["_fc."])?;
+        if self == Architecture::EfficientNetLite0 {
+            efficientnet::freeze(vs, frozen_blocks);
+        }
+        Ok(loaded)
     }
 
     /// The input this architecture takes at `size`×`size`: stretched (HAM10000 images are
@@ -54,6 +124,8 @@ impl Architecture {
             Architecture::Seed | Architecture::ResNetLite | Architecture::ResNetLiteDeep => {
                 ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
             }
+            // Ported from TensorFlow, where the weights were trained on (x − 127.5) / 127.5.
+            Architecture::EfficientNetLite0 => ([0.5; 3], [0.5; 3]),
         };
         InputSpec {
             width: size,
@@ -66,11 +138,17 @@ impl Architecture {
     }
 
     /// Builds the network's variables under `vs` and returns it.
-    pub fn build(self, vs: &nn::Path, input_size: u32, classes: i64) -> Box<dyn ModuleT> {
+    pub fn build(self, vs: &nn::Path, shape: NetShape) -> Box<dyn Net> {
+        let classes = shape.classes;
         match self {
-            Architecture::Seed => Box::new(seed(vs, input_size, classes)),
+            Architecture::Seed => Box::new(seed(vs, shape.input_size, classes)),
             Architecture::ResNetLite => Box::new(resnet_lite(vs, classes, [1, 1, 1, 1])),
             Architecture::ResNetLiteDeep => Box::new(resnet_lite(vs, classes, [1, 1, 2, 2])),
+            Architecture::EfficientNetLite0 => Box::new(efficientnet::EfficientNetLite0::new(
+                vs,
+                classes,
+                shape.frozen_blocks,
+            )),
         }
     }
 }
@@ -85,7 +163,13 @@ impl fmt::Display for Architecture {
 /// (dermoscopy has no handedness). One forward pass on the doubled batch; traced into the
 /// exported model, so every interface gets it.
 #[derive(Debug)]
-pub struct MirrorAveraged(pub Box<dyn ModuleT>);
+pub struct MirrorAveraged(pub Box<dyn Net>);
+
+impl Net for MirrorAveraged {
+    fn fold_batch_norm(&mut self) {
+        self.0.fold_batch_norm()
+    }
+}
 
 impl ModuleT for MirrorAveraged {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
@@ -97,7 +181,7 @@ impl ModuleT for MirrorAveraged {
     }
 }
 
-fn seed(vs: &nn::Path, input_size: u32, classes: i64) -> impl ModuleT {
+fn seed(vs: &nn::Path, input_size: u32, classes: i64) -> nn::SequentialT {
     // Valid convolutions and 2×2 pools, as in the Keras original.
     let side = ((i64::from(input_size) - 2) / 2 - 2) / 2;
     let conv = nn::ConvConfig::default();
@@ -172,7 +256,7 @@ impl ModuleT for Block {
 /// Stem (3×3 stride 2) then four residual stages that halve the resolution (`blocks` residual
 /// blocks each), global average pooling, dropout and a linear classifier. About 0.1 GMAC at
 /// 128×128 with one block per stage.
-fn resnet_lite(vs: &nn::Path, classes: i64, blocks: [usize; 4]) -> impl ModuleT {
+fn resnet_lite(vs: &nn::Path, classes: i64, blocks: [usize; 4]) -> nn::SequentialT {
     const WIDTHS: [i64; 4] = [32, 64, 112, 192];
     let mut net = nn::seq_t()
         .add(conv_bn(&(vs / "stem"), 3, 24, 2))
@@ -200,9 +284,17 @@ mod tests {
     use super::*;
     use skinlesion_core::tch::{Device, Kind};
 
+    fn shape(input_size: u32) -> NetShape {
+        NetShape {
+            input_size,
+            classes: 8,
+            frozen_blocks: 0,
+        }
+    }
+
     fn parameters(arch: Architecture) -> (i64, Vec<i64>) {
         let vs = nn::VarStore::new(Device::Cpu);
-        let net = arch.build(&vs.root(), 128, 8);
+        let net = arch.build(&vs.root(), shape(128));
         let out = net.forward_t(
             &Tensor::zeros([2, 3, 128, 128], (Kind::Float, Device::Cpu)),
             false,
@@ -236,7 +328,7 @@ mod tests {
     #[test]
     fn mirror_averaging_is_the_mean_of_both_views_for_any_batch() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let averaged = MirrorAveraged(Architecture::ResNetLite.build(&vs.root(), 128, 8));
+        let averaged = MirrorAveraged(Architecture::ResNetLite.build(&vs.root(), shape(128)));
         let x = Tensor::rand([3, 3, 128, 128], (Kind::Float, Device::Cpu));
         let net = &averaged.0;
         let expected = (net.forward_t(&x, false) + net.forward_t(&x.flip([3]), false)) / 2;
