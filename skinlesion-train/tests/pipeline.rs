@@ -11,6 +11,10 @@ use skinlesion_train::evaluate::{evaluate, EvalConfig};
 use skinlesion_train::nets::Architecture;
 use skinlesion_train::train::{train, IncompatibleResume, TrainConfig};
 
+/// libtorch's random generator is one per process and training reseeds it: tests that train
+/// take turns, or one run's draws would land in another's and break exact resumption.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn data_dir() -> PathBuf {
     skinlesion_core::testing::ham10000_dir()
 }
@@ -53,6 +57,7 @@ fn config(dir: &Path, labels: PathBuf, name: &str) -> TrainConfig {
         pretrained: None,
         freeze_blocks: 0,
         backbone_lr_scale: 1.0,
+        device: Device::Cpu,
         epochs: 2,
         batch_size: 16,
         learning_rate: 2e-3,
@@ -76,6 +81,7 @@ fn config(dir: &Path, labels: PathBuf, name: &str) -> TrainConfig {
 // One function: the resume checks need the interrupted and the uninterrupted run side by side.
 #[test]
 fn short_training_run_yields_a_loadable_model_and_resumes_exactly() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let labels = subset_csv(dir.path(), 10, 4); // 40 train images: 3 steps an epoch
     let images: Vec<PathBuf> = rows()
@@ -486,4 +492,60 @@ fn training_and_serving_apply_one_calibration_to_real_logits() {
     }
     let fitted_nll = skinlesion_train::metrics::nll(&rows, &truth, &fitted);
     assert!((nll / rows.len() as f64 - fitted_nll).abs() < 1e-6);
+}
+
+/// A few steps from the ImageNet weights: the artifact loads and answers, the frozen blocks
+/// kept their pretrained weights while the others moved, and the new head trained.
+#[test]
+fn a_short_fine_tune_of_the_pretrained_backbone_yields_a_loadable_model() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let labels = subset_csv(dir.path(), 6, 3);
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(skinlesion_train::nets::pretrained::DEFAULT_EFFICIENTNET_LITE0);
+    let config = TrainConfig {
+        architecture: Architecture::EfficientNetLite0,
+        pretrained: Some(weights.clone()),
+        freeze_blocks: 3,
+        backbone_lr_scale: 0.3,
+        input_size: 64,
+        epochs: 1,
+        batch_size: 8,
+        tta_mirror: true,
+        colour_cast: 0.0,
+        ..config(dir.path(), labels, "effnet")
+    };
+    let outcome = train(&config, false).unwrap();
+    assert_eq!(
+        outcome.metadata.architecture,
+        "efficientnet-lite0-64+mirror"
+    );
+    assert_eq!(outcome.metadata.input.mean, [0.5; 3]);
+    let classifier = Classifier::builder(&config.output)
+        .device(Device::Cpu)
+        .build()
+        .unwrap();
+    let image = &skinlesion_core::testing::ham10000_sample("test", 1)[0];
+    let prediction = classifier.classify_path(&image.path).unwrap();
+    assert_eq!(prediction.probabilities().len(), 4);
+
+    let start: std::collections::HashMap<String, _> =
+        skinlesion_core::tch::Tensor::read_safetensors(&weights)
+            .unwrap()
+            .into_iter()
+            .collect();
+    let trained: std::collections::HashMap<String, _> =
+        skinlesion_core::tch::Tensor::load_multi(config.checkpoint_dir.join("last.ot"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    let moved = |name: &str| !trained[name].equal(&start[name]);
+    assert!(!moved("_conv_stem.weight") && !moved("_blocks.2._project_conv.weight"));
+    assert!(
+        !moved("_blocks.1._bn1.running_mean"),
+        "frozen batch norm keeps its statistics"
+    );
+    assert!(moved("_blocks.3._expand_conv.weight") && moved("_conv_head.weight"));
+    assert_eq!(trained["_fc.weight"].size(), [4, 1280]);
 }

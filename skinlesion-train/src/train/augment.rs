@@ -20,10 +20,12 @@ pub fn augment(batch: &Tensor, spec: &InputSpec, colour_cast: f64) -> Tensor {
     )
     .expect("float");
     // Drawn after the others, and only when on, so runs without it keep their random stream.
+    // (Drawn on the CPU wherever the batch is, so a GPU run draws what a CPU run does.)
     let gains = (colour_cast > 0.0).then(|| {
-        ((Tensor::rand([n, 3, 1, 1], (Kind::Float, Device::Cpu)) * 2.0 - 1.0) * colour_cast).exp()
+        let u = Tensor::rand([n, 3, 1, 1], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        (u * colour_cast).exp().to_device(batch.device())
     });
-    let colour = Colour::new(spec);
+    let colour = Colour::new(spec, batch.device());
     let out: Vec<Tensor> = (0..n)
         .map(|i| {
             let r = &random[i as usize * DRAWS..(i as usize + 1) * DRAWS];
@@ -80,11 +82,12 @@ struct Colour {
 }
 
 impl Colour {
-    fn new(spec: &InputSpec) -> Self {
+    fn new(spec: &InputSpec, device: Device) -> Self {
+        let column = |v: &[f32]| Tensor::from_slice(v).view([3, 1, 1]).to_device(device);
         Self {
-            mean: Tensor::from_slice(&spec.mean).view([3, 1, 1]),
-            std: Tensor::from_slice(&spec.std).view([3, 1, 1]),
-            luma: Tensor::from_slice(&[0.299f32, 0.587, 0.114]).view([3, 1, 1]),
+            mean: column(&spec.mean),
+            std: column(&spec.std),
+            luma: column(&[0.299, 0.587, 0.114]),
         }
     }
 
@@ -118,7 +121,8 @@ pub fn mixup(batch: Tensor, alpha: f64) -> (Tensor, Option<(f64, Tensor)>) {
     let gamma = Tensor::full([2], alpha, (Kind::Double, Device::Cpu)).internal_standard_gamma();
     let g = Vec::<f64>::try_from(gamma).expect("double");
     let lambda = g[0] / (g[0] + g[1]);
-    let partner = Tensor::randperm(batch.size()[0], (Kind::Int64, Device::Cpu));
+    let partner =
+        Tensor::randperm(batch.size()[0], (Kind::Int64, Device::Cpu)).to_device(batch.device());
     let mixed = &batch * lambda + batch.index_select(0, &partner) * (1.0 - lambda);
     (mixed, Some((lambda, partner)))
 }

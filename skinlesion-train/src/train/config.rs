@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use skinlesion_core::ColourConstancy;
+use skinlesion_core::{ColourConstancy, Device};
 
 use crate::nets::Architecture;
 
@@ -90,6 +90,11 @@ pub struct TrainConfig {
     pub patience: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Where to train: cpu, cuda, cuda:N or auto (a GPU when one is usable). Not part of the
+    /// run's identity: a run may resume on another device.
+    #[arg(long, default_value = "auto")]
+    #[serde(skip)]
+    pub device: Device,
     /// Train on the first N training images only (quick experiments, tests).
     #[arg(long)]
     pub max_train_images: Option<usize>,

@@ -4,7 +4,7 @@ use anyhow::Result;
 use skinlesion_core::tch::nn;
 
 use crate::nets::Net;
-use skinlesion_core::tch::{self, Device, Tensor};
+use skinlesion_core::tch::{self, Tensor};
 
 /// An exponential moving average of every variable (weights and batch-norm statistics): a
 /// smoother network than the last step's, and a less noisy one to select on validation.
@@ -20,7 +20,7 @@ impl Ema {
     const DECAY: f64 = 0.998;
 
     pub fn new(live: &nn::VarStore, build: impl Fn(&nn::Path) -> Box<dyn Net>) -> Result<Self> {
-        let mut vs = nn::VarStore::new(Device::Cpu);
+        let mut vs = nn::VarStore::new(live.device());
         let net = build(&vs.root());
         vs.copy(live)?;
         let live_vars = live.variables();
@@ -59,7 +59,7 @@ mod tests {
 
     #[test]
     fn ema_forgets_the_start_then_averages() {
-        let live = nn::VarStore::new(Device::Cpu);
+        let live = nn::VarStore::new(tch::Device::Cpu);
         let w = live.root().zeros("w", &[1]);
         let build = |p: &nn::Path| -> Box<dyn Net> {
             let _ = p.zeros("w", &[1]);

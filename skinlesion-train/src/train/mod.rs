@@ -104,6 +104,8 @@ impl<'a> Trainer<'a> {
     pub fn new(config: &'a TrainConfig, resume: bool) -> Result<Self> {
         let started = Instant::now();
         config.validate()?;
+        // A GPU asked for but not usable is refused before any data is read.
+        let device = config.device.resolve()?;
         tch::set_num_threads(skinlesion_core::available_cores() as i32);
         let arch = config.architecture;
         let spec = arch.input_spec(config.input_size, config.colour_constancy);
@@ -113,7 +115,7 @@ impl<'a> Trainer<'a> {
         let train_set = Split::load(&train_samples, &classes, &spec)?;
         let val_set = Split::load(&val_samples, &classes, &spec)?;
 
-        let mut vs = nn::VarStore::new(Device::Cpu);
+        let mut vs = nn::VarStore::new(device);
         tch::manual_seed(config.seed as i64);
         let shape = NetShape {
             input_size: config.input_size,
@@ -158,7 +160,9 @@ impl<'a> Trainer<'a> {
             net,
             ema,
             optimizer,
-            log_prior: Tensor::from_slice(&log_prior).view([1, -1]),
+            log_prior: Tensor::from_slice(&log_prior)
+                .view([1, -1])
+                .to_device(device),
             state,
         })
     }
@@ -208,9 +212,19 @@ impl<'a> Trainer<'a> {
         // Per-step seeding makes augmentation and dropout identical after a resume.
         tch::manual_seed((config.seed as i64).wrapping_mul(1_000_003) + self.state.step as i64);
         let index = Tensor::from_slice(&batch.iter().map(|&i| i as i64).collect::<Vec<_>>());
-        let images = self.train_set.images.index_select(0, &index);
+        // The data set stays in host memory; each batch goes to the training device.
+        let device = self.vs.device();
+        let images = self
+            .train_set
+            .images
+            .index_select(0, &index)
+            .to_device(device);
         let x = augment::augment(&images, &self.spec, config.colour_cast);
-        let y = self.train_set.labels.index_select(0, &index);
+        let y = self
+            .train_set
+            .labels
+            .index_select(0, &index)
+            .to_device(device);
         let (x, mix) = augment::mixup(x, config.mixup);
         // Logit adjustment (Menon et al., ICLR 2021): adding the log prior in the loss makes
         // the logits themselves score p(class | image) / p(class), so their argmax is the
@@ -248,7 +262,8 @@ impl<'a> Trainer<'a> {
 
     /// Scores the weight average on validation.
     fn validate(&self, train_loss: f64, lr: f64, started: Instant) -> EpochLog {
-        let val_logits = logits(self.ema.net.as_ref(), &self.val_set.images, 128);
+        let device = self.vs.device();
+        let val_logits = logits(self.ema.net.as_ref(), &self.val_set.images, device);
         let predicted: Vec<usize> = val_logits.iter().map(|l| argmax_f32(l)).collect();
         let matrix = metrics::confusion(&self.val_set.truth, &predicted, self.classes.len());
         let log = EpochLog {
@@ -306,7 +321,9 @@ impl<'a> Trainer<'a> {
             true => Box::new(MirrorAveraged(net)),
             false => net,
         };
-        let val_logits = logits(net.as_ref(), &self.val_set.images, 128);
+        let val_logits = logits(net.as_ref(), &self.val_set.images, best.device());
+        // Exported models are traced on the CPU, where every interface loads them.
+        best.set_device(Device::Cpu);
         let calibration = calibrate(
             &val_logits,
             &self.val_set.truth,
@@ -395,14 +412,16 @@ fn argmax_f32(values: &[f32]) -> usize {
 }
 
 /// Logits of the network (evaluation mode) for every image, in chunks.
-fn logits(net: &dyn ModuleT, images: &Tensor, chunk: i64) -> Vec<Vec<f32>> {
+fn logits(net: &dyn ModuleT, images: &Tensor, device: Device) -> Vec<Vec<f32>> {
+    let chunk = 128;
     let n = images.size()[0];
     let mut out = Vec::with_capacity(n as usize);
     tch::no_grad(|| {
         let mut start = 0;
         while start < n {
             let len = chunk.min(n - start);
-            let l = net.forward_t(&images.narrow(0, start, len), false);
+            let batch = images.narrow(0, start, len).to_device(device);
+            let l = net.forward_t(&batch, false).to_device(Device::Cpu);
             let classes = l.size()[1] as usize;
             let flat = Vec::<f32>::try_from(l.flatten(0, -1)).expect("float logits");
             out.extend(flat.chunks(classes).map(<[f32]>::to_vec));
@@ -424,6 +443,18 @@ mod tests {
         let mut sorted = a.clone();
         sorted.sort();
         assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_unusable_gpu_is_refused_before_any_file_is_read() {
+        if tch::Cuda::is_available() {
+            return; // this machine could train there
+        }
+        let mut config = config::tests::good();
+        config.device = skinlesion_core::Device::Cuda(0);
+        let err = train(&config, false).err().unwrap();
+        let core = err.downcast_ref::<skinlesion_core::Error>().unwrap();
+        assert_eq!(core.kind(), skinlesion_core::ErrorKind::Config, "{err}");
     }
 
     #[test]
