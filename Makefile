@@ -7,9 +7,10 @@ setup:
 setup-test:
 	bash scripts/setup.sh --test
 
-# The HTTP server with the shipped model on http://localhost:5001 (Ctrl-C stops it).
+# The HTTP server with the shipped model (it finds models/ itself) on http://localhost:5001
+# (Ctrl-C stops it).
 run: setup
-	cargo run --release -p skinlesion-server -- --model models/skinlesion-v3.json
+	cargo run --release -p skinlesion-server
 
 # Every test: formatting, lints, the whole workspace's tests and doctests, the Python package
 # (wheel build, fresh-venv smoke test, pytest, the example notebook), then a fuzz smoke run

@@ -22,7 +22,24 @@ fn main() {
     let models = manifest_dir.join("../models");
     let packaged = manifest_dir.join("python/skinlesion/models");
     std::fs::create_dir_all(&packaged).expect("create the package's models folder");
-    for file in ["skinlesion-v3.json", "skinlesion-v3.pt"] {
+    // The core names the shipped model (one place); its weights sit beside it, same stem.
+    let core_model = manifest_dir.join("../skinlesion-core/src/model.rs");
+    println!("cargo:rerun-if-changed={}", core_model.display());
+    let source = std::fs::read_to_string(&core_model).expect("read the core's model.rs");
+    let manifest = source
+        .lines()
+        .find_map(|l| l.strip_prefix("pub const SHIPPED_MODEL: &str = \""))
+        .and_then(|rest| rest.strip_suffix("\";"))
+        .expect("SHIPPED_MODEL in skinlesion-core/src/model.rs");
+    let weights = Path::new(manifest).with_extension("pt");
+    // Models of earlier releases are not shipped again.
+    for stale in std::fs::read_dir(&packaged).into_iter().flatten().flatten() {
+        let name = stale.file_name();
+        if name != manifest && name != weights.as_os_str() && name != ".gitignore" {
+            let _ = std::fs::remove_file(stale.path());
+        }
+    }
+    for file in [Path::new(manifest), weights.as_path()] {
         let from = models.join(file);
         println!("cargo:rerun-if-changed={}", from.display());
         let to = packaged.join(file);

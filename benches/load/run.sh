@@ -62,8 +62,11 @@ run_levels() { # NAME URL PID
   echo "{\"server\": \"$name\", \"peak_rss_mb\": $(peak_rss_mb "$pid")}" > "$out/$name-peak.json"
 }
 
+# The shipped model, as the core names it (skinlesion-core/src/model.rs: SHIPPED_MODEL).
+shipped=models/$(sed -n 's/^pub const SHIPPED_MODEL: &str = "\(.*\)";/\1/p' skinlesion-core/src/model.rs)
+
 port=5311
-target/release/skinlesion-server --model models/skinlesion-v3.json --port $port \
+target/release/skinlesion-server --model "$shipped" --port $port \
   >"$out/server.log" 2>&1 &
 server=$!
 trap 'kill $server $flask 2>/dev/null || true' EXIT
@@ -74,7 +77,7 @@ run_levels skinlesion "http://127.0.0.1:$port/predict" $server
 kill -TERM $server; wait $server
 
 port=5312
-"$py" benches/load/flask_reference.py models/skinlesion-v3.json $port >"$out/flask.log" 2>&1 &
+"$py" benches/load/flask_reference.py "$shipped" $port >"$out/flask.log" 2>&1 &
 flask=$!
 wait_ready "http://127.0.0.1:$port/health"
 run_levels flask "http://127.0.0.1:$port/predict" $flask

@@ -1,7 +1,7 @@
 //! Classifies image files with a model and prints one JSON prediction per image.
 //!
 //! `cargo run --release -p skinlesion-core --example classify -- [--model PATH] IMAGE...`
-//! (default model: `models/skinlesion-v3.json`).
+//! (default: the shipped model, found as the server finds it).
 
 use std::process::ExitCode;
 
@@ -9,7 +9,8 @@ use skinlesion_core::{Classifier, DISCLAIMER};
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let mut model = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/skinlesion-v3.json").to_owned();
+    let shipped = skinlesion_core::model::find_shipped_model();
+    let mut model = shipped.map_or_else(String::new, |p| p.display().to_string());
     if let Some(i) = args.iter().position(|a| a == "--model") {
         if i + 1 >= args.len() {
             eprintln!("--model needs a path");

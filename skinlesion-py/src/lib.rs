@@ -530,6 +530,7 @@ fn _skinlesion(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyPrediction>()?;
     m.add_function(wrap_pyfunction!(lesion_classes, m)?)?;
     m.add("DISCLAIMER", skinlesion_core::DISCLAIMER)?;
+    m.add("SHIPPED_MODEL", skinlesion_core::model::SHIPPED_MODEL)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<PyPixels>()?;
     m.add_function(wrap_pyfunction!(error_kinds, m)?)?;

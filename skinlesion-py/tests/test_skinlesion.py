@@ -24,7 +24,7 @@ import skinlesion
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DATA = pathlib.Path(os.environ.get("SKINLESION_DATA", REPO.parent / "shared" / "data" / "ham10000"))
-MODEL = REPO / "models" / "skinlesion-v3.json"
+MODEL = REPO / "models" / skinlesion.DEFAULT_MODEL.name
 
 
 def sample_test_split(n: int) -> list[pathlib.Path]:

@@ -32,9 +32,10 @@ enum Command {
 
 #[derive(clap::Args)]
 struct EvaluateArgs {
-    /// Model manifest (.json) or weights (.pt).
-    #[arg(long, default_value = "models/skinlesion-v3.json")]
-    model: PathBuf,
+    /// Model manifest (.json) or weights (.pt). Default: the shipped model (models/ in the
+    /// working directory, or above the executable).
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// Labels CSV (HAM10000 form or generic file,label[,split]).
     #[arg(long)]
     labels: PathBuf,
@@ -59,9 +60,10 @@ struct ClassifyArgs {
     /// Image files or folders (searched recursively).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// Model manifest (.json) or weights (.pt).
-    #[arg(long, default_value = "models/skinlesion-v3.json")]
-    model: PathBuf,
+    /// Model manifest (.json) or weights (.pt). Default: the shipped model (models/ in the
+    /// working directory, or above the executable).
+    #[arg(long)]
+    model: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "csv")]
     format: Format,
     /// cpu, cuda, cuda:N or auto.
@@ -80,21 +82,31 @@ struct TrainArgs {
     resume: bool,
 }
 
+/// The model the user named, else the shipped one.
+fn shipped_or(model: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    model
+        .or_else(skinlesion_core::model::find_shipped_model)
+        .ok_or_else(|| anyhow::anyhow!("no --model given and the shipped model is not in models/"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => train(&a.config, a.resume).map(|_| ()),
-        Command::Evaluate(a) => evaluate(&EvalConfig {
-            model: a.model,
-            labels: a.labels,
-            images: a.images,
-            split: a.split,
-            maps: a.maps,
-            out_dir: a.out.clone(),
-            batch_size: a.batch_size,
-        })
-        .map(|m| {
-            eprintln!(
+        Command::Evaluate(a) => shipped_or(a.model)
+            .and_then(|model| {
+                evaluate(&EvalConfig {
+                    model,
+                    labels: a.labels,
+                    images: a.images,
+                    split: a.split,
+                    maps: a.maps,
+                    out_dir: a.out.clone(),
+                    batch_size: a.batch_size,
+                })
+            })
+            .map(|m| {
+                eprintln!(
                 "{} images: balanced accuracy {:.4} (95% interval {:.3}-{:.3}), accuracy {:.4}, \
                  melanoma sensitivity {}, ECE {:.4} -> {:.4}, Unknown {:.1}%; written to {}",
                 m.images,
@@ -109,9 +121,10 @@ fn main() -> ExitCode {
                 100.0 * m.unknown_rate,
                 a.out.display()
             );
-        }),
+            }),
         Command::Classify(a) => (|| {
-            let classifier = Classifier::builder(&a.model).device(a.device).build()?;
+            let model = shipped_or(a.model)?;
+            let classifier = Classifier::builder(&model).device(a.device).build()?;
             eprintln!("{DISCLAIMER}");
             let images = collect_images(&a.inputs)?;
             let failures = classify(

@@ -23,6 +23,7 @@ from typing import Any, Iterable, List, Optional, Sequence, Union
 
 from ._skinlesion import (
     DISCLAIMER,
+    SHIPPED_MODEL as _SHIPPED_MODEL,
     ChecksumMismatchError,
     ConfigError,
     DecodeError,
@@ -73,7 +74,7 @@ __all__ = [
 ]
 
 #: The model shipped inside this package (manifest path), used when ``Classifier(model=None)``.
-DEFAULT_MODEL: Path = Path(__file__).resolve().parent / "models" / "skinlesion-v3.json"
+DEFAULT_MODEL: Path = Path(__file__).resolve().parent / "models" / _SHIPPED_MODEL
 
 
 class LesionClass(str, enum.Enum):

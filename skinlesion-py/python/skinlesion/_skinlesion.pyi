@@ -5,6 +5,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 __version__: str
 DISCLAIMER: str
+SHIPPED_MODEL: str
 
 class Prediction:
     """One classification; the answer is "Unknown" when the model abstains."""

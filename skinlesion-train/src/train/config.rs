@@ -19,7 +19,7 @@ pub struct TrainConfig {
     #[arg(long)]
     pub images: PathBuf,
     /// Output manifest path; the weights go beside it with the `.pt` extension.
-    #[arg(long, default_value = "models/skinlesion-v3.json")]
+    #[arg(long, default_value = "artifacts/model.json")]
     pub output: PathBuf,
     /// Checkpoint folder (one checkpoint per epoch, plus the best so far).
     #[arg(long, default_value = "artifacts/checkpoints")]
