@@ -1,4 +1,5 @@
-//! Speed of the library on the CPU with the shipped model and real HAM10000 images.
+//! Speed of the library on the CPU with the shipped model (or `$SKINLESION_BENCH_MODEL`) and
+//! real HAM10000 images.
 //!
 //! - `preprocess/*`: decode + resize + normalise one image on one thread, for a real 200×150
 //!   JPEG and a 3000×2000 JPEG (a real image upscaled, as a phone or dermatoscope camera gives).
