@@ -10,6 +10,7 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use libfuzzer_sys::fuzz_target;
 use skinlesion_server::app::{AppState, Limits};
+use skinlesion_server::linger::Linger;
 use skinlesion_server::batcher::Batcher;
 use skinlesion_server::metrics::Metrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,6 +31,8 @@ fn server() -> (tokio::runtime::Runtime, Arc<AppState>) {
         body_limit: 1 << 20,
         max_files: 4,
         request_timeout: Duration::from_secs(5),
+        // In memory, a refused body is all there already: draining it costs next to nothing.
+        linger: Linger::default(),
     };
     let state = Arc::new(AppState::new(classifier, batcher, metrics, limits, 1));
     state.ready.store(true, Ordering::Release);

@@ -9,13 +9,16 @@ use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use http_body_util::{BodyStream, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{
+    HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, RETRY_AFTER,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 use skinlesion_core::{Classifier, Error as CoreError, ErrorKind, Prediction, DISCLAIMER};
 use tokio::sync::Semaphore;
 
 use crate::batcher::{Batcher, SubmitError};
+use crate::linger::{Linger, LingeringBody};
 use crate::metrics::Metrics;
 
 const PAGE: &str = include_str!("../static/index.html");
@@ -30,6 +33,8 @@ pub struct Limits {
     pub max_files: usize,
     /// How long a request may wait for its prediction.
     pub request_timeout: Duration,
+    /// How much of a refused request's body is still read, so that its client sees the answer.
+    pub linger: Linger,
 }
 
 pub struct AppState {
@@ -148,6 +153,7 @@ pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Result<
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let route = Route::parse(request.uri().path());
+    let request = lingering(request, state.limits.linger);
     let response = answer_panics(id, route.label(), dispatch(&state, route, request)).await;
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
@@ -162,6 +168,15 @@ pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Result<
         "request"
     );
     Ok(response)
+}
+
+/// The request with a body that is drained if a handler refuses it unread.
+fn lingering(request: Request<Incoming>, linger: Linger) -> Request<LingeringBody> {
+    let awaits_continue = request
+        .headers()
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    request.map(|body| LingeringBody::new(body, linger, awaits_continue))
 }
 
 /// Runs a handler, answering a panic inside it as a 500 JSON error: one bad request costs
@@ -246,7 +261,7 @@ impl Route {
 async fn dispatch(
     state: &Arc<AppState>,
     route: Route,
-    request: Request<Incoming>,
+    request: Request<LingeringBody>,
 ) -> Result<Reply, ApiError> {
     let read = matches!(*request.method(), Method::GET | Method::HEAD);
     let post = *request.method() == Method::POST;
@@ -317,7 +332,10 @@ fn ready(state: &AppState) -> Result<Reply, ApiError> {
     ))
 }
 
-async fn predict(state: &Arc<AppState>, request: Request<Incoming>) -> Result<Reply, ApiError> {
+async fn predict(
+    state: &Arc<AppState>,
+    request: Request<LingeringBody>,
+) -> Result<Reply, ApiError> {
     let files = read_files(state, request, 1).await?;
     let file = files.into_iter().next().ok_or_else(no_file)?;
     let prediction = classify(state, file).await?;
@@ -329,7 +347,7 @@ async fn predict(state: &Arc<AppState>, request: Request<Incoming>) -> Result<Re
 
 async fn predict_batch(
     state: &Arc<AppState>,
-    request: Request<Incoming>,
+    request: Request<LingeringBody>,
 ) -> Result<Reply, ApiError> {
     let files = read_files(state, request, state.limits.max_files).await?;
     if files.is_empty() {
@@ -401,7 +419,7 @@ async fn classify(state: &Arc<AppState>, file: Bytes) -> Result<Prediction, ApiE
 /// Refuses a declared length over the limit before reading, and enforces it while streaming.
 async fn read_files(
     state: &AppState,
-    request: Request<Incoming>,
+    request: Request<LingeringBody>,
     max_files: usize,
 ) -> Result<Vec<Bytes>, ApiError> {
     let limit = state.limits.body_limit;

@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod batcher;
+pub mod linger;
 pub mod metrics;
 
 use std::convert::Infallible;

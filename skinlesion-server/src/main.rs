@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 
 use skinlesion_server::app::{AppState, Limits};
 use skinlesion_server::batcher::Batcher;
+use skinlesion_server::linger::Linger;
 use skinlesion_server::metrics::Metrics;
 
 /// Serves skinlesion over HTTP: GET / (web page), POST /predict (multipart field `file`),
@@ -66,6 +67,13 @@ struct Config {
     /// Most bytes in a request body (default 20 MB).
     #[arg(long, env = "SKINLESION_BODY_LIMIT", default_value_t = 20_000_000)]
     body_limit: u64,
+    /// Most bytes of a refused request's body still read (and thrown away) so that a client
+    /// still sending sees its answer (413 and others) instead of a connection reset.
+    #[arg(long, env = "SKINLESION_LINGER_BYTES", default_value_t = 64_000_000)]
+    linger_bytes: u64,
+    /// Most seconds spent reading a refused request's body before the connection is closed.
+    #[arg(long, env = "SKINLESION_LINGER_S", default_value_t = 10)]
+    linger_s: u64,
     /// Most megapixels an uploaded image may declare.
     #[arg(long, env = "SKINLESION_MAX_MEGAPIXELS", default_value_t = 50)]
     max_megapixels: u64,
@@ -170,6 +178,10 @@ async fn serve(
             body_limit: config.body_limit,
             max_files: config.max_files.max(1),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
+            linger: Linger {
+                bytes: config.linger_bytes,
+                time: Duration::from_secs(config.linger_s),
+            },
         },
         config.decode_threads.unwrap_or(cores),
     ));

@@ -54,6 +54,7 @@ fn config(dir: &Path, labels: PathBuf, name: &str) -> TrainConfig {
         checkpoint_dir: dir.join(format!("ckpt-{name}")),
         architecture: Architecture::ResNetLite,
         input_size: 64,
+        test_size: None,
         pretrained: None,
         freeze_blocks: 0,
         backbone_lr_scale: 1.0,
@@ -510,6 +511,8 @@ fn a_short_fine_tune_of_the_pretrained_backbone_yields_a_loadable_model() {
         freeze_blocks: 3,
         backbone_lr_scale: 0.3,
         input_size: 64,
+        // Tested at a higher resolution than trained at: validated and exported at 80.
+        test_size: Some(80),
         epochs: 1,
         batch_size: 8,
         tta_mirror: true,
@@ -519,9 +522,13 @@ fn a_short_fine_tune_of_the_pretrained_backbone_yields_a_loadable_model() {
     let outcome = train(&config, false).unwrap();
     assert_eq!(
         outcome.metadata.architecture,
-        "efficientnet-lite0-64+mirror"
+        "efficientnet-lite0-80+mirror"
     );
     assert_eq!(outcome.metadata.input.mean, [0.5; 3]);
+    assert_eq!(
+        (outcome.metadata.input.width, outcome.metadata.input.height),
+        (80, 80)
+    );
     let classifier = Classifier::builder(&config.output)
         .device(Device::Cpu)
         .build()

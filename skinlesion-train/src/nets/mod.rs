@@ -100,6 +100,17 @@ impl Architecture {
         }
     }
 
+    /// Whether the network takes any input side (global pooling before the classifier), so
+    /// that it may be tested at another resolution than it was trained at.
+    pub fn any_input_size(self) -> bool {
+        match self {
+            Architecture::Seed => false,
+            Architecture::ResNetLite
+            | Architecture::ResNetLiteDeep
+            | Architecture::EfficientNetLite0 => true,
+        }
+    }
+
     /// Loads pretrained weights into every variable of `vs` but the new classifier head;
     /// strict (see [`pretrained::load_strict`]). Then freezes the first `frozen_blocks`.
     pub fn load_pretrained(

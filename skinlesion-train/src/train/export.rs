@@ -41,8 +41,8 @@ pub fn export(e: Export<'_>) -> Result<ModelMetadata> {
         name: e.config.model_name.clone(),
         version: e.config.model_version.clone(),
         architecture: match e.config.tta_mirror {
-            true => format!("{}-{}+mirror", e.config.architecture, e.config.input_size),
-            false => format!("{}-{}", e.config.architecture, e.config.input_size),
+            true => format!("{}-{}+mirror", e.config.architecture, e.config.test_size()),
+            false => format!("{}-{}", e.config.architecture, e.config.test_size()),
         },
         classes: e.classes.to_vec(),
         input: e.spec,

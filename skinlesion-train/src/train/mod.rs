@@ -86,7 +86,10 @@ pub struct Trainer<'a> {
     started: Instant,
     /// Training time of the run before this process resumed it.
     previous_seconds: f64,
+    /// Training input.
     spec: InputSpec,
+    /// Validation and exported input (another side, see `--test-size`).
+    test_spec: InputSpec,
     classes: Vec<LesionClass>,
     train_set: Split,
     val_set: Split,
@@ -109,11 +112,12 @@ impl<'a> Trainer<'a> {
         tch::set_num_threads(skinlesion_core::available_cores() as i32);
         let arch = config.architecture;
         let spec = arch.input_spec(config.input_size, config.colour_constancy);
+        let test_spec = arch.input_spec(config.test_size(), config.colour_constancy);
         let (train_samples, val_samples) = read_splits(config)?;
         let classes = class_list(&train_samples)?;
         announce(config, &classes, train_samples.len(), val_samples.len());
         let train_set = Split::load(&train_samples, &classes, &spec)?;
-        let val_set = Split::load(&val_samples, &classes, &spec)?;
+        let val_set = Split::load(&val_samples, &classes, &test_spec)?;
 
         let mut vs = nn::VarStore::new(device);
         tch::manual_seed(config.seed as i64);
@@ -153,6 +157,7 @@ impl<'a> Trainer<'a> {
             started,
             previous_seconds: state.seconds,
             spec,
+            test_spec,
             classes,
             train_set,
             val_set,
@@ -335,7 +340,7 @@ impl<'a> Trainer<'a> {
         let metadata = export::export(export::Export {
             config,
             classes: &self.classes,
-            spec: self.spec,
+            spec: self.test_spec,
             calibration,
             state: &state,
             net: net.as_mut(),
