@@ -12,6 +12,8 @@ import sys
 from PIL import Image
 
 BOUNDARY = b"----fuzz-boundary"
+# The token the fuzz target's server accepts (fuzz_targets/http_request.rs).
+TOKEN = b"fuzz-token-0123456789"
 
 
 def multipart(files, field=b"file"):
@@ -25,10 +27,11 @@ def multipart(files, field=b"file"):
     return body + b"--" + BOUNDARY + b"--\r\n"
 
 
-def post(path, body, content_type=b"multipart/form-data; boundary=" + BOUNDARY):
+def post(path, body, content_type=b"multipart/form-data; boundary=" + BOUNDARY, token=TOKEN):
+    authorization = b"Authorization: Bearer " + token + b"\r\n" if token else b""
     return (
-        b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Type: " + content_type
-        + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        b"POST " + path + b" HTTP/1.1\r\nHost: x\r\n" + authorization + b"Content-Type: "
+        + content_type + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
     )
 
 
@@ -66,7 +69,10 @@ def main():
     for name, request in {
         "get-page": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
         "get-health": b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
-        "get-ready-metrics": b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+        "get-ready-metrics": b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\n"
+        b"Authorization: Bearer " + TOKEN + b"\r\n\r\n",
+        "no-token": post(b"/predict", multipart([b"abc"]), token=None),
+        "wrong-token": post(b"/predict", multipart([b"abc"]), token=b"not-the-fuzz-token-000"),
         "no-file": post(b"/predict", multipart([b"abc"], field=b"image")),
         "raw-body": post(b"/predict", b"\xff\xd8\xff", content_type=b"image/jpeg"),
         "chunked": b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"

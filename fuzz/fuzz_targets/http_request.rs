@@ -1,5 +1,5 @@
 //! Raw bytes as an HTTP/1.1 connection to the server's real request path (hyper's parser,
-//! routing, multipart, limits, decode, batching, inference) over an in-memory stream. Any
+//! routing, authentication, multipart, limits, decode, batching, inference) over an in-memory stream. Any
 //! input must get well-formed answers or a closed connection: never a panic, a hang, or a 500.
 #![no_main]
 
@@ -10,8 +10,9 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use libfuzzer_sys::fuzz_target;
 use skinlesion_server::app::{AppState, Limits};
-use skinlesion_server::linger::Linger;
+use skinlesion_server::auth::{Access, ApiTokens};
 use skinlesion_server::batcher::Batcher;
+use skinlesion_server::linger::Linger;
 use skinlesion_server::metrics::Metrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -34,7 +35,13 @@ fn server() -> (tokio::runtime::Runtime, Arc<AppState>) {
         // In memory, a refused body is all there already: draining it costs next to nothing.
         linger: Linger::default(),
     };
-    let state = Arc::new(AppState::new(classifier, batcher, metrics, limits, 1));
+    // Authentication on, as on any exposed server: the seeds carry this token
+    // (seed_corpus.py), so the fuzzer explores both sides of the check.
+    let tokens = std::env::temp_dir().join(format!("skinlesion-fuzz-tokens-{}", std::process::id()));
+    std::fs::write(&tokens, "fuzz-token-0123456789\n").expect("token file");
+    let access = Access::Tokens(ApiTokens::load(&tokens).expect("fuzz token"));
+    let _ = std::fs::remove_file(&tokens);
+    let state = Arc::new(AppState::new(classifier, batcher, metrics, limits, 1, access));
     state.ready.store(true, Ordering::Release);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -10,13 +10,17 @@ use futures_util::{FutureExt, StreamExt};
 use http_body_util::{BodyStream, Full};
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, RETRY_AFTER,
+    HeaderValue, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ALLOW, CACHE_CONTROL, CONTENT_LENGTH,
+    CONTENT_SECURITY_POLICY, CONTENT_TYPE, EXPECT, ORIGIN, REFERRER_POLICY, RETRY_AFTER, VARY,
+    WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 use skinlesion_core::{Classifier, Error as CoreError, ErrorKind, Prediction, DISCLAIMER};
 use tokio::sync::Semaphore;
 
+use crate::auth::{Access, Denied};
 use crate::batcher::{Batcher, SubmitError};
 use crate::linger::{Linger, LingeringBody};
 use crate::metrics::Metrics;
@@ -46,6 +50,10 @@ pub struct AppState {
     pub decode_slots: Semaphore,
     /// Set once the model has run a warm-up forward pass.
     pub ready: AtomicBool,
+    /// Who may use the routes that see images or server internals.
+    pub access: Access,
+    /// The one browser origin allowed to call the API from its pages (`--cors-origin`).
+    pub cors_origin: Option<HeaderValue>,
     next_request: AtomicU64,
 }
 
@@ -56,6 +64,7 @@ impl AppState {
         metrics: Arc<Metrics>,
         limits: Limits,
         decode_threads: usize,
+        access: Access,
     ) -> Self {
         Self {
             classifier,
@@ -64,7 +73,17 @@ impl AppState {
             limits,
             decode_slots: Semaphore::new(decode_threads.max(1)),
             ready: AtomicBool::new(false),
+            access,
+            cors_origin: None,
             next_request: AtomicU64::new(1),
+        }
+    }
+
+    /// Lets pages from `origin` (e.g. `https://viewer.example.org`) call the API.
+    pub fn with_cors_origin(self, origin: HeaderValue) -> Self {
+        Self {
+            cors_origin: Some(origin),
+            ..self
         }
     }
 }
@@ -77,6 +96,8 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     retry_after: Option<u64>,
+    /// `WWW-Authenticate` of a 401.
+    challenge: Option<&'static str>,
 }
 
 impl ApiError {
@@ -85,6 +106,24 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after: None,
+            challenge: None,
+        }
+    }
+
+    fn unauthorized(denied: Denied) -> Self {
+        let (message, challenge) = match denied {
+            Denied::Missing => (
+                "this route needs an access token: send `Authorization: Bearer TOKEN`",
+                r#"Bearer realm="skinlesion""#,
+            ),
+            Denied::Invalid => (
+                "the access token is not valid",
+                r#"Bearer realm="skinlesion", error="invalid_token""#,
+            ),
+        };
+        Self {
+            challenge: Some(challenge),
+            ..Self::new(StatusCode::UNAUTHORIZED, message)
         }
     }
 
@@ -100,10 +139,12 @@ impl ApiError {
             self.status,
             &json!({ "success": false, "error": self.message }),
         );
+        let headers = response.headers_mut();
         if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(challenge) = self.challenge {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         response
     }
@@ -153,8 +194,15 @@ pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Result<
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let route = Route::parse(request.uri().path());
+    let origin = request.headers().get(ORIGIN).cloned();
     let request = lingering(request, state.limits.linger);
-    let response = answer_panics(id, route.label(), dispatch(&state, route, request)).await;
+    let mut response = answer_panics(id, route.label(), dispatch(&state, route, request)).await;
+    harden(
+        &mut response,
+        route,
+        state.cors_origin.as_ref(),
+        origin.as_ref(),
+    );
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
     state.metrics.observe(route.label(), status, seconds);
@@ -249,6 +297,21 @@ impl Route {
         }
     }
 
+    /// Whether the route needs a token when authentication is on: the ones that see images
+    /// or server internals. The page and the API description are public, and orchestrators
+    /// probe health, liveness and readiness without credentials.
+    pub fn needs_token(self) -> bool {
+        match self {
+            Route::Predict | Route::PredictBatch | Route::Metrics => true,
+            Route::Page
+            | Route::Health
+            | Route::Live
+            | Route::Ready
+            | Route::OpenApi
+            | Route::NotFound => false,
+        }
+    }
+
     /// The methods the route answers, as the `Allow` header says them.
     fn allowed(self) -> &'static str {
         match self {
@@ -263,8 +326,21 @@ async fn dispatch(
     route: Route,
     request: Request<LingeringBody>,
 ) -> Result<Reply, ApiError> {
-    let read = matches!(*request.method(), Method::GET | Method::HEAD);
-    let post = *request.method() == Method::POST;
+    let method = request.method();
+    let read = matches!(*method, Method::GET | Method::HEAD);
+    let post = *method == Method::POST;
+    // A CORS preflight carries no credentials, so it is answered before authentication.
+    let preflight = *method == Method::OPTIONS && state.cors_origin.is_some();
+    if preflight && route != Route::NotFound {
+        return Ok(cors_preflight(route));
+    }
+    if route.needs_token() {
+        let headers = request.headers();
+        state
+            .access
+            .authorize(headers)
+            .map_err(ApiError::unauthorized)?;
+    }
     match (route, read, post) {
         (Route::NotFound, _, _) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -297,6 +373,86 @@ async fn dispatch(
             _,
         ) => Ok(method_not_allowed(request.method(), route)),
     }
+}
+
+/// Headers for browsers: every answer is never MIME-sniffed and sends no referrer; the page
+/// runs only its own inline script and style and is never framed; predictions are never
+/// cached; a configured CORS origin gets its `Access-Control-Allow-Origin`.
+fn harden(
+    response: &mut Reply,
+    route: Route,
+    cors: Option<&HeaderValue>,
+    origin: Option<&HeaderValue>,
+) {
+    let headers = response.headers_mut();
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    match route {
+        Route::Page => {
+            headers.insert(CONTENT_SECURITY_POLICY, page_policy().clone());
+            headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        }
+        Route::Predict | Route::PredictBatch => {
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        Route::Health
+        | Route::Live
+        | Route::Ready
+        | Route::Metrics
+        | Route::OpenApi
+        | Route::NotFound => {}
+    }
+    if let Some(allowed) = cors {
+        headers.append(VARY, HeaderValue::from_static("Origin"));
+        if origin == Some(allowed) {
+            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, allowed.clone());
+        }
+    }
+}
+
+/// The page's Content-Security-Policy: nothing but its own inline script and style (by
+/// hash), previews of the chosen file (`blob:`) and requests to this server.
+fn page_policy() -> &'static HeaderValue {
+    static POLICY: std::sync::OnceLock<HeaderValue> = std::sync::OnceLock::new();
+    POLICY.get_or_init(|| {
+        let script = inline_hash(PAGE, "<script>", "</script>");
+        let style = inline_hash(PAGE, "<style>", "</style>");
+        let policy = format!(
+            "default-src 'none'; script-src '{script}'; style-src '{style}'; img-src blob:; \
+             connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        );
+        HeaderValue::from_str(&policy).expect("the policy is ASCII")
+    })
+}
+
+/// `sha256-…` of the text between `open` and `close` in `page`, as CSP hashes it.
+fn inline_hash(page: &str, open: &str, close: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let start = page.find(open).expect("the page has the element") + open.len();
+    let end = start + page[start..].find(close).expect("the element is closed");
+    let digest = sha2::Sha256::digest(&page.as_bytes()[start..end]);
+    format!(
+        "sha256-{}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
+/// The answer to a browser's CORS preflight for `route` (the origin is added by [`harden`]).
+fn cors_preflight(route: Route) -> Reply {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(route.allowed()),
+    );
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, content-type"),
+    );
+    headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from(600));
+    response
 }
 
 fn method_not_allowed(method: &Method, route: Route) -> Reply {
@@ -502,6 +658,33 @@ mod tests {
         for path in ["/predict/", "/PREDICT", "/other", "", "/predict/batch/x"] {
             assert_eq!(Route::parse(path), Route::NotFound, "{path}");
         }
+    }
+
+    #[test]
+    fn the_page_policy_covers_all_of_its_inline_script_and_style() {
+        // The policy allows one script and one style block by hash: anything else inline
+        // would be blocked by the browser.
+        assert_eq!(PAGE.matches("<script").count(), 1);
+        assert_eq!(PAGE.matches("<style").count(), 1);
+        for attribute in [
+            " style=",
+            " onclick=",
+            " onload=",
+            " onerror=",
+            "javascript:",
+        ] {
+            assert!(!PAGE.contains(attribute), "{attribute}");
+        }
+        let policy = page_policy().to_str().unwrap();
+        assert!(policy.contains("script-src 'sha256-"), "{policy}");
+        assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+        assert!(!policy.contains("unsafe-inline"), "{policy}");
+        // The hash is of the exact text: changing one character changes it.
+        let edited = PAGE.replacen("<script>", "<script> ", 1);
+        assert_ne!(
+            inline_hash(&edited, "<script>", "</script>"),
+            inline_hash(PAGE, "<script>", "</script>")
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! Research and education only; not a medical device.
 
 pub mod app;
+pub mod auth;
 pub mod batcher;
 pub mod linger;
 pub mod metrics;

@@ -17,7 +17,9 @@ use skinlesion_core::model::{find_shipped_model, shipped_model_candidates};
 use skinlesion_core::{Classifier, Device, DISCLAIMER};
 use tokio::net::TcpListener;
 
+use hyper::header::HeaderValue;
 use skinlesion_server::app::{AppState, Limits};
+use skinlesion_server::auth::{Access, ApiTokens};
 use skinlesion_server::batcher::Batcher;
 use skinlesion_server::linger::Linger;
 use skinlesion_server::metrics::Metrics;
@@ -34,10 +36,21 @@ struct Config {
     /// executable or any folder above it, then in share/skinlesion/models/ above it.
     #[arg(long, env = "SKINLESION_MODEL")]
     model: Option<PathBuf>,
-    /// Address to listen on. Use 0.0.0.0 only to serve other machines, behind TLS and access
-    /// control: uploads are patient images.
+    /// Address to listen on. Any address but loopback serves other machines and needs
+    /// --api-tokens-file (or an explicit --no-auth): uploads are patient images.
     #[arg(long, env = "SKINLESION_HOST", default_value = "127.0.0.1")]
     host: std::net::IpAddr,
+    /// Bearer tokens that may use /predict, /predict/batch and /metrics: one per line (at
+    /// least 16 characters; `#` starts a comment), reread on SIGHUP.
+    #[arg(long, env = "SKINLESION_API_TOKENS_FILE")]
+    api_tokens_file: Option<PathBuf>,
+    /// Serve a non-loopback address without authentication (e.g. behind a proxy that does it).
+    #[arg(long, conflicts_with = "api_tokens_file")]
+    no_auth: bool,
+    /// The one browser origin whose pages may call the API (CORS), e.g.
+    /// https://viewer.example.org. Off by default.
+    #[arg(long, env = "SKINLESION_CORS_ORIGIN")]
+    cors_origin: Option<String>,
     /// Port to listen on (0 picks a free one).
     #[arg(long, env = "SKINLESION_PORT", default_value_t = 5001)]
     port: u16,
@@ -97,6 +110,21 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let access = match access(&config) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cors_origin = match config.cors_origin.as_deref().map(HeaderValue::from_str) {
+        None => None,
+        Some(Ok(origin)) => Some(origin),
+        Some(Err(_)) => {
+            eprintln!("error: --cors-origin must be an origin such as https://viewer.example.org");
+            return ExitCode::FAILURE;
+        }
+    };
     let Some(model) = config.model.clone().or_else(find_shipped_model) else {
         eprintln!(
             "error: no --model given and the shipped model is in none of: {}",
@@ -135,7 +163,14 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let served = runtime.block_on(serve(config, classifier, batcher, metrics, cores));
+    let served = runtime.block_on(serve(
+        config,
+        classifier,
+        batcher,
+        metrics,
+        cores,
+        (access, cors_origin),
+    ));
     // Dropping the runtime drops every task and with them every handle to the batcher, so the
     // inference thread finishes its batch and frees the model. Wait for it: a model freed
     // while `exit` tears libtorch down crashed the server at shutdown.
@@ -159,6 +194,7 @@ async fn serve(
     batcher: Batcher,
     metrics: Arc<Metrics>,
     cores: usize,
+    (access, cors_origin): (Access, Option<HeaderValue>),
 ) -> std::io::Result<()> {
     let meta = classifier.metadata();
     tracing::info!(
@@ -170,7 +206,7 @@ async fn serve(
         threads = classifier.threads(),
         "model loaded"
     );
-    let state = Arc::new(AppState::new(
+    let state = AppState::new(
         Arc::clone(&classifier),
         batcher,
         metrics,
@@ -184,7 +220,14 @@ async fn serve(
             },
         },
         config.decode_threads.unwrap_or(cores),
-    ));
+        access,
+    );
+    let state = Arc::new(match cors_origin {
+        Some(origin) => state.with_cors_origin(origin),
+        None => state,
+    });
+    tracing::info!(authentication = %state.access.describe(), "access control");
+    tokio::spawn(reload_on_hangup(Arc::clone(&state)));
 
     let listener = TcpListener::bind(SocketAddr::new(config.host, config.port)).await?;
     let address = listener.local_addr()?;
@@ -236,6 +279,44 @@ async fn serve(
         }
     }
     Ok(())
+}
+
+/// Who may use the protected routes: token holders when a token file is given; anyone on
+/// loopback, or anywhere with an explicit --no-auth; otherwise the server does not start.
+fn access(config: &Config) -> Result<Access, String> {
+    match (&config.api_tokens_file, config.no_auth) {
+        (Some(path), _) => ApiTokens::load(path)
+            .map(Access::Tokens)
+            .map_err(|e| e.to_string()),
+        (None, true) => {
+            tracing::warn!(host = %config.host, "authentication off (--no-auth)");
+            Ok(Access::Open)
+        }
+        (None, false) if config.host.is_loopback() => Ok(Access::Open),
+        (None, false) => Err(format!(
+            "{} is reachable from other machines: give --api-tokens-file FILE, or --no-auth to \
+             serve without authentication",
+            config.host
+        )),
+    }
+}
+
+/// SIGHUP rereads the token file; a broken file keeps the tokens in force.
+async fn reload_on_hangup(state: Arc<AppState>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("no SIGHUP handler: tokens are read at start-up only");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        let Access::Tokens(tokens) = &state.access else {
+            continue;
+        };
+        match tokens.reload() {
+            Ok(count) => tracing::info!(tokens = count, "reloaded the API tokens"),
+            Err(e) => tracing::error!(error = %e, "kept the previous API tokens"),
+        }
+    }
 }
 
 async fn shutdown_signal() {
