@@ -35,6 +35,15 @@ def post(path, body, content_type=b"multipart/form-data; boundary=" + BOUNDARY, 
     )
 
 
+def h2_get(path):
+    """An HTTP/2 prior-knowledge GET: the preface, empty SETTINGS, one HEADERS frame (HPACK:
+    :method GET and :scheme http from the static table, :path as a literal)."""
+    def frame(kind, flags, stream, payload):
+        return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+    block = b"\x82\x86\x44" + bytes([len(path)]) + path
+    return b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + frame(1, 5, 1, block)
+
+
 def main():
     data, out = sys.argv[1], sys.argv[2]
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 16
@@ -71,6 +80,8 @@ def main():
         "get-health": b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
         "get-ready-metrics": b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\n"
         b"Authorization: Bearer " + TOKEN + b"\r\n\r\n",
+        "h2-get-health": h2_get(b"/health"),
+        "h2-get-metrics": h2_get(b"/metrics"),
         "no-token": post(b"/predict", multipart([b"abc"]), token=None),
         "wrong-token": post(b"/predict", multipart([b"abc"]), token=b"not-the-fuzz-token-000"),
         "no-file": post(b"/predict", multipart([b"abc"], field=b"image")),

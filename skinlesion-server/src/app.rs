@@ -15,7 +15,7 @@ use hyper::header::{
     CONTENT_SECURITY_POLICY, CONTENT_TYPE, EXPECT, ORIGIN, REFERRER_POLICY, RETRY_AFTER, VARY,
     WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use serde_json::json;
 use skinlesion_core::{Classifier, Error as CoreError, ErrorKind, Prediction, DISCLAIMER};
 use tokio::sync::Semaphore;
@@ -224,6 +224,7 @@ fn lingering(request: Request<Incoming>, linger: Linger) -> Request<LingeringBod
         .headers()
         .get(EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let linger = (request.version() < Version::HTTP_2).then_some(linger);
     request.map(|body| LingeringBody::new(body, linger, awaits_continue))
 }
 

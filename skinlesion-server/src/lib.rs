@@ -1,5 +1,5 @@
 //! The request handling of `skinlesion-server`, as a library: the binary (`src/main.rs`) serves
-//! it over TCP, and the fuzz targets drive the same path over in-memory connections.
+//! it over TCP or TLS ([`tls`]), and the fuzz targets drive the same path over in-memory connections.
 //!
 //! [`app`] parses each request into a typed [`app::Route`] and answers it with one exhaustive
 //! `match`; library errors become HTTP statuses from the core's [`skinlesion_core::ErrorKind`]
@@ -13,6 +13,7 @@ pub mod auth;
 pub mod batcher;
 pub mod linger;
 pub mod metrics;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,33 +21,45 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::{service_fn, Service};
 use hyper::Request;
-use hyper_util::rt::TokioTimer;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
 
 use crate::app::{AppState, Reply};
 
-/// One HTTP/1.1 connection over `io`, answered by [`app::handle`].
+/// One connection over `io`, HTTP/1.1 or HTTP/2 (by ALPN over TLS, or by the HTTP/2 preface
+/// in clear), answered by [`app::handle`] with the same routes and limits either way.
 pub fn connection<I>(
     state: Arc<AppState>,
     io: I,
-) -> http1::Connection<
+) -> auto::Connection<
+    'static,
     I,
     impl Service<
             Request<Incoming>,
             Response = Reply,
             Error = Infallible,
             Future = impl Future<Output = Result<Reply, Infallible>> + Send,
-        > + Send,
+        > + Clone
+        + Send,
+    TokioExecutor,
 >
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service = service_fn(move |request| app::handle(Arc::clone(&state), request));
-    http1::Builder::new()
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
         .timer(TokioTimer::new())
         // Slow clients cannot hold connections open by trickling headers.
-        .header_read_timeout(Duration::from_secs(30))
-        .serve_connection(io, service)
+        .header_read_timeout(Duration::from_secs(30));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        // Each stream can hold an upload in memory: bound them per connection.
+        .max_concurrent_streams(32)
+        .keep_alive_interval(Duration::from_secs(30));
+    builder.serve_connection(io, service).into_owned()
 }

@@ -32,7 +32,8 @@ impl Default for Linger {
 /// A request body that, when dropped unfinished, drains the rest in the background.
 pub struct LingeringBody {
     inner: Option<Incoming>,
-    linger: Linger,
+    /// `None` for HTTP/2: an unread stream is reset on its own, the connection stays open.
+    linger: Option<Linger>,
     /// The client waits for `100 Continue` before sending: hyper sends it on the first read,
     /// so a body never read was never sent, and reading it now would only invite it.
     awaits_continue: bool,
@@ -40,7 +41,7 @@ pub struct LingeringBody {
 }
 
 impl LingeringBody {
-    pub fn new(inner: Incoming, linger: Linger, awaits_continue: bool) -> Self {
+    pub fn new(inner: Incoming, linger: Option<Linger>, awaits_continue: bool) -> Self {
         Self {
             inner: Some(inner),
             linger,
@@ -86,11 +87,12 @@ impl Drop for LingeringBody {
         if self.finished || self.awaits_continue || self.is_end_stream() {
             return;
         }
-        let (Some(body), Ok(runtime)) = (self.inner.take(), tokio::runtime::Handle::try_current())
+        let runtime = tokio::runtime::Handle::try_current();
+        let (Some(body), Some(linger), Ok(runtime)) = (self.inner.take(), self.linger, runtime)
         else {
             return;
         };
-        runtime.spawn(discard(body, self.linger));
+        runtime.spawn(discard(body, linger));
     }
 }
 

@@ -23,6 +23,7 @@ use skinlesion_server::auth::{Access, ApiTokens};
 use skinlesion_server::batcher::Batcher;
 use skinlesion_server::linger::Linger;
 use skinlesion_server::metrics::Metrics;
+use skinlesion_server::tls::{Tls, TlsFiles};
 
 /// Serves skinlesion over HTTP: GET / (web page), POST /predict (multipart field `file`),
 /// POST /predict/batch, GET /health, /live, /ready, /metrics, /openapi.yaml.
@@ -44,6 +45,13 @@ struct Config {
     /// least 16 characters; `#` starts a comment), reread on SIGHUP.
     #[arg(long, env = "SKINLESION_API_TOKENS_FILE")]
     api_tokens_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM): serve HTTPS (TLS 1.2 and 1.3; HTTP/2 and HTTP/1.1 by
+    /// ALPN). Reread with the key on SIGHUP, for new connections.
+    #[arg(long, env = "SKINLESION_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SKINLESION_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Serve a non-loopback address without authentication (e.g. behind a proxy that does it).
     #[arg(long, conflicts_with = "api_tokens_file")]
     no_auth: bool,
@@ -125,6 +133,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            match Tls::load(files) {
+                Ok(tls) => Some(Arc::new(tls)),
+                Err(e) => {
+                    eprintln!("error: TLS: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => None,
+    };
     let Some(model) = config.model.clone().or_else(find_shipped_model) else {
         eprintln!(
             "error: no --model given and the shipped model is in none of: {}",
@@ -170,6 +194,7 @@ fn main() -> ExitCode {
         metrics,
         cores,
         (access, cors_origin),
+        tls,
     ));
     // Dropping the runtime drops every task and with them every handle to the batcher, so the
     // inference thread finishes its batch and frees the model. Wait for it: a model freed
@@ -195,6 +220,7 @@ async fn serve(
     metrics: Arc<Metrics>,
     cores: usize,
     (access, cors_origin): (Access, Option<HeaderValue>),
+    tls: Option<Arc<Tls>>,
 ) -> std::io::Result<()> {
     let meta = classifier.metadata();
     tracing::info!(
@@ -227,12 +253,13 @@ async fn serve(
         None => state,
     });
     tracing::info!(authentication = %state.access.describe(), "access control");
-    tokio::spawn(reload_on_hangup(Arc::clone(&state)));
+    tokio::spawn(reload_on_hangup(Arc::clone(&state), tls.clone()));
 
     let listener = TcpListener::bind(SocketAddr::new(config.host, config.port)).await?;
     let address = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // Tests and scripts read this line to find an ephemeral port.
-    println!("listening on http://{address}");
+    println!("listening on {scheme}://{address}");
     tracing::info!(%address, "{DISCLAIMER}");
 
     // Warm-up: one forward pass before /ready says yes.
@@ -259,10 +286,23 @@ async fn serve(
                         continue;
                     }
                 };
-                let connection = skinlesion_server::connection(Arc::clone(&state), TokioIo::new(stream));
-                let connection = graceful.watch(connection);
+                let (state, watcher) = (Arc::clone(&state), graceful.watcher());
+                let acceptor = tls.as_ref().map(|t| t.acceptor());
                 tokio::spawn(async move {
-                    if let Err(e) = connection.await {
+                    let served = match acceptor {
+                        None => {
+                            let io = TokioIo::new(stream);
+                            watcher.watch(skinlesion_server::connection(state, io)).await
+                        }
+                        Some(acceptor) => {
+                            let Some(stream) = handshake(acceptor, stream).await else {
+                                return;
+                            };
+                            let io = TokioIo::new(stream);
+                            watcher.watch(skinlesion_server::connection(state, io)).await
+                        }
+                    };
+                    if let Err(e) = served {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });
@@ -301,20 +341,45 @@ fn access(config: &Config) -> Result<Access, String> {
     }
 }
 
-/// SIGHUP rereads the token file; a broken file keeps the tokens in force.
-async fn reload_on_hangup(state: Arc<AppState>) {
+/// SIGHUP rereads the token file and the TLS certificate; a broken file keeps what is in
+/// force. Open connections are not touched.
+async fn reload_on_hangup(state: Arc<AppState>, tls: Option<Arc<Tls>>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("no SIGHUP handler: tokens are read at start-up only");
+        tracing::warn!("no SIGHUP handler: tokens and certificates are read at start-up only");
         return;
     };
     while hangup.recv().await.is_some() {
-        let Access::Tokens(tokens) = &state.access else {
-            continue;
-        };
-        match tokens.reload() {
-            Ok(count) => tracing::info!(tokens = count, "reloaded the API tokens"),
-            Err(e) => tracing::error!(error = %e, "kept the previous API tokens"),
+        if let Access::Tokens(tokens) = &state.access {
+            match tokens.reload() {
+                Ok(count) => tracing::info!(tokens = count, "reloaded the API tokens"),
+                Err(e) => tracing::error!(error = %e, "kept the previous API tokens"),
+            }
+        }
+        if let Some(tls) = &tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!("reloaded the TLS certificate"),
+                Err(e) => tracing::error!(error = %e, "kept the previous TLS certificate"),
+            }
+        }
+    }
+}
+
+/// The TLS handshake, bounded in time; a failure (e.g. plain HTTP on the TLS port) only
+/// closes that connection.
+async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            None
         }
     }
 }
