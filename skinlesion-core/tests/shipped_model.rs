@@ -10,19 +10,20 @@ use skinlesion_core::{Classifier, Device, LesionClass};
 
 use skinlesion_core::testing::shipped_model as manifest;
 
-/// SHA-256 of `models/skinlesion-v3.pt`, recorded when the model was shipped.
-const WEIGHTS_SHA256: &str = "8ddfadd2e8a469464df4a580b31c9a92b5101769863c7f1f68ee09623ebe0a5f";
+/// SHA-256 of `models/skinlesion-v4.pt`, recorded when the model was shipped.
+const WEIGHTS_SHA256: &str = "0a93f7279619950f6dbc31e1fd275d1c42fd033f7aced5dee8c6a918114e6e44";
 
-/// (image id, answer, best guess, confidence), recorded with `skinlesion-train classify`.
+/// (image id, answer, best guess, confidence), recorded with `skinlesion-train evaluate` (predictions.csv) when the model was shipped.
 const RECORDED: &[(&str, &str, &str, f32)] = &[
-    ("ISIC_0024307", "NV", "NV", 0.957015),
-    ("ISIC_0024312", "UNK", "DF", 0.062041),
-    ("ISIC_0024403", "UNK", "SCC", 0.169532),
-    ("ISIC_0024418", "MEL", "MEL", 0.331883),
-    ("ISIC_0024449", "MEL", "MEL", 0.728616),
-    ("ISIC_0024948", "AK", "AK", 0.215570),
-    ("ISIC_0025250", "VASC", "VASC", 0.586224),
-    ("ISIC_0025302", "UNK", "SCC", 0.132376),
+    ("ISIC_0024307", "NV", "NV", 0.976265),
+    ("ISIC_0024312", "SCC", "SCC", 0.185000),
+    ("ISIC_0024403", "MEL", "MEL", 0.169222),
+    ("ISIC_0024418", "MEL", "MEL", 0.146030),
+    ("ISIC_0024449", "MEL", "MEL", 0.753413),
+    ("ISIC_0024948", "AK", "AK", 0.143277),
+    ("ISIC_0025250", "VASC", "VASC", 0.901319),
+    ("ISIC_0025302", "DF", "DF", 0.178803),
+    ("ISIC_0024406", "UNK", "MEL", 0.029114),
 ];
 
 #[test]
