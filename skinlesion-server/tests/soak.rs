@@ -148,7 +148,13 @@ fn sustained_mixed_load_keeps_answering_without_memory_growth_or_uploads_on_disk
 
     let workdir = tempfile::tempdir().unwrap();
     let tmpdir = tempfile::tempdir().unwrap();
-    let mut server = Server::start_with(&[], |command| {
+    // Authentication on, as on an exposed server: every request carries the token.
+    let secrets = tempfile::tempdir().unwrap();
+    let token = format!("soak-token-{marker}");
+    let tokens = secrets.path().join("tokens");
+    std::fs::write(&tokens, &token).unwrap();
+    let tokens = tokens.to_str().unwrap().to_owned();
+    let mut server = Server::start_with(&["--api-tokens-file", &tokens], |command| {
         command
             .current_dir(workdir.path())
             .env("TMPDIR", tmpdir.path())
@@ -175,7 +181,11 @@ fn sustained_mixed_load_keeps_answering_without_memory_growth_or_uploads_on_disk
             let (stop, failures, counts) = (stop.clone(), failures.clone(), counts.clone());
             let images = images.clone();
             let (junk, truncated, file_name) = (junk.clone(), truncated.clone(), file_name.clone());
+            let token = token.clone();
             std::thread::spawn(move || {
+                let post = |path: &str, ct: &str, body: &[u8]| {
+                    post_with_token(addr, path, ct, body, &token)
+                };
                 let mut i = worker;
                 while !stop.load(Ordering::Relaxed) {
                     // Mostly valid traffic, as a real deployment sees.
@@ -184,26 +194,26 @@ fn sustained_mixed_load_keeps_answering_without_memory_growth_or_uploads_on_disk
                     let response = match kind {
                         Kind::Valid => {
                             let (ct, body) = multipart_named("file", &file_name, &[image]);
-                            post(addr, "/predict", &ct, &body)
+                            post("/predict", &ct, &body)
                         }
                         Kind::ValidBatch => {
                             let (ct, body) =
                                 multipart_named("file", &file_name, &[image, image, image]);
-                            post(addr, "/predict/batch", &ct, &body)
+                            post("/predict/batch", &ct, &body)
                         }
                         Kind::Junk => {
                             let (ct, body) = multipart_named("file", &file_name, &[&junk]);
-                            post(addr, "/predict", &ct, &body)
+                            post("/predict", &ct, &body)
                         }
                         Kind::Truncated => {
                             let (ct, body) = multipart_named("file", &file_name, &[&truncated]);
-                            post(addr, "/predict", &ct, &body)
+                            post("/predict", &ct, &body)
                         }
                         Kind::NoFileField => {
                             let (ct, body) = multipart_named("image", &file_name, &[image]);
-                            post(addr, "/predict", &ct, &body)
+                            post("/predict", &ct, &body)
                         }
-                        Kind::NotMultipart => post(addr, "/predict", "image/jpeg", image),
+                        Kind::NotMultipart => post("/predict", "image/jpeg", image),
                     };
                     *counts
                         .lock()
@@ -315,6 +325,6 @@ fn sustained_mixed_load_keeps_answering_without_memory_growth_or_uploads_on_disk
     );
     assert!(
         !logs.contains(&marker),
-        "an upload's bytes or name reached the log"
+        "an upload's bytes or name, or the token, reached the log"
     );
 }

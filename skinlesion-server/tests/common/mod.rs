@@ -165,6 +165,21 @@ pub fn post(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> Ht
     send(addr, &post_request(path, content_type, body, false))
 }
 
+/// A POST with a body and `Authorization: Bearer token`, on a fresh connection.
+pub fn post_with_token(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    token: &str,
+) -> HttpResponse {
+    let mut raw = post_request(path, content_type, body, false);
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 2;
+    let header = format!("Authorization: Bearer {token}\r\n");
+    raw.splice(head_end..head_end, header.into_bytes());
+    send(addr, &raw)
+}
+
 /// The bytes of a POST with a body; `keep_alive` leaves out `Connection: close`.
 pub fn post_request(path: &str, content_type: &str, body: &[u8], keep_alive: bool) -> Vec<u8> {
     let connection = if keep_alive {
