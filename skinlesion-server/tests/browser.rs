@@ -191,7 +191,7 @@ fn the_page_classifies_an_uploaded_image_and_shows_errors() {
     // An abstention whose best guess is not the most probable class (the answer is decided on
     // balanced scores): the marked bar is the best guess, not the longest one.
     let path = skinlesion_core::testing::ham10000_dir()
-        .join("images/ISIC_0024312.jpg")
+        .join("images/ISIC_0024406.jpg")
         .canonicalize()
         .unwrap();
     let expected = in_process().classify_path(&path).unwrap();
