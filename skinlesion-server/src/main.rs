@@ -118,36 +118,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let access = match access(&config) {
-        Ok(a) => a,
+    let exposure = match exposure(&config) {
+        Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
-    };
-    let cors_origin = match config.cors_origin.as_deref().map(HeaderValue::from_str) {
-        None => None,
-        Some(Ok(origin)) => Some(origin),
-        Some(Err(_)) => {
-            eprintln!("error: --cors-origin must be an origin such as https://viewer.example.org");
-            return ExitCode::FAILURE;
-        }
-    };
-    let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => {
-            let files = TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-            };
-            match Tls::load(files) {
-                Ok(tls) => Some(Arc::new(tls)),
-                Err(e) => {
-                    eprintln!("error: TLS: {e}");
-                    return ExitCode::FAILURE;
-                }
-            }
-        }
-        _ => None,
     };
     let Some(model) = config.model.clone().or_else(find_shipped_model) else {
         eprintln!(
@@ -187,15 +163,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let served = runtime.block_on(serve(
-        config,
-        classifier,
-        batcher,
-        metrics,
-        cores,
-        (access, cors_origin),
-        tls,
-    ));
+    let served = runtime.block_on(serve(config, classifier, batcher, metrics, cores, exposure));
     // Dropping the runtime drops every task and with them every handle to the batcher, so the
     // inference thread finishes its batch and frees the model. Wait for it: a model freed
     // while `exit` tears libtorch down crashed the server at shutdown.
@@ -219,8 +187,11 @@ async fn serve(
     batcher: Batcher,
     metrics: Arc<Metrics>,
     cores: usize,
-    (access, cors_origin): (Access, Option<HeaderValue>),
-    tls: Option<Arc<Tls>>,
+    Exposure {
+        access,
+        cors_origin,
+        tls,
+    }: Exposure,
 ) -> std::io::Result<()> {
     let meta = classifier.metadata();
     tracing::info!(
@@ -319,6 +290,40 @@ async fn serve(
         }
     }
     Ok(())
+}
+
+/// How the server faces the network: who may call it, which browser origin, and TLS.
+struct Exposure {
+    access: Access,
+    cors_origin: Option<HeaderValue>,
+    tls: Option<Arc<Tls>>,
+}
+
+/// Reads the exposure settings, refusing unusable ones before the model is loaded.
+fn exposure(config: &Config) -> Result<Exposure, String> {
+    let cors_origin = match config.cors_origin.as_deref().map(HeaderValue::from_str) {
+        None => None,
+        Some(Ok(origin)) => Some(origin),
+        Some(Err(_)) => {
+            return Err("--cors-origin must be an origin such as https://viewer.example.org".into())
+        }
+    };
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            let tls = Tls::load(files).map_err(|e| format!("TLS: {e}"))?;
+            Some(Arc::new(tls))
+        }
+        _ => None,
+    };
+    Ok(Exposure {
+        access: access(config)?,
+        cors_origin,
+        tls,
+    })
 }
 
 /// Who may use the protected routes: token holders when a token file is given; anyone on
