@@ -8,7 +8,7 @@ use image::DynamicImage;
 use tch::Tensor;
 
 use crate::error::{Error, Result};
-use crate::model::{read_metadata, Model, ModelMetadata, ModelPaths};
+use crate::model::{read_metadata, Model, ModelMetadata, ModelPaths, Outputs};
 use crate::prediction::Prediction;
 use crate::preprocess::{
     decode_image, prepare_parallel, preprocess_image, read_image_file, DecodeLimits, RawPixels,
@@ -153,7 +153,7 @@ impl ClassifierBuilder {
             limits: self.limits,
             threads,
         };
-        classifier.check_output_width()?;
+        classifier.check_outputs()?;
         Ok(classifier)
     }
 }
@@ -361,20 +361,46 @@ impl Classifier {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        self.predictions_from_logits(&self.logits(images)?)
+        self.predictions_from_outputs(&self.forward(images)?)
     }
 
     /// The raw, uncalibrated N×C logits of one forward pass (for evaluation and calibration).
     pub fn logits(&self, images: &[PreparedImage]) -> Result<Tensor> {
+        Ok(self.forward(images)?.logits)
+    }
+
+    /// Everything one forward pass gives: the raw logits and, from a network that scores its
+    /// inputs for the dermoscopy gate, those scores.
+    pub fn forward(&self, images: &[PreparedImage]) -> Result<Outputs> {
         if images.is_empty() {
             return Err(Error::Inference("no images to run".into()));
         }
         let batch = Tensor::cat(&images.iter().map(|p| &p.0).collect::<Vec<_>>(), 0);
-        self.model.forward(&batch)
+        Outputs::split(
+            self.model.forward(&batch)?,
+            self.metadata.classes.len(),
+            self.scores_from_network(),
+        )
     }
 
-    /// Calibrated predictions from raw N×C logits of this model.
+    /// Whether the manifest's gate reads a score the network computes.
+    fn scores_from_network(&self) -> bool {
+        (self.metadata.calibration.dermoscopy_gate.as_ref()).is_some_and(|g| g.score.from_network())
+    }
+
+    /// Calibrated predictions from raw N×C logits of this model (a model whose gate needs the
+    /// network's own scores refuses every image this way: use
+    /// [`Classifier::predictions_from_outputs`]).
     pub fn predictions_from_logits(&self, logits: &Tensor) -> Result<Vec<Prediction>> {
+        self.predictions_from_outputs(&Outputs {
+            logits: logits.shallow_clone(),
+            gate_scores: None,
+        })
+    }
+
+    /// Calibrated, gated predictions from one forward pass of this model.
+    pub fn predictions_from_outputs(&self, outputs: &Outputs) -> Result<Vec<Prediction>> {
+        let logits = &outputs.logits;
         let classes = &self.metadata.classes;
         let calibration = &self.metadata.calibration;
         let (n, c) = logits.size2().map_err(|_| {
@@ -386,12 +412,20 @@ impl Classifier {
                 classes.len()
             )));
         }
-        let rows = Vec::<f32>::try_from(logits.to_kind(tch::Kind::Float).flatten(0, -1))
-            .map_err(|e| Error::Inference(e.to_string()))?;
+        let floats = |t: &Tensor| {
+            Vec::<f32>::try_from(t.to_kind(tch::Kind::Float).flatten(0, -1))
+                .map_err(|e| Error::Inference(e.to_string()))
+        };
+        let rows = floats(logits)?;
+        let scores = match &outputs.gate_scores {
+            Some(t) => floats(t)?.into_iter().map(Some).collect(),
+            None => vec![None; n as usize],
+        };
         Ok(rows
             .chunks(c as usize)
             .take(n as usize)
-            .map(|row| calibration.prediction(classes, row))
+            .zip(scores)
+            .map(|(row, score)| calibration.prediction(classes, row, score))
             .collect())
     }
 
@@ -427,8 +461,9 @@ impl Classifier {
             .collect()
     }
 
-    /// The dry run on load: zeros in, and exactly one value per class out.
-    fn check_output_width(&self) -> Result<()> {
+    /// The dry run on load: zeros in, and exactly one value per class out (plus the gate's
+    /// score when the manifest's gate needs one from the network).
+    fn check_outputs(&self) -> Result<()> {
         let spec = &self.metadata.input;
         let zeros = Tensor::zeros(
             [1, 3, i64::from(spec.height), i64::from(spec.width)],
@@ -440,20 +475,11 @@ impl Classifier {
                 spec.height, spec.width
             ))
         })?;
-        let expected = [1, self.metadata.classes.len() as i64];
-        if out.size() != expected {
-            return Err(Error::MetadataMismatch(format!(
-                "the network outputs shape {:?} but the metadata lists {} classes ({})",
-                out.size(),
-                expected[1],
-                self.metadata
-                    .classes
-                    .iter()
-                    .map(|c| c.code())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
+        let classes = &self.metadata.classes;
+        Outputs::split(out, classes.len(), self.scores_from_network()).map_err(|e| {
+            let codes: Vec<_> = classes.iter().map(|c| c.code()).collect();
+            Error::MetadataMismatch(format!("{e} ({})", codes.join(", ")))
+        })?;
         Ok(())
     }
 }

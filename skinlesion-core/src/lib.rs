@@ -38,8 +38,8 @@ pub use classifier::{
     available_cores, Classifier, ClassifierBuilder, Device, ImageInput, PreparedImage,
 };
 pub use error::{Error, ErrorKind, Result};
-pub use model::{Calibration, ModelMetadata};
-pub use prediction::Prediction;
+pub use model::{Calibration, DermoscopyGate, GateScore, ModelMetadata};
+pub use prediction::{Prediction, UnknownReason};
 pub use preprocess::{
     ColourConstancy, DecodeLimits, InputSpec, PixelFormat, RawPixels, ResizePolicy,
 };

@@ -2,10 +2,12 @@
 //!
 //! An artifact is two files side by side:
 //!
-//! - `NAME.pt`: the network, a TorchScript module mapping a N×3×H×W `f32` batch to N×C logits;
+//! - `NAME.pt`: the network, a TorchScript module mapping a N×3×H×W `f32` batch to N×C logits,
+//!   or to N×(C+1) (the logits, then an out-of-distribution score) when the manifest has a
+//!   [`DermoscopyGate`] scored by the network;
 //! - `NAME.json`: the manifest ([`ModelMetadata`]): class list in output order, input size and
-//!   normalisation, calibration (softmax temperature, "Unknown" threshold), version, and the
-//!   SHA-256 of `NAME.pt`.
+//!   normalisation, calibration (softmax temperature, class prior, "Unknown" threshold, the
+//!   out-of-distribution gate), version, and the SHA-256 of `NAME.pt`.
 //!
 //! Loading verifies the weights against the manifest's checksum and runs one dry forward pass to
 //! check that the output width equals the class count, so a manifest that belongs to other
@@ -25,8 +27,14 @@ use crate::prediction::Prediction;
 use crate::preprocess::InputSpec;
 use crate::taxonomy::LesionClass;
 
-/// The manifest format this version of the library reads and writes.
-pub const MANIFEST_FORMAT: &str = "skinlesion-model/1";
+/// The manifest format this version of the library writes.
+///
+/// Format 2 puts the operating point into the class prior, so that the answer is always the most
+/// probable class shown (no `decision_bias`), and may carry a [`DermoscopyGate`].
+pub const MANIFEST_FORMAT: &str = "skinlesion-model/2";
+
+/// Format 1 (v1–v4.0): answers by `logits + decision_bias`, no gate. Still read, unchanged.
+pub const MANIFEST_FORMAT_1: &str = "skinlesion-model/1";
 
 /// The manifest of the model this release ships, in the repository's `models/` folder: the
 /// one place that names it.
@@ -75,15 +83,23 @@ pub struct ModelMetadata {
     pub provenance: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Post-hoc calibration, fitted on validation data.
+/// Post-hoc calibration, fitted on validation data: the whole rule from one forward pass to an
+/// answer.
 ///
-/// Probabilities are `softmax(logits / temperature + log_prior)`. The answer is the class with
-/// the largest `logit + decision_bias`: for a network trained with a class-balanced loss the
-/// logits alone give the balanced decision (rare cancers are not drowned out by common nevi),
-/// and the bias moves that operating point (e.g. towards more melanomas found, at the cost of
-/// more false alarms). `log_prior` (the log of the training class frequencies) turns the scores
-/// back into probabilities that match real prevalence, so the reported confidence can be
-/// trusted whichever class is answered.
+/// Probabilities are `softmax(logits / temperature + log_prior)`, and the answer is the most
+/// probable class: the bars a user sees and the class named always tell one story. `log_prior`
+/// is the operating point: the class prior the probabilities are for. A network trained with a
+/// class-balanced loss gives balanced probabilities with no prior (rare cancers are not drowned
+/// out by common nevi), and raising melanoma's prior moves the operating point towards more
+/// melanomas found at the cost of more false alarms. The temperature is fitted on validation
+/// with each class weighted equally, so the probabilities are calibrated for that population.
+///
+/// Before any of that, the [`DermoscopyGate`] refuses images that do not look like the
+/// dermoscopy the model was trained on; below `unknown_threshold` the lesion classes are too
+/// uncertain to name one. Both answers are Unknown, each with its reason.
+///
+/// Format-1 manifests (see [`MANIFEST_FORMAT_1`]) answered the largest `logit + decision_bias`
+/// instead, which need not be the most probable class; they still load and answer as before.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Calibration {
@@ -94,57 +110,140 @@ pub struct Calibration {
     /// Per-class log prior in the model's output order; empty for none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log_prior: Vec<f32>,
-    /// Per-class offset added to the logits when choosing the answer (never to the
-    /// probabilities); empty for none.
+    /// Format 1 only: per-class offset added to the logits when choosing the answer (never to
+    /// the probabilities). Empty in format 2, whose answer is the most probable class.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decision_bias: Vec<f32>,
+    /// Refuses what is not dermoscopy; `None` for models without one (every format-1 model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dermoscopy_gate: Option<DermoscopyGate>,
+}
+
+/// The out-of-distribution gate: an image whose score is above `threshold` does not look like
+/// the dermoscopy the model was trained on, and is answered Unknown (`not_dermoscopy`) whatever
+/// its lesion probabilities. Fitted on training and validation dermoscopy only: the threshold
+/// refuses a set share of validation images (see the model card).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DermoscopyGate {
+    /// How the score is computed; larger is less like training dermoscopy.
+    pub score: GateScore,
+    /// Scores above this are refused.
+    pub threshold: f32,
+}
+
+/// An out-of-distribution score. Each comes from the one forward pass that classifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GateScore {
+    /// Computed by the network, as the column after its logits: the smallest squared
+    /// Mahalanobis distance of the pooled features to a training class mean (shared
+    /// covariance).
+    #[serde(rename = "mahalanobis")]
+    Mahalanobis,
+    /// The free energy of the logits, `-temperature · logsumexp(logits / temperature)`: needs
+    /// no second output, so any model may have this gate.
+    #[serde(rename = "energy")]
+    Energy,
+}
+
+impl GateScore {
+    /// Whether the network must return this score (as the column after its logits).
+    pub fn from_network(self) -> bool {
+        match self {
+            GateScore::Mahalanobis => true,
+            GateScore::Energy => false,
+        }
+    }
 }
 
 impl Calibration {
     /// The calibrated probabilities of one row of logits, `softmax(logits / temperature +
     /// log_prior)`, computed in `f64`. Training, evaluation and serving all call this.
     pub fn probabilities(&self, logits: &[f32]) -> Vec<f64> {
-        let temperature = f64::from(self.temperature);
-        let scaled: Vec<f64> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| {
-                f64::from(l) / temperature + self.log_prior.get(i).map_or(0.0, |&p| f64::from(p))
-            })
-            .collect();
+        let scaled = self.scaled(logits);
         let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let exp: Vec<f64> = scaled.iter().map(|l| (l - max).exp()).collect();
         let sum: f64 = exp.iter().sum();
         exp.iter().map(|e| e / sum).collect()
     }
 
-    /// The index of the answer for one row of logits: the largest `logit + decision_bias`
-    /// (the first on ties).
+    fn scaled(&self, logits: &[f32]) -> Vec<f64> {
+        let temperature = f64::from(self.temperature);
+        logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| {
+                f64::from(l) / temperature + self.log_prior.get(i).map_or(0.0, |&p| f64::from(p))
+            })
+            .collect()
+    }
+
+    /// The index of the answer for one row of logits (the first on ties): the most probable
+    /// class, or for a format-1 calibration with a `decision_bias` the largest `logit + bias`.
     pub fn decision(&self, logits: &[f32]) -> usize {
+        let scores: Vec<f64> = match self.decision_bias.is_empty() {
+            true => self.scaled(logits),
+            false => logits
+                .iter()
+                .zip(&self.decision_bias)
+                .map(|(&l, &b)| f64::from(l + b))
+                .collect(),
+        };
         let mut best = 0;
-        let mut best_score = f32::NEG_INFINITY;
-        for (i, &l) in logits.iter().enumerate() {
-            let score = l + self.decision_bias.get(i).copied().unwrap_or(0.0);
-            if score > best_score {
+        for (i, &score) in scores.iter().enumerate() {
+            if score > scores[best] {
                 best = i;
-                best_score = score;
             }
         }
         best
     }
 
+    /// The gate's score for one row of logits and the network's own score (its second output,
+    /// if it has one); `None` without a gate.
+    pub fn gate_score(&self, logits: &[f32], network_score: Option<f32>) -> Option<f32> {
+        let gate = self.dermoscopy_gate.as_ref()?;
+        match gate.score {
+            // A missing network score fails closed: NaN is above no threshold, so refused.
+            GateScore::Mahalanobis => Some(network_score.unwrap_or(f32::NAN)),
+            GateScore::Energy => Some(self.energy(logits)),
+        }
+    }
+
+    /// `-T · logsumexp(logits / T)`: low for inputs like the training data.
+    pub fn energy(&self, logits: &[f32]) -> f32 {
+        let t = f64::from(self.temperature);
+        let scaled: Vec<f64> = logits.iter().map(|&l| f64::from(l) / t).collect();
+        let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = scaled.iter().map(|l| (l - max).exp()).sum();
+        (-t * (max + sum.ln())) as f32
+    }
+
     /// The whole rule for one row of logits of a network trained on `classes` (in output
-    /// order): calibrated probabilities, the biased decision, and Unknown below the threshold.
-    pub fn prediction(&self, classes: &[LesionClass], logits: &[f32]) -> Prediction {
+    /// order), with the network's out-of-distribution score if it returns one: calibrated
+    /// probabilities, the answer, Unknown when the gate refuses the image or the answer is
+    /// below the threshold.
+    pub fn prediction(
+        &self,
+        classes: &[LesionClass],
+        logits: &[f32],
+        network_score: Option<f32>,
+    ) -> Prediction {
         let probabilities = self.probabilities(logits);
-        Prediction::with_decision(
+        let prediction = Prediction::with_decision(
             classes
                 .iter()
                 .copied()
                 .zip(probabilities.iter().map(|&p| p as f32)),
             classes[self.decision(logits)],
             self.unknown_threshold,
-        )
+        );
+        match (
+            self.gate_score(logits, network_score),
+            &self.dermoscopy_gate,
+        ) {
+            (Some(score), Some(gate)) => prediction.gated(score, gate.threshold),
+            _ => prediction,
+        }
     }
 }
 
@@ -155,6 +254,7 @@ impl Default for Calibration {
             unknown_threshold: 0.0,
             log_prior: Vec::new(),
             decision_bias: Vec::new(),
+            dermoscopy_gate: None,
         }
     }
 }
@@ -184,9 +284,10 @@ impl ModelMetadata {
     /// Checks the metadata's internal consistency (not yet against the network).
     pub fn validate(&self) -> Result<()> {
         let fail = |msg: String| Err(Error::MetadataMismatch(msg));
-        if self.format != MANIFEST_FORMAT {
+        if self.format != MANIFEST_FORMAT && self.format != MANIFEST_FORMAT_1 {
             return fail(format!(
-                "manifest format {:?}, this library reads {MANIFEST_FORMAT:?}",
+                "manifest format {:?}, this library reads {MANIFEST_FORMAT:?} and \
+                 {MANIFEST_FORMAT_1:?}",
                 self.format
             ));
         }
@@ -227,6 +328,19 @@ impl ModelMetadata {
                 "decision_bias must be empty or {} finite values, one per class",
                 self.classes.len()
             ));
+        }
+        if self.format == MANIFEST_FORMAT && !c.decision_bias.is_empty() {
+            return fail(format!(
+                "{MANIFEST_FORMAT} has no decision_bias: its operating point is in log_prior"
+            ));
+        }
+        if self.format == MANIFEST_FORMAT_1 && c.dermoscopy_gate.is_some() {
+            return fail(format!("{MANIFEST_FORMAT_1} has no dermoscopy_gate"));
+        }
+        if let Some(gate) = &c.dermoscopy_gate {
+            if !gate.threshold.is_finite() {
+                return fail(format!("gate threshold {} must be finite", gate.threshold));
+            }
         }
         let sha = &self.weights.sha256;
         if sha.len() != 64
@@ -279,11 +393,16 @@ pub fn read_metadata(path: &Path) -> Result<(ModelMetadata, ModelPaths)> {
         path: manifest.clone(),
         source,
     })?;
-    let metadata: ModelMetadata = serde_json::from_str(&text).map_err(|e| Error::ModelCorrupt {
-        path: manifest.clone(),
-        reason: format!("invalid manifest JSON: {e}"),
-    })?;
+    let mut metadata: ModelMetadata =
+        serde_json::from_str(&text).map_err(|e| Error::ModelCorrupt {
+            path: manifest.clone(),
+            reason: format!("invalid manifest JSON: {e}"),
+        })?;
     metadata.validate()?;
+    if metadata.format == MANIFEST_FORMAT_1 && metadata.calibration.decision_bias.is_empty() {
+        // Format 1 answered the largest logit, not the most probable class: keep its answers.
+        metadata.calibration.decision_bias = vec![0.0; metadata.classes.len()];
+    }
     let weights = manifest
         .parent()
         .unwrap_or(Path::new("."))
@@ -338,7 +457,8 @@ impl Model {
         Ok(Self { module, device })
     }
 
-    /// Logits for a N×3×H×W batch, as a N×C `f32` tensor on the CPU.
+    /// One forward pass over a N×3×H×W batch: its N×K output as an `f32` tensor on the CPU
+    /// (see [`Outputs::split`]).
     pub fn forward(&self, batch: &Tensor) -> Result<Tensor> {
         tch::no_grad(|| {
             let input = batch.to_device(self.device);
@@ -352,6 +472,46 @@ impl Model {
 
     pub fn device(&self) -> tch::Device {
         self.device
+    }
+}
+
+/// What one forward pass gives.
+#[derive(Debug)]
+pub struct Outputs {
+    /// N×C logits.
+    pub logits: Tensor,
+    /// N out-of-distribution scores, from a network that computes them
+    /// ([`GateScore::Mahalanobis`]).
+    pub gate_scores: Option<Tensor>,
+}
+
+impl Outputs {
+    /// Splits a network's N×K output: a network that scores its inputs for the gate returns
+    /// the score as one column after the C logits (a traced module has a single output).
+    pub fn split(output: Tensor, classes: usize, scores_from_network: bool) -> Result<Self> {
+        let width = output.size().get(1).copied().unwrap_or(-1);
+        let expected = classes as i64 + i64::from(scores_from_network);
+        if output.dim() != 2 || width != expected {
+            return Err(Error::MetadataMismatch(format!(
+                "the network outputs shape {:?}, but the manifest's {classes} classes{} need \
+                 N×{expected}",
+                output.size(),
+                match scores_from_network {
+                    true => " and gate score",
+                    false => "",
+                }
+            )));
+        }
+        Ok(match scores_from_network {
+            true => Self {
+                logits: output.narrow(1, 0, classes as i64),
+                gate_scores: Some(output.select(1, classes as i64)),
+            },
+            false => Self {
+                logits: output,
+                gate_scores: None,
+            },
+        })
     }
 }
 

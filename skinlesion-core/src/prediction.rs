@@ -5,17 +5,54 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::taxonomy::LesionClass;
 
-/// One classification: the answer, how sure the model is, and the calibrated probability of
-/// every class the model was trained on.
+/// One classification: the answer, how sure the model is, the calibrated probability of every
+/// class the model was trained on, and, when it abstains, why.
 ///
-/// Serializes to the original HTTP API's shape:
-/// `{"class_name": "Melanoma", "is_cancerous": true, "confidence": 0.85, "all_predictions": {"Actinic keratosis": 0.01, ...}}`.
+/// Serializes to the original HTTP API's shape, plus two fields:
+/// `{"class_name": "Melanoma", "is_cancerous": true, "confidence": 0.85, "all_predictions":
+/// {"Actinic keratosis": 0.01, ...}, "unknown_reason": null, "ood_score": 12.5}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
     class: LesionClass,
     best_guess: LesionClass,
     confidence: f32,
     probabilities: Vec<(LesionClass, f32)>,
+    unknown_reason: Option<UnknownReason>,
+    ood_score: Option<f32>,
+}
+
+/// Why a prediction is Unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownReason {
+    /// The image does not look like dermoscopy of a skin lesion (the model's out-of-distribution
+    /// gate refused it): its lesion probabilities mean nothing.
+    NotDermoscopy,
+    /// The image looks like dermoscopy, but no lesion class is probable enough to name.
+    LowConfidence,
+}
+
+impl UnknownReason {
+    /// The wire name: `not_dermoscopy` or `low_confidence`.
+    pub fn code(self) -> &'static str {
+        match self {
+            UnknownReason::NotDermoscopy => "not_dermoscopy",
+            UnknownReason::LowConfidence => "low_confidence",
+        }
+    }
+
+    /// A plain sentence for the person who uploaded the image.
+    pub fn explanation(self) -> &'static str {
+        match self {
+            UnknownReason::NotDermoscopy => {
+                "This does not look like a dermoscopic image of a skin lesion, so the model \
+                 gives no lesion class."
+            }
+            UnknownReason::LowConfidence => {
+                "The model is not confident enough in any lesion class to name one."
+            }
+        }
+    }
 }
 
 impl Prediction {
@@ -56,17 +93,31 @@ impl Prediction {
             .find(|(c, _)| *c == decision)
             .map_or(0.0, |(_, p)| *p);
         // NaN compares as neither, so it too is an abstention.
-        let class = if confidence >= unknown_threshold {
-            decision
-        } else {
-            LesionClass::Unknown
-        };
+        let confident = confidence >= unknown_threshold;
         Self {
-            class,
+            class: if confident {
+                decision
+            } else {
+                LesionClass::Unknown
+            },
             best_guess: decision,
             confidence,
             probabilities,
+            unknown_reason: (!confident).then_some(UnknownReason::LowConfidence),
+            ood_score: None,
         }
+    }
+
+    /// Applies an out-of-distribution gate: records `score`, and above `threshold` (or for a
+    /// NaN score) the answer is Unknown because the image is not dermoscopy, whatever the
+    /// lesion classes said.
+    pub fn gated(mut self, score: f32, threshold: f32) -> Self {
+        self.ood_score = Some(score);
+        if !(score <= threshold) {
+            self.class = LesionClass::Unknown;
+            self.unknown_reason = Some(UnknownReason::NotDermoscopy);
+        }
+        self
     }
 
     /// The answer: a trained class, or [`LesionClass::Unknown`] when the model abstains.
@@ -92,6 +143,17 @@ impl Prediction {
     /// True when the model abstained.
     pub fn is_unknown(&self) -> bool {
         self.class == LesionClass::Unknown
+    }
+
+    /// Why the answer is Unknown; `None` when it is a lesion class.
+    pub fn unknown_reason(&self) -> Option<UnknownReason> {
+        self.unknown_reason
+    }
+
+    /// The out-of-distribution score of the model's gate (larger is less like the training
+    /// dermoscopy); `None` for a model without a gate.
+    pub fn ood_score(&self) -> Option<f32> {
+        self.ood_score
     }
 
     /// Calibrated probability of every trained class, in [`LesionClass::ALL`] order.
@@ -123,11 +185,13 @@ impl Serialize for AllPredictions<'_> {
 
 impl Serialize for Prediction {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Prediction", 4)?;
+        let mut s = serializer.serialize_struct("Prediction", 6)?;
         s.serialize_field("class_name", self.class.name())?;
         s.serialize_field("is_cancerous", &self.is_cancerous())?;
         s.serialize_field("confidence", &self.confidence)?;
         s.serialize_field("all_predictions", &AllPredictions(&self.probabilities))?;
+        s.serialize_field("unknown_reason", &self.unknown_reason)?;
+        s.serialize_field("ood_score", &self.ood_score)?;
         s.end()
     }
 }
@@ -141,6 +205,11 @@ struct Wire {
     is_cancerous: bool,
     confidence: f32,
     all_predictions: std::collections::BTreeMap<LesionClass, f32>,
+    // Absent from the original API's answers.
+    #[serde(default)]
+    unknown_reason: Option<UnknownReason>,
+    #[serde(default)]
+    ood_score: Option<f32>,
 }
 
 impl<'de> Deserialize<'de> for Prediction {
@@ -152,11 +221,17 @@ impl<'de> Deserialize<'de> for Prediction {
             .copied()
             .reduce(|best, next| if next.1 > best.1 { next } else { best })
             .map_or(wire.class_name, |(c, _)| c);
+        let unknown_reason = match wire.class_name {
+            LesionClass::Unknown => wire.unknown_reason.or(Some(UnknownReason::LowConfidence)),
+            _ => None,
+        };
         Ok(Self {
             class: wire.class_name,
             best_guess,
             confidence: wire.confidence,
             probabilities,
+            unknown_reason,
+            ood_score: wire.ood_score,
         })
     }
 }
@@ -178,7 +253,7 @@ mod tests {
         );
         assert_eq!(
             serde_json::to_string(&p).unwrap(),
-            r#"{"class_name":"Melanoma","is_cancerous":true,"confidence":0.85,"all_predictions":{"Basal cell carcinoma":0.05,"Melanoma":0.85,"Melanocytic nevi":0.1}}"#
+            r#"{"class_name":"Melanoma","is_cancerous":true,"confidence":0.85,"all_predictions":{"Basal cell carcinoma":0.05,"Melanoma":0.85,"Melanocytic nevi":0.1},"unknown_reason":null,"ood_score":null}"#
         );
         let back: Prediction = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
         assert_eq!(back, p);
@@ -208,6 +283,41 @@ mod tests {
         let p =
             Prediction::with_decision([(Melanoma, 0.25), (MelanocyticNevi, 0.75)], Melanoma, 0.3);
         assert_eq!((p.class(), p.best_guess()), (Unknown, Melanoma));
+    }
+
+    #[test]
+    fn the_gate_refuses_above_its_threshold_whatever_the_classes_say() {
+        let sure =
+            || Prediction::from_probabilities([(Melanoma, 0.9), (MelanocyticNevi, 0.1)], 0.5);
+        let kept = sure().gated(3.0, 4.0);
+        assert_eq!((kept.class(), kept.unknown_reason()), (Melanoma, None));
+        assert_eq!(kept.ood_score(), Some(3.0));
+        let refused = sure().gated(5.0, 4.0);
+        assert_eq!(refused.class(), Unknown);
+        assert_eq!(refused.unknown_reason(), Some(UnknownReason::NotDermoscopy));
+        assert_eq!(
+            (refused.best_guess(), refused.confidence()),
+            (Melanoma, 0.9)
+        );
+        let json = serde_json::to_value(&refused).unwrap();
+        assert_eq!(json["unknown_reason"], "not_dermoscopy");
+        assert_eq!(json["ood_score"], 5.0);
+        let back: Prediction = serde_json::from_value(json).unwrap();
+        assert_eq!(back, refused);
+        // A NaN score is refused too; low confidence under a passing gate keeps its reason.
+        assert!(sure().gated(f32::NAN, 4.0).is_unknown());
+        let unsure = Prediction::from_probabilities([(Melanoma, 0.4)], 0.5).gated(1.0, 4.0);
+        assert_eq!(unsure.unknown_reason(), Some(UnknownReason::LowConfidence));
+    }
+
+    #[test]
+    fn an_answer_from_the_original_api_still_reads() {
+        let p: Prediction = serde_json::from_str(
+            r#"{"class_name":"Unknown","is_cancerous":false,"confidence":0.2,"all_predictions":{"Melanoma":0.2}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.unknown_reason(), Some(UnknownReason::LowConfidence));
+        assert_eq!(p.ood_score(), None);
     }
 
     #[test]

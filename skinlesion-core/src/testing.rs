@@ -83,6 +83,53 @@ pub fn mean_colour_module(weights: &MeanColourWeights, input: &InputSpec) -> Res
     .map_err(|e| crate::Error::Inference(format!("tracing the test model failed: {e}")))
 }
 
+/// Traces the mean-colour network with a gate score as the column after its logits: the squared
+/// distance of the input's mean (normalised) colour from `centre`, so that images of one
+/// colour pass and others are refused ([`crate::GateScore::Mahalanobis`] in the manifest).
+pub fn gated_mean_colour_module(
+    weights: &MeanColourWeights,
+    input: &InputSpec,
+    centre: [f32; 3],
+) -> Result<CModule> {
+    let example = Tensor::zeros(
+        [1, 3, i64::from(input.height), i64::from(input.width)],
+        (Kind::Float, tch::Device::Cpu),
+    );
+    let (weight, bias) = weights.tensors();
+    let centre = Tensor::from_slice(&centre).view([1, 3]);
+    CModule::create_by_tracing("GatedMeanColour", "forward", &[example], &mut |xs| {
+        let mean = xs[0].mean_dim(&[2i64, 3][..], false, Kind::Float);
+        let offset = &mean - &centre;
+        let score = (&offset * &offset).sum_dim_intlist(1, true, Kind::Float);
+        vec![Tensor::cat(
+            &[MeanColourWeights::apply(&xs[0], &weight, &bias), score],
+            1,
+        )]
+    })
+    .map_err(|e| crate::Error::Inference(format!("tracing the test model failed: {e}")))
+}
+
+/// Writes the gated mean-colour model (see [`gated_mean_colour_module`]) at `dir/name.json`;
+/// `calibration` should carry the gate.
+pub fn write_gated_mean_colour_model(
+    dir: &Path,
+    name: &str,
+    classes: &[LesionClass],
+    weights: &MeanColourWeights,
+    centre: [f32; 3],
+    calibration: Calibration,
+) -> Result<PathBuf> {
+    let input = small_input();
+    let module = gated_mean_colour_module(weights, &input, centre)?;
+    let manifest = dir.join(format!("{name}.json"));
+    write_artifact(
+        &module,
+        test_metadata(classes, input, calibration),
+        &manifest,
+    )?;
+    Ok(manifest)
+}
+
 /// Metadata for a test model over `classes`.
 pub fn test_metadata(
     classes: &[LesionClass],

@@ -124,16 +124,15 @@ fn probabilities_are_the_calibrated_softmax_of_known_logits() {
 }
 
 #[test]
-fn prior_correction_calibrates_probabilities_but_keeps_the_balanced_decision() {
+fn the_answer_is_the_most_probable_class_under_the_prior() {
     let log_prior: Vec<f32> = [0.01f32, 0.05, 0.11, 0.01, 0.11, 0.67, 0.02, 0.02]
         .iter()
         .map(|p| p.ln())
         .collect();
     let fx = fixture(Calibration {
         temperature: 0.8,
-        unknown_threshold: 0.0,
         log_prior: log_prior.clone(),
-        decision_bias: Vec::new(),
+        ..Default::default()
     });
     let classifier = cpu(&fx.manifest);
     for path in real_images(6) {
@@ -146,12 +145,11 @@ fn prior_correction_calibrates_probabilities_but_keeps_the_balanced_decision() {
         for ((_, p), q) in prediction.probabilities().iter().zip(&expected) {
             assert!((p - q).abs() < 1e-6);
         }
-        let logits = Vec::<f32>::try_from(logits.flatten(0, -1)).unwrap();
-        let decision = (0..8)
-            .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+        let top = (0..8)
+            .max_by(|&a, &b| expected[a].total_cmp(&expected[b]))
             .unwrap();
-        assert_eq!(prediction.class(), CLASSES[decision]);
-        assert!((prediction.confidence() - expected[decision]).abs() < 1e-6);
+        assert_eq!(prediction.class(), CLASSES[top]);
+        assert!((prediction.confidence() - expected[top]).abs() < 1e-6);
     }
     // A prior of the wrong length is refused on load.
     let text = std::fs::read_to_string(&fx.manifest).unwrap();
@@ -327,14 +325,28 @@ fn many_threads_share_one_classifier() {
     });
 }
 
+/// Rewrites a fixture's manifest as format 1 with a `decision_bias` (as v1–v4.0 wrote them).
+fn as_format_1(manifest: &Path, decision_bias: serde_json::Value) {
+    let text = std::fs::read_to_string(manifest).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["format"] = "skinlesion-model/1".into();
+    let calibration = json["calibration"].as_object_mut().unwrap();
+    match decision_bias {
+        serde_json::Value::Null => calibration.remove("decision_bias"),
+        bias => calibration.insert("decision_bias".into(), bias),
+    };
+    std::fs::write(manifest, json.to_string()).unwrap();
+}
+
 #[test]
-fn decision_bias_moves_the_answer_but_not_the_probabilities() {
+fn a_format_1_decision_bias_still_moves_the_answer_but_not_the_probabilities() {
     let plain = fixture(calibrated());
-    let biased = fixture(Calibration {
-        // Far above any logit gap: melanoma always wins the decision.
-        decision_bias: vec![0.0, 0.0, 0.0, 0.0, 1e3, 0.0, 0.0, 0.0],
-        ..calibrated()
-    });
+    let biased = fixture(calibrated());
+    // Far above any logit gap: melanoma always wins the decision.
+    as_format_1(
+        &biased.manifest,
+        serde_json::json!([0, 0, 0, 0, 1e3, 0, 0, 0]),
+    );
     assert_eq!(CLASSES[4], LesionClass::Melanoma);
     let (plain, biased_classifier) = (cpu(&plain.manifest), cpu(&biased.manifest));
     for path in real_images(4) {
@@ -349,16 +361,48 @@ fn decision_bias_moves_the_answer_but_not_the_probabilities() {
             b.confidence(),
             b.probability(LesionClass::Melanoma).unwrap()
         );
+        assert_eq!(b.ood_score(), None, "format 1 has no gate");
     }
-    // A bias of the wrong length is refused on load.
-    let text = std::fs::read_to_string(&biased.manifest).unwrap();
-    let mut manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
-    manifest["calibration"]["decision_bias"] = serde_json::json!([1.0]);
-    std::fs::write(&biased.manifest, manifest.to_string()).unwrap();
+    // A bias of the wrong length is refused on load; format 2 has none at all.
+    as_format_1(&biased.manifest, serde_json::json!([1.0]));
     assert!(matches!(
         Classifier::load(&biased.manifest),
         Err(Error::MetadataMismatch(_))
     ));
+    as_format_1(
+        &biased.manifest,
+        serde_json::json!([0, 0, 0, 0, 1, 0, 0, 0]),
+    );
+    let text = std::fs::read_to_string(&biased.manifest).unwrap();
+    let text = text.replace("skinlesion-model/1", "skinlesion-model/2");
+    std::fs::write(&biased.manifest, text).unwrap();
+    match Classifier::load(&biased.manifest) {
+        Err(Error::MetadataMismatch(m)) => assert!(m.contains("log_prior"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_format_1_manifest_without_bias_answers_its_largest_logit_as_before() {
+    let log_prior = vec![0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0];
+    let fx = fixture(Calibration {
+        log_prior: log_prior.clone(),
+        ..Default::default()
+    });
+    as_format_1(&fx.manifest, serde_json::Value::Null);
+    let classifier = cpu(&fx.manifest);
+    for path in real_images(4) {
+        let bytes = read(&path);
+        let input = preprocess(&bytes, &small_input(), &DecodeLimits::default()).unwrap();
+        let logits = Vec::<f32>::try_from(fx.weights.logits(&input).flatten(0, -1)).unwrap();
+        let largest = (0..8)
+            .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+            .unwrap();
+        assert_eq!(
+            classifier.classify_bytes(&bytes).unwrap().best_guess(),
+            CLASSES[largest]
+        );
+    }
 }
 
 #[test]
@@ -569,7 +613,7 @@ fn model_errors_are_typed() {
     let text = std::fs::read_to_string(&fx.manifest).unwrap();
     std::fs::write(
         &broken,
-        text.replace("skinlesion-model/1", "skinlesion-model/99"),
+        text.replace("skinlesion-model/2", "skinlesion-model/99"),
     )
     .unwrap();
     assert!(matches!(

@@ -99,7 +99,15 @@ enum Sink<'a, W: Write> {
 impl<'a, W: Write> Sink<'a, W> {
     fn csv(out: &'a mut W, classes: &[LesionClass]) -> Result<Self> {
         let mut writer = csv::Writer::from_writer(out);
-        let fixed = ["file", "class", "class_name", "is_cancerous", "confidence"];
+        let fixed = [
+            "file",
+            "class",
+            "class_name",
+            "is_cancerous",
+            "confidence",
+            "unknown_reason",
+            "ood_score",
+        ];
         let probabilities = classes.iter().map(|c| format!("p_{}", c.code()));
         let header: Vec<String> = fixed
             .into_iter()
@@ -135,6 +143,8 @@ impl<'a, W: Write> Sink<'a, W> {
                     p.class().name().to_owned(),
                     p.is_cancerous().to_string(),
                     format!("{:.6}", p.confidence()),
+                    p.unknown_reason().map_or("", |r| r.code()).to_owned(),
+                    p.ood_score().map_or(String::new(), |v| format!("{v:.3}")),
                 ];
                 row.extend(
                     classes
@@ -146,7 +156,7 @@ impl<'a, W: Write> Sink<'a, W> {
             }
             (Self::Csv(writer), Err(e)) => {
                 let mut row = vec![file.to_owned()];
-                row.extend(std::iter::repeat_n(String::new(), 4 + classes.len()));
+                row.extend(std::iter::repeat_n(String::new(), 6 + classes.len()));
                 row.push(e.to_string());
                 writer.write_record(&row)?;
             }

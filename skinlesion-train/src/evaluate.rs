@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use skinlesion_core::{Classifier, LesionClass, Prediction};
+use skinlesion_core::{Classifier, LesionClass, Prediction, UnknownReason};
 
 use crate::data::{filter_split, read_labels, Sample};
 use crate::metrics::{self, ClassReport, ReliabilityBin};
@@ -75,14 +75,23 @@ pub struct Metrics {
     pub melanoma_specificity: Option<f64>,
     pub ece_before_calibration: f64,
     pub ece_after_calibration: f64,
-    /// Share of images answered "Unknown" by the model's calibrated rule.
+    /// The same with every true label weighing equally: the population the probabilities of
+    /// a format-2 model are calibrated for.
+    pub class_balanced_ece_before_calibration: f64,
+    pub class_balanced_ece_after_calibration: f64,
+    /// Share of images answered "Unknown" by the model's calibrated rule, for either reason.
     pub unknown_rate: f64,
+    /// Share of images the dermoscopy gate refused (`not_dermoscopy`); `None` without a gate.
+    pub not_dermoscopy_rate: Option<f64>,
+    /// Balanced accuracy over the images the gate accepted; `None` without a gate.
+    pub balanced_accuracy_accepted: Option<f64>,
     /// Accuracy over the images not answered "Unknown".
     pub accuracy_when_answered: Option<f64>,
     pub per_class: Vec<ClassReport>,
     /// `confusion_matrix[truth][predicted]`, in `labels` order; predictions are the model's
     /// answers (its best guess also when the answer is Unknown).
     pub confusion_matrix: Vec<Vec<u64>>,
+    /// Class-balanced reliability bins (see `class_balanced_ece_*`).
     pub reliability_before_calibration: Vec<ReliabilityBin>,
     pub reliability_after_calibration: Vec<ReliabilityBin>,
     pub temperature: f32,
@@ -243,9 +252,9 @@ fn score_batch(
     config: &EvalConfig,
 ) -> Result<Vec<Scored>> {
     let classes = classifier.classes();
-    let logits = classifier.logits(good)?;
-    let predictions = classifier.predictions_from_logits(&logits)?;
-    let flat = Vec::<f32>::try_from(logits.flatten(0, -1))?;
+    let outputs = classifier.forward(good)?;
+    let predictions = classifier.predictions_from_outputs(&outputs)?;
+    let flat = Vec::<f32>::try_from(outputs.logits.flatten(0, -1))?;
     samples
         .into_iter()
         .zip(predictions)
@@ -296,8 +305,8 @@ fn write_outputs(
         &config.out_dir.join("reliability.png"),
         &metrics.reliability_before_calibration,
         &metrics.reliability_after_calibration,
-        metrics.ece_before_calibration,
-        metrics.ece_after_calibration,
+        metrics.class_balanced_ece_before_calibration,
+        metrics.class_balanced_ece_after_calibration,
     )
 }
 
@@ -346,6 +355,19 @@ fn compute(
     let answered: Vec<usize> = (0..scored.len())
         .filter(|&i| !scored[i].prediction.is_unknown())
         .collect();
+    let weights = metrics::class_balanced_weights(&truth, k);
+    let ece = |conf: &[f64], hits: &[bool], w: &[f64]| {
+        metrics::expected_calibration_error(conf, hits, w, ECE_BINS)
+    };
+    let gated = meta.calibration.dermoscopy_gate.is_some();
+    let accepted: Vec<usize> = (0..scored.len())
+        .filter(|&i| scored[i].prediction.unknown_reason() != Some(UnknownReason::NotDermoscopy))
+        .collect();
+    let accepted_matrix = metrics::confusion(
+        &accepted.iter().map(|&i| truth[i]).collect::<Vec<_>>(),
+        &accepted.iter().map(|&i| predicted[i]).collect::<Vec<_>>(),
+        k,
+    );
     Metrics {
         model: meta.name.clone() + " " + &meta.version,
         model_sha256: meta.weights.sha256.clone(),
@@ -356,25 +378,39 @@ fn compute(
         accuracy: metrics::accuracy(&truth, &predicted),
         balanced_accuracy: metrics::balanced_accuracy(&matrix),
         balanced_accuracy_ci95: intervals.balanced_accuracy,
-        macro_auc: (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64),
+        macro_auc: (!defined.is_empty())
+            .then(|| defined.iter().sum::<f64>() / defined.len() as f64),
         melanoma_sensitivity: mel.and_then(|m| per_class[m].recall),
         melanoma_sensitivity_ci95: mel.and_then(|m| intervals.recall[m]),
         melanoma_specificity,
-        ece_before_calibration: metrics::expected_calibration_error(&conf_raw, &hits_raw, ECE_BINS),
-        ece_after_calibration: metrics::expected_calibration_error(&conf_cal, &hits_cal, ECE_BINS),
+        ece_before_calibration: ece(&conf_raw, &hits_raw, &[]),
+        ece_after_calibration: ece(&conf_cal, &hits_cal, &[]),
+        class_balanced_ece_before_calibration: ece(&conf_raw, &hits_raw, &weights),
+        class_balanced_ece_after_calibration: ece(&conf_cal, &hits_cal, &weights),
         unknown_rate: 1.0 - answered.len() as f64 / scored.len() as f64,
+        not_dermoscopy_rate: gated.then(|| 1.0 - accepted.len() as f64 / scored.len() as f64),
+        balanced_accuracy_accepted: gated.then(|| metrics::balanced_accuracy(&accepted_matrix)),
         accuracy_when_answered: (!answered.is_empty()).then(|| {
-            answered.iter().filter(|&&i| predicted[i] == truth[i]).count() as f64
+            answered
+                .iter()
+                .filter(|&&i| predicted[i] == truth[i])
+                .count() as f64
                 / answered.len() as f64
         }),
         per_class,
         confusion_matrix: matrix,
-        reliability_before_calibration: metrics::reliability(&conf_raw, &hits_raw, ECE_BINS),
-        reliability_after_calibration: metrics::reliability(&conf_cal, &hits_cal, ECE_BINS),
+        reliability_before_calibration: metrics::reliability(
+            &conf_raw, &hits_raw, &weights, ECE_BINS,
+        ),
+        reliability_after_calibration: metrics::reliability(
+            &conf_cal, &hits_cal, &weights, ECE_BINS,
+        ),
         temperature: meta.calibration.temperature,
         unknown_threshold: meta.calibration.unknown_threshold,
         ece_definition: "15 equal-width bins of the probability given to the model's answer; \
-                         'before' is the plain softmax of the logits, 'after' the model's calibration",
+                         'before' is the plain softmax of the logits, 'after' the model's \
+                         calibration; class-balanced: each image weighted 1 / (images of its \
+                         true label)",
         interval_definition: "2.5th-97.5th percentiles of 2000 bootstrap resamples of the images, \
                               drawn within each true label (every label keeps its support)",
     }
@@ -388,6 +424,8 @@ fn write_predictions(path: &Path, scored: &[Scored], classes: &[LesionClass]) ->
         "predicted",
         "best_guess",
         "confidence",
+        "unknown_reason",
+        "ood_score",
     ]
     .into_iter()
     .map(String::from)
@@ -401,6 +439,13 @@ fn write_predictions(path: &Path, scored: &[Scored], classes: &[LesionClass]) ->
             s.prediction.class().code().to_owned(),
             s.prediction.best_guess().code().to_owned(),
             format!("{:.6}", s.prediction.confidence()),
+            s.prediction
+                .unknown_reason()
+                .map_or("", |r| r.code())
+                .to_owned(),
+            s.prediction
+                .ood_score()
+                .map_or(String::new(), |v| format!("{v:.3}")),
         ];
         row.extend(
             classes

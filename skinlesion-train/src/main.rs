@@ -108,7 +108,8 @@ fn main() -> ExitCode {
             .map(|m| {
                 eprintln!(
                 "{} images: balanced accuracy {:.4} (95% interval {:.3}-{:.3}), accuracy {:.4}, \
-                 melanoma sensitivity {}, ECE {:.4} -> {:.4}, Unknown {:.1}%; written to {}",
+                 melanoma sensitivity {}, class-balanced ECE {:.4} -> {:.4}, Unknown {:.1}% \
+                 (not dermoscopy {}); written to {}",
                 m.images,
                 m.balanced_accuracy,
                 m.balanced_accuracy_ci95[0],
@@ -116,9 +117,11 @@ fn main() -> ExitCode {
                 m.accuracy,
                 m.melanoma_sensitivity
                     .map_or("n/a".into(), |s| format!("{s:.4}")),
-                m.ece_before_calibration,
-                m.ece_after_calibration,
+                m.class_balanced_ece_before_calibration,
+                m.class_balanced_ece_after_calibration,
                 100.0 * m.unknown_rate,
+                m.not_dermoscopy_rate
+                    .map_or("n/a: no gate".into(), |r| format!("{:.1}%", 100.0 * r)),
                 a.out.display()
             );
             }),

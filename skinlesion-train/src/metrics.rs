@@ -191,37 +191,56 @@ pub struct ReliabilityBin {
     pub lower: f64,
     pub upper: f64,
     pub count: u64,
+    /// The images' total weight (their count when unweighted).
+    pub weight: f64,
     pub mean_confidence: Option<f64>,
     pub accuracy: Option<f64>,
 }
 
-/// Equal-width confidence bins over [0, 1]; the last bin includes 1.
-pub fn reliability(confidence: &[f64], correct: &[bool], bins: usize) -> Vec<ReliabilityBin> {
-    let mut sums = vec![(0u64, 0f64, 0u64); bins];
-    for (&c, &ok) in confidence.iter().zip(correct) {
+/// Equal-width confidence bins over [0, 1]; the last bin includes 1. `weights` weigh the
+/// images (empty: all 1); counts stay counts of images.
+pub fn reliability(
+    confidence: &[f64],
+    correct: &[bool],
+    weights: &[f64],
+    bins: usize,
+) -> Vec<ReliabilityBin> {
+    // (images, weight, weighted confidence, weighted hits) per bin.
+    let mut sums = vec![(0u64, 0f64, 0f64, 0f64); bins];
+    for (i, (&c, &ok)) in confidence.iter().zip(correct).enumerate() {
+        let w = weights.get(i).copied().unwrap_or(1.0);
         let b = ((c * bins as f64) as usize).min(bins - 1);
         sums[b].0 += 1;
-        sums[b].1 += c;
-        sums[b].2 += u64::from(ok);
+        sums[b].1 += w;
+        sums[b].2 += w * c;
+        sums[b].3 += w * f64::from(u8::from(ok));
     }
     sums.iter()
         .enumerate()
-        .map(|(b, &(n, conf, hits))| ReliabilityBin {
+        .map(|(b, &(n, w, conf, hits))| ReliabilityBin {
             lower: b as f64 / bins as f64,
             upper: (b + 1) as f64 / bins as f64,
             count: n,
-            mean_confidence: (n > 0).then(|| conf / n as f64),
-            accuracy: (n > 0).then(|| hits as f64 / n as f64),
+            weight: w,
+            mean_confidence: (n > 0).then(|| conf / w),
+            accuracy: (n > 0).then(|| hits / w),
         })
         .collect()
 }
 
-/// Expected calibration error: Σ (n_bin / n) · |accuracy_bin − confidence_bin|.
-pub fn expected_calibration_error(confidence: &[f64], correct: &[bool], bins: usize) -> f64 {
-    let n = confidence.len() as f64;
-    reliability(confidence, correct, bins)
-        .iter()
-        .filter_map(|b| Some(b.count as f64 / n * (b.accuracy? - b.mean_confidence?).abs()))
+/// Expected calibration error: Σ (w_bin / w) · |accuracy_bin − confidence_bin|, with the
+/// images weighted by `weights` (empty: all 1; [`class_balanced_weights`]: the class-balanced
+/// ECE).
+pub fn expected_calibration_error(
+    confidence: &[f64],
+    correct: &[bool],
+    weights: &[f64],
+    bins: usize,
+) -> f64 {
+    let bins = reliability(confidence, correct, weights, bins);
+    let total: f64 = bins.iter().map(|b| b.weight).sum();
+    bins.iter()
+        .filter_map(|b| Some(b.weight / total * (b.accuracy? - b.mean_confidence?).abs()))
         .sum()
 }
 
@@ -234,27 +253,42 @@ pub fn softmax(logits: &[f32], temperature: f64) -> Vec<f64> {
     .probabilities(logits)
 }
 
-/// Mean negative log-likelihood of the truth under `calibration`'s probabilities.
-pub fn nll(logits: &[Vec<f32>], truth: &[usize], calibration: &Calibration) -> f64 {
-    let total: f64 = logits
+/// Mean negative log-likelihood of the truth under `calibration`'s probabilities, each image
+/// weighted by `weights` (e.g. [`class_balanced_weights`]).
+pub fn nll(
+    logits: &[Vec<f32>],
+    truth: &[usize],
+    weights: &[f64],
+    calibration: &Calibration,
+) -> f64 {
+    let (total, weight) = logits
         .iter()
         .zip(truth)
-        .map(|(l, &t)| -calibration.probabilities(l)[t].max(1e-12).ln())
-        .sum();
-    total / logits.len().max(1) as f64
+        .zip(weights)
+        .map(|((l, &t), &w)| (-w * calibration.probabilities(l)[t].max(1e-12).ln(), w))
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+    total / weight.max(f64::MIN_POSITIVE)
 }
 
-/// The softmax temperature minimising validation NLL (golden-section search on log T over
-/// [0.05, 20]).
-pub fn fit_temperature(logits: &[Vec<f32>], truth: &[usize], log_prior: &[f32]) -> f64 {
-    let f = |log_t: f64| {
-        let calibration = Calibration {
-            temperature: log_t.exp() as f32,
-            log_prior: log_prior.to_vec(),
-            ..Default::default()
-        };
-        nll(logits, truth, &calibration)
-    };
+/// Per-image weights under which every class present in `truth` weighs the same: averages
+/// over them describe a population where each lesion type is equally common.
+pub fn class_balanced_weights(truth: &[usize], classes: usize) -> Vec<f64> {
+    let mut counts = vec![0usize; classes];
+    for &t in truth {
+        counts[t] += 1;
+    }
+    truth.iter().map(|&t| 1.0 / counts[t] as f64).collect()
+}
+
+/// The softmax temperature of `calibration_at` that minimises the weighted validation NLL
+/// (golden-section search on log T over [0.05, 20]).
+pub fn fit_temperature(
+    logits: &[Vec<f32>],
+    truth: &[usize],
+    weights: &[f64],
+    calibration_at: impl Fn(f32) -> Calibration,
+) -> f32 {
+    let f = |log_t: f64| nll(logits, truth, weights, &calibration_at(log_t.exp() as f32));
     let (mut a, mut b) = (0.05f64.ln(), 20f64.ln());
     let ratio = (5f64.sqrt() - 1.0) / 2.0;
     let mut c = b - ratio * (b - a);
@@ -275,7 +309,7 @@ pub fn fit_temperature(logits: &[Vec<f32>], truth: &[usize], log_prior: &[f32]) 
             fd = f(d);
         }
     }
-    ((a + b) / 2.0).exp()
+    ((a + b) / 2.0).exp() as f32
 }
 
 /// The "Unknown" rule: the largest threshold `t` such that validation predictions with
@@ -442,7 +476,11 @@ mod tests {
             logits.push(base.iter().map(|v| v * 3.0).collect());
             truth.push(t);
         }
-        let t = fit_temperature(&logits, &truth, &[]);
+        let ones = vec![1.0; truth.len()];
+        let t = fit_temperature(&logits, &truth, &ones, |temperature| Calibration {
+            temperature,
+            ..Default::default()
+        });
         assert!((t - 3.0).abs() < 0.3, "fitted {t}");
     }
 

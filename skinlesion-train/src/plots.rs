@@ -118,7 +118,10 @@ pub fn reliability_diagram(
     let root = BitMapBackend::new(path, (640, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("Reliability diagram", ("sans-serif", 20))
+        .caption(
+            "Reliability diagram (every class weighted equally)",
+            ("sans-serif", 20),
+        )
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(55)
@@ -127,7 +130,7 @@ pub fn reliability_diagram(
     chart
         .configure_mesh()
         .x_desc("confidence (top probability)")
-        .y_desc("accuracy")
+        .y_desc("class-balanced accuracy")
         .label_style(("sans-serif", 13))
         .draw()
         .map_err(plot_error)?;

@@ -470,8 +470,9 @@ fn training_and_serving_apply_one_calibration_to_real_logits() {
         .map(|s| classes.iter().position(|c| *c == s.class).unwrap())
         .collect();
     // Train side: a calibration fitted here (melanoma bias and Unknown threshold included).
-    let fitted = skinlesion_train::train::calibrate(&rows, &truth, &truth, &classes, 0.9);
-    assert!(fitted.unknown_threshold > 0.0 || !fitted.decision_bias.is_empty());
+    let fitted = skinlesion_train::train::calibrate(&rows, &truth, &classes, 0.9);
+    assert!(fitted.unknown_threshold > 0.0 || !fitted.log_prior.is_empty());
+    assert!(fitted.decision_bias.is_empty());
 
     // Serve side: the shipped network under that calibration.
     let dir = tempfile::tempdir().unwrap();
@@ -488,10 +489,11 @@ fn training_and_serving_apply_one_calibration_to_real_logits() {
     let served = refit.predictions_from_logits(&logits).unwrap();
     let mut nll = 0.0;
     for ((row, p), &t) in rows.iter().zip(&served).zip(&truth) {
-        assert_eq!(*p, fitted.prediction(&classes, row));
+        assert_eq!(*p, fitted.prediction(&classes, row, None));
         nll -= f64::from(p.probability(classes[t]).unwrap()).ln();
     }
-    let fitted_nll = skinlesion_train::metrics::nll(&rows, &truth, &fitted);
+    let ones = vec![1.0; rows.len()];
+    let fitted_nll = skinlesion_train::metrics::nll(&rows, &truth, &ones, &fitted);
     assert!((nll / rows.len() as f64 - fitted_nll).abs() < 1e-6);
 }
 
@@ -536,6 +538,28 @@ fn a_short_fine_tune_of_the_pretrained_backbone_yields_a_loadable_model() {
     let image = &skinlesion_core::testing::ham10000_sample("test", 1)[0];
     let prediction = classifier.classify_path(&image.path).unwrap();
     assert_eq!(prediction.probabilities().len(), 4);
+    // The gate is traced in: the network scores each image, the manifest holds the threshold.
+    let gate = outcome
+        .metadata
+        .calibration
+        .dermoscopy_gate
+        .clone()
+        .unwrap();
+    assert_eq!(gate.score, skinlesion_core::GateScore::Mahalanobis);
+    assert!(gate.threshold.is_finite() && gate.threshold > 0.0);
+    assert!(prediction.ood_score().is_some_and(f32::is_finite));
+    // A flat grey frame is far from every training lesion.
+    let grey = skinlesion_core::image::DynamicImage::ImageRgb8(
+        skinlesion_core::image::RgbImage::from_pixel(80, 80, [128, 128, 128].into()),
+    );
+    let refused = classifier.classify(&grey).unwrap();
+    assert_eq!(
+        refused.unknown_reason(),
+        Some(skinlesion_core::UnknownReason::NotDermoscopy),
+        "score {:?} over {}",
+        refused.ood_score(),
+        gate.threshold
+    );
 
     let start: std::collections::HashMap<String, _> =
         skinlesion_core::tch::Tensor::read_safetensors(&weights)

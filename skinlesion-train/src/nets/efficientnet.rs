@@ -232,6 +232,13 @@ impl EfficientNetLite0 {
     }
 }
 
+impl EfficientNetLite0 {
+    /// The logits of pooled features, in evaluation mode.
+    pub fn classify_features(&self, features: &Tensor) -> Tensor {
+        features.apply(&self.fc)
+    }
+}
+
 impl ModuleT for EfficientNetLite0 {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         self.features_t(x, train)

@@ -42,6 +42,13 @@ pub trait Net: ModuleT {
     /// Folds batch norms into the preceding convolutions for inference (answers unchanged in
     /// evaluation mode); a no-op where there is nothing to fold.
     fn fold_batch_norm(&mut self) {}
+
+    /// Evaluation-mode logits and the pooled features the classifier reads them from, from
+    /// one pass; `None` for a network that does not expose its features (it gets no
+    /// dermoscopy gate).
+    fn logits_and_features(&self, _x: &Tensor) -> Option<(Tensor, Tensor)> {
+        None
+    }
 }
 
 impl Net for nn::SequentialT {}
@@ -50,6 +57,11 @@ impl Net for nn::FuncT<'_> {}
 impl Net for efficientnet::EfficientNetLite0 {
     fn fold_batch_norm(&mut self) {
         efficientnet::EfficientNetLite0::fold_batch_norm(self)
+    }
+
+    fn logits_and_features(&self, x: &Tensor) -> Option<(Tensor, Tensor)> {
+        let features = self.features_t(x, false);
+        Some((self.classify_features(&features), features))
     }
 }
 
@@ -180,15 +192,31 @@ impl Net for MirrorAveraged {
     fn fold_batch_norm(&mut self) {
         self.0.fold_batch_norm()
     }
+
+    /// The mean features of both views (whose logits, the classifier being linear, are the
+    /// mean logits).
+    fn logits_and_features(&self, x: &Tensor) -> Option<(Tensor, Tensor)> {
+        let (logits, features) = self.0.logits_and_features(&Self::both(x))?;
+        Some((Self::mean_of_views(&logits), Self::mean_of_views(&features)))
+    }
+}
+
+impl MirrorAveraged {
+    fn both(x: &Tensor) -> Tensor {
+        Tensor::cat(&[x, &x.flip([3])], 0)
+    }
+
+    /// The mean over the two halves of a doubled batch's N'×K output.
+    fn mean_of_views(y: &Tensor) -> Tensor {
+        // `view` with -1 keeps the batch size symbolic in a trace (`size()` would bake it in).
+        let width = y.size()[1];
+        y.view([2, -1, width]).mean_dim(0, false, None)
+    }
 }
 
 impl ModuleT for MirrorAveraged {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let both = Tensor::cat(&[x, &x.flip([3])], 0);
-        let logits = self.0.forward_t(&both, train);
-        // `view` with -1 keeps the batch size symbolic in a trace (`size()` would bake it in).
-        let classes = logits.size()[1];
-        logits.view([2, -1, classes]).mean_dim(0, false, None)
+        Self::mean_of_views(&self.0.forward_t(&Self::both(x), train))
     }
 }
 

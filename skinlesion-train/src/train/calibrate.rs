@@ -5,42 +5,43 @@ use skinlesion_core::{Calibration, LesionClass};
 
 use crate::metrics;
 
-/// Fits the calibration on validation logits: the log training prior undoes the balanced
-/// loss's prior shift, the temperature minimises NLL, the melanoma decision bias is the
-/// smallest that finds `melanoma_sensitivity` of validation melanomas, and the Unknown
-/// threshold follows the rule of [`metrics::unknown_threshold`] on the calibrated confidence
-/// of each answer.
+/// Fits the calibration on validation logits of a network trained with a class-balanced loss.
+///
+/// The operating point comes first: melanoma's log prior is the smallest offset to its logit
+/// that finds `melanoma_sensitivity` of validation melanomas (every other class 0, so the
+/// probabilities are balanced). The temperature then minimises the class-balanced NLL of
+/// `softmax((logits + offset) / T)`: probabilities calibrated for a population where every
+/// lesion type is equally common, whose most probable class is the answer. The Unknown
+/// threshold follows the rule of [`metrics::unknown_threshold`] on that answer's probability.
 pub fn calibrate(
     val_logits: &[Vec<f32>],
     val_truth: &[usize],
-    train_truth: &[usize],
     classes: &[LesionClass],
     melanoma_sensitivity: f64,
 ) -> Calibration {
-    let log_prior = log_prior(train_truth, classes.len());
-    let temperature = metrics::fit_temperature(val_logits, val_truth, &log_prior);
-    let mut decision_bias = vec![0f32; classes.len()];
+    let mut offset = vec![0f32; classes.len()];
     if let Some(mel) = classes.iter().position(|&c| c == LesionClass::Melanoma) {
-        decision_bias[mel] =
-            metrics::bias_for_recall(val_logits, val_truth, mel, melanoma_sensitivity);
+        offset[mel] = metrics::bias_for_recall(val_logits, val_truth, mel, melanoma_sensitivity);
     }
-    let mut calibration = Calibration {
-        temperature: temperature as f32,
-        unknown_threshold: 0.0,
-        log_prior,
-        decision_bias,
+    let at = |temperature: f32| Calibration {
+        temperature,
+        log_prior: match offset.iter().all(|&o| o == 0.0) {
+            true => Vec::new(),
+            false => offset.iter().map(|o| o / temperature).collect(),
+        },
+        ..Default::default()
     };
-    if calibration.decision_bias.iter().all(|&b| b == 0.0) {
-        calibration.decision_bias.clear();
-    }
-    let mut raw = Vec::new();
+    let weights = metrics::class_balanced_weights(val_truth, classes.len());
+    let temperature = metrics::fit_temperature(val_logits, val_truth, &weights, at);
+    let mut calibration = at(temperature);
     let mut decisions = Vec::new();
+    let mut raw = Vec::new();
     let (confidence, correct): (Vec<f64>, Vec<bool>) = val_logits
         .iter()
         .zip(val_truth)
         .map(|(l, &t)| {
             // The library's own rule, so that what is fitted here is what is served.
-            let prediction = calibration.prediction(classes, l);
+            let prediction = calibration.prediction(classes, l, None);
             let decision = calibration.decision(l);
             decisions.push(decision);
             raw.push(metrics::softmax(l, 1.0)[decision]);
@@ -55,18 +56,14 @@ pub fn calibrate(
     );
     calibration.unknown_threshold = threshold as f32;
     let matrix = metrics::confusion(val_truth, &decisions, classes.len());
+    let ece = |c: &[f64]| metrics::expected_calibration_error(c, &correct, &weights, 15);
     eprintln!(
-        "calibration on val: temperature {temperature:.3} with the log training prior, melanoma \
-         decision bias {:.3}, Unknown below {threshold:.3}; val balanced accuracy {:.4}, ECE \
-         {:.4} -> {:.4}",
-        calibration
-            .decision_bias
-            .iter()
-            .copied()
-            .fold(0f32, f32::max),
+        "calibration on val: temperature {temperature:.3}, melanoma offset {:.3}, Unknown below \
+         {threshold:.3}; val balanced accuracy {:.4}, class-balanced ECE {:.4} -> {:.4}",
+        offset.iter().copied().fold(0f32, f32::max),
         metrics::balanced_accuracy(&matrix),
-        metrics::expected_calibration_error(&raw, &correct, 15),
-        metrics::expected_calibration_error(&confidence, &correct, 15)
+        ece(&raw),
+        ece(&confidence)
     );
     calibration
 }
@@ -101,6 +98,32 @@ mod tests {
         let expected = [4.0f32 / 7.0, 2.0 / 7.0, 1.0 / 7.0].map(f32::ln);
         for (a, b) in p.iter().zip(expected) {
             assert!((a - b).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn the_answer_is_the_most_probable_class_at_the_operating_point() {
+        use LesionClass::*;
+        let classes = [Melanoma, MelanocyticNevi];
+        // Melanomas whose logit trails the nevus logit: an offset must find 3 of 4.
+        let logits: Vec<Vec<f32>> = [[0.0, 1.0], [0.5, 1.0], [0.9, 1.0], [2.0, 0.0]]
+            .iter()
+            .chain(&[[0.0, 3.0], [0.2, 2.5], [0.1, 2.0], [1.0, 1.2]])
+            .map(|r| r.to_vec())
+            .collect();
+        let truth = [0, 0, 0, 0, 1, 1, 1, 1];
+        let c = calibrate(&logits, &truth, &classes, 0.75);
+        assert!(c.decision_bias.is_empty() && c.log_prior[0] > 0.0 && c.log_prior[1] == 0.0);
+        let found = (0..4).filter(|&i| c.decision(&logits[i]) == 0).count();
+        assert_eq!(found, 3);
+        for row in &logits {
+            let p = c.prediction(&classes, row, None);
+            let top = p
+                .probabilities()
+                .iter()
+                .copied()
+                .reduce(|a, b| if b.1 > a.1 { b } else { a });
+            assert_eq!(Some(p.best_guess()), top.map(|(class, _)| class));
         }
     }
 }

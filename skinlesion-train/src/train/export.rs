@@ -14,6 +14,7 @@ use skinlesion_core::{Calibration, Classifier, InputSpec, LesionClass, PreparedI
 use super::calibrate::{UNKNOWN_MAX_ABSTAIN, UNKNOWN_MIN_ACCURACY};
 use super::checkpoint::TrainState;
 use super::config::TrainConfig;
+use super::gate::{Mahalanobis, SHRINKAGE, VAL_REFUSED};
 
 /// What an export needs: the run, its result and the network to trace.
 pub struct Export<'a> {
@@ -25,6 +26,9 @@ pub struct Export<'a> {
     /// The network as exported (with mirror averaging when asked for), in evaluation mode;
     /// its batch norms are folded for the export.
     pub net: &'a mut dyn Net,
+    /// The dermoscopy gate, traced in as the network's second output (the calibration holds
+    /// its threshold).
+    pub gate: Option<Mahalanobis>,
     /// Validation images: one traces the network, a few check the written artifact.
     pub val_images: &'a Tensor,
 }
@@ -33,9 +37,9 @@ pub struct Export<'a> {
 /// checks that the library, loading it, reproduces the trained network.
 pub fn export(e: Export<'_>) -> Result<ModelMetadata> {
     let check = e.val_images.narrow(0, 0, e.val_images.size()[0].min(16));
-    let expected = tch::no_grad(|| e.net.forward_t(&check, false));
+    let expected = tch::no_grad(|| run(e.net, e.gate.as_ref(), &check));
     e.net.fold_batch_norm();
-    let module = trace(e.net, &e.val_images.narrow(0, 0, 1))?;
+    let module = trace(e.net, e.gate.as_ref(), &e.val_images.narrow(0, 0, 1))?;
     let metadata = ModelMetadata {
         format: MANIFEST_FORMAT.into(),
         name: e.config.model_name.clone(),
@@ -64,13 +68,24 @@ pub fn export(e: Export<'_>) -> Result<ModelMetadata> {
     Ok(metadata)
 }
 
-fn trace(net: &dyn Net, example: &Tensor) -> Result<CModule> {
+/// What the exported network returns: N×C logits, then with a gate its score as one more
+/// column (a traced module has a single output).
+fn run(net: &dyn Net, gate: Option<&Mahalanobis>, x: &Tensor) -> Tensor {
+    match gate.zip(net.logits_and_features(x)) {
+        Some((gate, (logits, features))) => {
+            Tensor::cat(&[logits, gate.scores(&features).unsqueeze(1)], 1)
+        }
+        None => net.forward_t(x, false),
+    }
+}
+
+fn trace(net: &dyn Net, gate: Option<&Mahalanobis>, example: &Tensor) -> Result<CModule> {
     Ok(tch::no_grad(|| {
         CModule::create_by_tracing(
             "SkinLesionNet",
             "forward",
             &[example.shallow_clone()],
-            &mut |xs| vec![net.forward_t(&xs[0], false)],
+            &mut |xs| vec![run(net, gate, &xs[0])],
         )
     })?)
 }
@@ -101,11 +116,21 @@ fn provenance(
             UNKNOWN_MAX_ABSTAIN * 100.0
         )),
     );
+    provenance.insert(
+        "dermoscopy_gate_rule".into(),
+        serde_json::json!(format!(
+            "Unknown (not dermoscopy) when the smallest squared Mahalanobis distance of the pooled \
+             features to a training class mean (shared covariance, shrunk by {SHRINKAGE} of the \
+             mean variance) is above the threshold that {:.0}% of validation images exceed",
+            VAL_REFUSED * 100.0
+        )),
+    );
     Ok(provenance)
 }
 
 /// The exported artifact, loaded through the library, must reproduce the trained network's
-/// `expected` logits for the images `batch` (folding and tracing change no answer).
+/// `expected` logits (and gate scores) for the images `batch`: folding and tracing change no
+/// answer.
 fn check_reproduces(expected: &Tensor, batch: &Tensor, manifest: &Path) -> Result<()> {
     let classifier = Classifier::builder(manifest)
         .device(skinlesion_core::Device::Cpu)
@@ -113,10 +138,24 @@ fn check_reproduces(expected: &Tensor, batch: &Tensor, manifest: &Path) -> Resul
     let prepared: Vec<_> = (0..batch.size()[0])
         .map(|i| PreparedImage::from_tensor(batch.narrow(0, i, 1)))
         .collect();
-    let exported = classifier.logits(&prepared)?;
-    let diff = (expected - exported).abs().max().double_value(&[]);
+    let exported = classifier.forward(&prepared)?;
+    let classes = exported.logits.size()[1];
+    let diff = (expected.narrow(1, 0, classes) - exported.logits)
+        .abs()
+        .max()
+        .double_value(&[]);
     if diff > 1e-4 {
-        bail!("the exported model differs from the trained one by {diff}");
+        bail!("the exported model's logits differ from the trained one's by {diff}");
+    }
+    if let Some(got) = exported.gate_scores {
+        let want = expected.select(1, classes);
+        // Distances in the thousands: compare relative to their size.
+        let diff = ((&want - &got).abs() / (want.abs() + 1.0))
+            .max()
+            .double_value(&[]);
+        if diff > 1e-3 {
+            bail!("the exported model's gate scores differ from the trained one's by {diff}");
+        }
     }
     Ok(())
 }

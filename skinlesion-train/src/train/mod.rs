@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod ema;
 pub mod export;
+pub mod gate;
 pub mod optim;
 
 use std::time::Instant;
@@ -326,16 +327,27 @@ impl<'a> Trainer<'a> {
             true => Box::new(MirrorAveraged(net)),
             false => net,
         };
-        let val_logits = logits(net.as_ref(), &self.val_set.images, best.device());
+        let (val_logits, val_features) = outputs(net.as_ref(), &self.val_set.images, best.device());
+        let gate = match val_features {
+            Some(features) => Some(fit_gate(
+                config,
+                &self.classes,
+                &self.test_spec,
+                net.as_ref(),
+                best.device(),
+                &features,
+            )?),
+            None => None,
+        };
         // Exported models are traced on the CPU, where every interface loads them.
         best.set_device(Device::Cpu);
-        let calibration = calibrate(
+        let mut calibration = calibrate(
             &val_logits,
             &self.val_set.truth,
-            &self.train_set.truth,
             &self.classes,
             config.melanoma_sensitivity,
         );
+        calibration.dermoscopy_gate = gate.as_ref().map(|(_, g)| g.clone());
         state.seconds = self.previous_seconds + self.started.elapsed().as_secs_f64();
         let metadata = export::export(export::Export {
             config,
@@ -344,10 +356,45 @@ impl<'a> Trainer<'a> {
             calibration,
             state: &state,
             net: net.as_mut(),
+            gate: gate.map(|(m, _)| m),
             val_images: &self.val_set.images,
         })?;
         Ok(TrainOutcome { metadata, state })
     }
+}
+
+/// Fits the dermoscopy gate on features of up to [`gate::PER_CLASS`] training images per class
+/// (read again at the exported input size) and sets its threshold on `val_features`.
+fn fit_gate(
+    config: &TrainConfig,
+    classes: &[LesionClass],
+    spec: &InputSpec,
+    net: &dyn Net,
+    device: Device,
+    val_features: &Tensor,
+) -> Result<(gate::Mahalanobis, skinlesion_core::DermoscopyGate)> {
+    let (mut samples, _) = read_splits(config)?;
+    let mut taken = std::collections::HashMap::new();
+    samples.retain(|s| {
+        let n = taken.entry(s.label.clone()).or_insert(0);
+        *n += 1;
+        *n <= gate::PER_CLASS
+    });
+    let set = Split::load(&samples, classes, spec)?;
+    let (_, features) = outputs(net, &set.images, device);
+    let features = features.context("the network lost its features")?;
+    let mahalanobis = gate::Mahalanobis::fit(&features, &set.truth)?;
+    let val_scores = Vec::<f32>::try_from(mahalanobis.scores(val_features))?;
+    let fitted = mahalanobis.gate(&val_scores);
+    eprintln!(
+        "dermoscopy gate: fitted on {} training images; refuses scores above {:.1} ({:.1}% of \
+         val)",
+        samples.len(),
+        fitted.threshold,
+        100.0 * val_scores.iter().filter(|&&s| s > fitted.threshold).count() as f64
+            / val_scores.len().max(1) as f64
+    );
+    Ok((mahalanobis, fitted))
 }
 
 /// The `train` and `val` rows of the labels file (the first `max_train_images` of train).
@@ -416,6 +463,40 @@ fn argmax_f32(values: &[f32]) -> usize {
     metrics::argmax(&values.iter().map(|&v| f64::from(v)).collect::<Vec<_>>())
 }
 
+/// Logits of the network (evaluation mode) for every image, in chunks, with its pooled features
+/// (N×D, on the CPU) if it exposes them.
+fn outputs(net: &dyn Net, images: &Tensor, device: Device) -> (Vec<Vec<f32>>, Option<Tensor>) {
+    let chunk = 128;
+    let n = images.size()[0];
+    let mut logits = Vec::with_capacity(n as usize);
+    let mut features = Vec::new();
+    tch::no_grad(|| {
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            let batch = images.narrow(0, start, len).to_device(device);
+            let l = match net.logits_and_features(&batch) {
+                Some((l, f)) => {
+                    features.push(f.to_device(Device::Cpu));
+                    l
+                }
+                None => net.forward_t(&batch, false),
+            };
+            logits.extend(rows(&l.to_device(Device::Cpu)));
+            start += len;
+        }
+    });
+    let features = (!features.is_empty()).then(|| Tensor::cat(&features, 0));
+    (logits, features)
+}
+
+/// The rows of an N×C tensor.
+fn rows(t: &Tensor) -> Vec<Vec<f32>> {
+    let width = t.size()[1] as usize;
+    let flat = Vec::<f32>::try_from(t.flatten(0, -1)).expect("float rows");
+    flat.chunks(width).map(<[f32]>::to_vec).collect()
+}
+
 /// Logits of the network (evaluation mode) for every image, in chunks.
 fn logits(net: &dyn ModuleT, images: &Tensor, device: Device) -> Vec<Vec<f32>> {
     let chunk = 128;
@@ -426,10 +507,7 @@ fn logits(net: &dyn ModuleT, images: &Tensor, device: Device) -> Vec<Vec<f32>> {
         while start < n {
             let len = chunk.min(n - start);
             let batch = images.narrow(0, start, len).to_device(device);
-            let l = net.forward_t(&batch, false).to_device(Device::Cpu);
-            let classes = l.size()[1] as usize;
-            let flat = Vec::<f32>::try_from(l.flatten(0, -1)).expect("float logits");
-            out.extend(flat.chunks(classes).map(<[f32]>::to_vec));
+            out.extend(rows(&net.forward_t(&batch, false).to_device(Device::Cpu)));
             start += len;
         }
     });
