@@ -13,6 +13,11 @@ Nothing is downloaded. Two families, each in its own folder with a `files.txt`:
   (the colours of a lesion without its structure).
 
 Generated images are seeded, so the set is the same on every machine.
+
+    python make_images.py --fixtures OUT_DIR
+
+writes the small copies of public-domain / CC0 photos that the workspace's tests read
+(skinlesion-core/tests/data/not-dermoscopy), so that tests need no scikit-image.
 """
 
 import csv
@@ -31,6 +36,11 @@ NATURAL = [
     "retina.jpg", "rocket.jpg", "text.png",
 ]
 FACES = 50
+# Public domain or CC0 (see each function's docstring in skimage.data), for the test fixtures.
+FIXTURES = [
+    "astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "grass.png",
+    "gravel.png", "hubble_deep_field.jpg", "ihc.png", "retina.jpg", "rocket.jpg",
+]
 SIDE = 192
 
 
@@ -117,7 +127,21 @@ def save(image: Image.Image, path: Path) -> str:
     return path.name
 
 
+def fixtures(out: Path) -> None:
+    data = resources.files("skimage") / "data"
+    out.mkdir(parents=True, exist_ok=True)
+    for file in FIXTURES:
+        with resources.as_file(data / file) as path:
+            image = rgb(Image.open(path))
+        image.thumbnail((256, 256))
+        image.save(out / (file.rsplit(".", 1)[0] + ".jpg"), quality=90)
+    print(f"{len(FIXTURES)} fixtures in {out}")
+
+
 def main() -> None:
+    if sys.argv[1] == "--fixtures":
+        fixtures(Path(sys.argv[2]))
+        return
     labels, images, out = (Path(a) for a in sys.argv[1:4])
     for family, make in (("natural", natural), ("generated", lambda o: generated(o, labels, images))):
         folder = out / family

@@ -3,8 +3,10 @@
  *
  *   classify MODEL.json IMAGE...
  *
- * prints one line per image: path, ISIC code, display name, calibrated confidence, and whether
- * the answer is a cancer. Research and education only: not a medical device.
+ * prints one line per image: path, ISIC code, display name, calibrated confidence, whether
+ * the answer is a cancer, and why it is Unknown ("-" when it is not; "not_dermoscopy" when the
+ * image does not look like dermoscopy at all). Research and education only: not a medical
+ * device.
  *
  * Build (from the repository, after `cargo build -p skinlesion-ffi`):
  *   cc examples/c/classify.c $(PKG_CONFIG_PATH=target/debug pkg-config --cflags --libs skinlesion)
@@ -68,9 +70,10 @@ int main(int argc, char **argv) {
       failures++;
       continue;
     }
-    printf("%s\t%s\t%s\t%.6f\t%s\n", argv[i], skinlesion_class_code(prediction.lesion_class),
+    const char *reason = skinlesion_unknown_reason_code(prediction.unknown_reason);
+    printf("%s\t%s\t%s\t%.6f\t%s\t%s\n", argv[i], skinlesion_class_code(prediction.lesion_class),
            skinlesion_class_name(prediction.lesion_class), prediction.confidence,
-           prediction.is_cancerous ? "cancerous" : "not cancerous");
+           prediction.is_cancerous ? "cancerous" : "not cancerous", *reason ? reason : "-");
   }
 
   skinlesion_classifier_free(classifier);

@@ -125,7 +125,9 @@ int main(int argc, char **argv) {
       std::snprintf(confidence, sizeof confidence, "%.6f", p.confidence);
       std::cout << paths[i] << '\t' << skinlesion_class_code(p.lesion_class) << '\t'
                 << skinlesion_class_name(p.lesion_class) << '\t' << confidence << '\t'
-                << (p.is_cancerous ? "cancerous" : "not cancerous") << '\n';
+                << (p.is_cancerous ? "cancerous" : "not cancerous") << '\t';
+      const std::string reason = skinlesion_unknown_reason_code(p.unknown_reason);
+      std::cout << (reason.empty() ? "-" : reason) << '\n';
     }
     return failures ? 1 : 0;
   } catch (const std::exception &e) {

@@ -199,7 +199,7 @@ pub enum ImageInput<'a> {
 /// ```no_run
 /// use skinlesion_core::{Classifier, Device};
 ///
-/// let classifier = Classifier::builder("models/skinlesion-v4.json")
+/// let classifier = Classifier::builder("models/skinlesion-v4.1.json")
 ///     .device(Device::Cpu)
 ///     .build()?;
 /// let prediction = classifier.classify_path("lesion.jpg")?;

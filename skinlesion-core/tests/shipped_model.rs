@@ -1,65 +1,193 @@
-//! The shipped model: its checksum verifies, and it classifies a fixed handful of `test`-split
-//! images exactly as recorded when it was trained (so an accidental change to the model, the
-//! preprocessing or the calibration cannot go unnoticed).
+//! The shipped model: its checksum verifies, it classifies a fixed handful of `test`-split
+//! images exactly as recorded when it was shipped (so an accidental change to the model, the
+//! preprocessing or the calibration cannot go unnoticed), every answer over the whole `test`
+//! split tells one story, and its dermoscopy gate refuses what is not dermoscopy.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use skinlesion_core::image::{DynamicImage, RgbImage};
 use skinlesion_core::model::sha256_hex;
-use skinlesion_core::testing::ham10000_dir;
-use skinlesion_core::{Classifier, Device, LesionClass};
+use skinlesion_core::testing::{ham10000_dir, ham10000_images, noise};
+use skinlesion_core::{Classifier, Device, LesionClass, Prediction, UnknownReason};
 
 use skinlesion_core::testing::shipped_model as manifest;
 
-/// SHA-256 of `models/skinlesion-v4.pt`, recorded when the model was shipped.
-const WEIGHTS_SHA256: &str = "0a93f7279619950f6dbc31e1fd275d1c42fd033f7aced5dee8c6a918114e6e44";
+/// SHA-256 of `models/skinlesion-v4.1.pt`, recorded when the model was shipped.
+const WEIGHTS_SHA256: &str = "be40f72e41eb2707df7f6a0b83a758a483e4c05fbe10d7cdd5313fc2a40d8213";
 
-/// (image id, answer, best guess, confidence), recorded with `skinlesion-train evaluate` (predictions.csv) when the model was shipped.
-const RECORDED: &[(&str, &str, &str, f32)] = &[
-    ("ISIC_0024307", "NV", "NV", 0.976265),
-    ("ISIC_0024312", "SCC", "SCC", 0.185000),
-    ("ISIC_0024403", "MEL", "MEL", 0.169222),
-    ("ISIC_0024418", "MEL", "MEL", 0.146030),
-    ("ISIC_0024449", "MEL", "MEL", 0.753413),
-    ("ISIC_0024948", "AK", "AK", 0.143277),
-    ("ISIC_0025250", "VASC", "VASC", 0.901319),
-    ("ISIC_0025302", "DF", "DF", 0.178803),
-    ("ISIC_0024406", "UNK", "MEL", 0.029114),
+/// (image id, answer, best guess, confidence, Unknown reason), recorded with `skinlesion-train
+/// evaluate` (predictions.csv) when the model was shipped.
+const RECORDED: &[(&str, &str, &str, f32, &str)] = &[
+    ("ISIC_0024307", "NV", "NV", 0.516701, ""),
+    ("ISIC_0024312", "SCC", "SCC", 0.347250, ""),
+    ("ISIC_0024403", "MEL", "MEL", 0.408389, ""),
+    ("ISIC_0024418", "MEL", "MEL", 0.609800, ""),
+    ("ISIC_0024449", "MEL", "MEL", 0.892814, ""),
+    ("ISIC_0024948", "AK", "AK", 0.500305, ""),
+    ("ISIC_0025250", "VASC", "VASC", 0.965411, ""),
+    ("ISIC_0025302", "DF", "DF", 0.631234, ""),
+    ("ISIC_0024364", "UNK", "NV", 0.303165, "low_confidence"),
+    ("ISIC_0024378", "UNK", "NV", 0.420740, "not_dermoscopy"),
 ];
+
+fn classifier() -> Classifier {
+    Classifier::builder(manifest())
+        .device(Device::Cpu)
+        .build()
+        .expect("the shipped model loads and verifies its checksum")
+}
 
 #[test]
 fn shipped_model_verifies_and_classifies_as_recorded() {
-    let classifier = Classifier::builder(manifest())
-        .device(Device::Cpu)
-        .build()
-        .expect("the shipped model loads and verifies its checksum");
+    let classifier = classifier();
     let meta = classifier.metadata();
     assert_eq!(meta.weights.sha256, WEIGHTS_SHA256);
     let weights = std::fs::read(manifest().with_extension("pt")).unwrap();
     assert_eq!(sha256_hex(&weights), WEIGHTS_SHA256);
     assert_eq!(classifier.classes(), LesionClass::DIAGNOSES);
-    assert!(meta.calibration.temperature > 0.0);
-    assert_eq!(meta.calibration.log_prior.len(), 8);
-    // The melanoma operating point (see the model card): only melanoma's decision is shifted.
-    let bias = &meta.calibration.decision_bias;
-    assert_eq!(bias.len(), 8);
-    for (class, b) in classifier.classes().iter().zip(bias) {
-        assert_eq!(*b > 0.0, *class == LesionClass::Melanoma, "{class:?}: {b}");
+    let calibration = &meta.calibration;
+    assert!(calibration.temperature > 0.0 && calibration.decision_bias.is_empty());
+    // The melanoma operating point (see the model card): only melanoma's prior is raised.
+    assert_eq!(calibration.log_prior.len(), 8);
+    for (class, p) in classifier.classes().iter().zip(&calibration.log_prior) {
+        assert_eq!(*p > 0.0, *class == LesionClass::Melanoma, "{class:?}: {p}");
     }
+    assert!(calibration.dermoscopy_gate.is_some());
 
     let paths: Vec<PathBuf> = RECORDED
         .iter()
         .map(|(id, ..)| ham10000_dir().join(format!("images/{id}.jpg")))
         .collect();
-    for ((id, answer, best_guess, confidence), result) in
+    for ((id, answer, best_guess, confidence, reason), result) in
         RECORDED.iter().zip(classifier.classify_batch_paths(&paths))
     {
         let p = result.unwrap();
         assert_eq!(p.class().code(), *answer, "{id}");
         assert_eq!(p.best_guess().code(), *best_guess, "{id}");
+        assert_eq!(p.unknown_reason().map_or("", |r| r.code()), *reason, "{id}");
         assert!(
             (p.confidence() - confidence).abs() < 1e-4,
             "{id}: {} vs {confidence}",
             p.confidence()
         );
+    }
+}
+
+fn most_probable(p: &Prediction) -> LesionClass {
+    p.probabilities()
+        .iter()
+        .copied()
+        .reduce(|best, next| if next.1 > best.1 { next } else { best })
+        .unwrap()
+        .0
+}
+
+/// Over every `test` image: the best guess (the answer, unless Unknown) is the most probable
+/// class shown and its confidence is that probability; and the gate accepts the dermoscopy.
+#[test]
+fn every_test_answer_is_the_top_probability_and_the_gate_accepts_test_dermoscopy() {
+    let classifier = classifier();
+    let test: Vec<PathBuf> = ham10000_images()
+        .into_iter()
+        .filter(|i| i.split == "test")
+        .map(|i| i.path)
+        .collect();
+    let mut refused = 0;
+    for chunk in test.chunks(64) {
+        for (path, result) in chunk.iter().zip(classifier.classify_batch_paths(chunk)) {
+            let p = result.unwrap();
+            assert_eq!(p.best_guess(), most_probable(&p), "{}", path.display());
+            assert_eq!(Some(p.confidence()), p.probability(p.best_guess()));
+            if !p.is_unknown() {
+                assert_eq!(p.class(), p.best_guess());
+            }
+            refused += usize::from(p.unknown_reason() == Some(UnknownReason::NotDermoscopy));
+        }
+    }
+    // Measured when shipped: 85 of 1469 (5.8%; the target is 5%, see the model card). The
+    // bound catches a gate that drifts, not the target.
+    let share = refused as f64 / test.len() as f64;
+    assert!(
+        share <= 0.065,
+        "the gate refused {refused} of {} test lesions",
+        test.len()
+    );
+}
+
+fn assert_refused(p: &Prediction, what: &str) {
+    assert_eq!(
+        p.unknown_reason(),
+        Some(UnknownReason::NotDermoscopy),
+        "{what}: {p:?}"
+    );
+    assert!(p.is_unknown() && !p.is_cancerous(), "{what}");
+}
+
+#[test]
+fn the_gate_refuses_photographs_that_are_not_dermoscopy() {
+    let classifier = classifier();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/not-dermoscopy");
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .collect();
+    photos.sort();
+    assert!(photos.len() >= 10, "{}", dir.display());
+    for (photo, result) in photos.iter().zip(classifier.classify_batch_paths(&photos)) {
+        assert_refused(&result.unwrap(), &photo.display().to_string());
+    }
+}
+
+#[test]
+fn the_gate_refuses_generated_images() {
+    let classifier = classifier();
+    let side = 192;
+    let solid = |rgb: [u8; 3]| RgbImage::from_pixel(side, side, rgb.into());
+    let mut images = vec![
+        ("black", solid([0, 0, 0])),
+        ("white", solid([255, 255, 255])),
+        ("skin-coloured", solid([200, 150, 130])),
+        ("red", solid([200, 30, 40])),
+        (
+            "noise",
+            RgbImage::from_raw(side, side, noise((side * side * 3) as usize, 7)).unwrap(),
+        ),
+        (
+            "gradient",
+            RgbImage::from_fn(side, side, |x, y| [x as u8, y as u8, 128].into()),
+        ),
+        (
+            "checkerboard",
+            RgbImage::from_fn(side, side, |x, y| {
+                [if (x / 16 + y / 16) % 2 == 0 { 255 } else { 0 }; 3].into()
+            }),
+        ),
+    ];
+    // A real lesion's pixels in a scrambled order: its colours without its structure.
+    let lesion = skinlesion_core::image::open(ham10000_dir().join("images/ISIC_0024306.jpg"))
+        .unwrap()
+        .to_rgb8();
+    let (w, h) = lesion.dimensions();
+    let pixels: Vec<_> = lesion.pixels().copied().collect();
+    let order = noise(pixels.len() * 4, 11);
+    let mut shuffled = pixels.clone();
+    for i in (1..shuffled.len()).rev() {
+        let r = u32::from_le_bytes(order[4 * i..4 * i + 4].try_into().unwrap()) as usize;
+        shuffled.swap(i, r % (i + 1));
+    }
+    images.push((
+        "scrambled lesion",
+        RgbImage::from_fn(w, h, |x, y| shuffled[(y * w + x) as usize]),
+    ));
+    let decoded: Vec<DynamicImage> = images
+        .iter()
+        .map(|(_, i)| DynamicImage::ImageRgb8(i.clone()))
+        .collect();
+    for ((name, _), p) in images
+        .iter()
+        .zip(classifier.classify_batch(&decoded).unwrap())
+    {
+        assert_refused(&p, name);
     }
 }

@@ -124,6 +124,25 @@ typedef enum {
 } skinlesion_lesion_class;
 
 /**
+ * Why a prediction is UNKNOWN (`skinlesion_prediction.unknown_reason`).
+ */
+typedef enum {
+  /**
+   * The model answered a lesion class.
+   */
+  SKINLESION_UNKNOWN_REASON_NONE = 0,
+  /**
+   * The image does not look like dermoscopy of a skin lesion (the model's out-of-distribution
+   * gate refused it): its probabilities mean nothing and should not be shown.
+   */
+  SKINLESION_UNKNOWN_REASON_NOT_DERMOSCOPY = 1,
+  /**
+   * No lesion class is probable enough to name.
+   */
+  SKINLESION_UNKNOWN_REASON_LOW_CONFIDENCE = 2,
+} skinlesion_unknown_reason;
+
+/**
  * Channel layout of raw pixels (`skinlesion_raw_image.format`).
  */
 typedef enum {
@@ -158,8 +177,8 @@ typedef struct skinlesion_options skinlesion_options;
  */
 typedef struct {
   /**
-   * The answer: a trained class, or `SKINLESION_LESION_CLASS_UNKNOWN` when the calibrated
-   * confidence is below the model's threshold (the model abstains).
+   * The answer: a trained class, or `SKINLESION_LESION_CLASS_UNKNOWN` when the model abstains
+   * (see `unknown_reason`).
    */
   skinlesion_lesion_class lesion_class;
   /**
@@ -188,6 +207,16 @@ typedef struct {
    * Whether the model was trained on each diagnosis, indexed like `probabilities`.
    */
   bool has_probability[SKINLESION_DIAGNOSIS_COUNT];
+  /**
+   * Why the answer is UNKNOWN; `SKINLESION_UNKNOWN_REASON_NONE` when it is not.
+   */
+  skinlesion_unknown_reason unknown_reason;
+  /**
+   * The model's out-of-distribution score (larger: less like its training dermoscopy); only
+   * meaningful where `has_ood_score` is true (models without a gate have none).
+   */
+  float ood_score;
+  bool has_ood_score;
 } skinlesion_prediction;
 
 /**
@@ -241,6 +270,12 @@ size_t skinlesion_class_count(void);
  * The ISIC code of a class ("MEL"), or NULL for a value out of range.
  */
 const char *skinlesion_class_code(uint32_t lesion_class);
+
+/**
+ * The wire name of an abstention reason ("not_dermoscopy", "low_confidence"; "" for NONE, as
+ * in the HTTP API's `unknown_reason`), or NULL for a value out of range.
+ */
+const char *skinlesion_unknown_reason_code(uint32_t reason);
 
 /**
  * The display name of a class ("Melanoma"), or NULL for a value out of range.

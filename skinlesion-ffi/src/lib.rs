@@ -28,7 +28,7 @@ use std::sync::OnceLock;
 
 use skinlesion_core::{
     Classifier, Device, Error, ErrorKind, ImageInput, LesionClass, PixelFormat, Prediction,
-    RawPixels,
+    RawPixels, UnknownReason,
 };
 
 /// Number of diagnostic classes a model can be trained on (every class but UNKNOWN); the length
@@ -151,6 +151,29 @@ fn class_index(class: LesionClass) -> usize {
         .expect("every class is in ALL")
 }
 
+/// Why a prediction is UNKNOWN (`skinlesion_prediction.unknown_reason`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum skinlesion_unknown_reason {
+    /// The model answered a lesion class.
+    None = 0,
+    /// The image does not look like dermoscopy of a skin lesion (the model's out-of-distribution
+    /// gate refused it): its probabilities mean nothing and should not be shown.
+    NotDermoscopy = 1,
+    /// No lesion class is probable enough to name.
+    LowConfidence = 2,
+}
+
+impl From<Option<UnknownReason>> for skinlesion_unknown_reason {
+    fn from(reason: Option<UnknownReason>) -> Self {
+        match reason {
+            None => Self::None,
+            Some(UnknownReason::NotDermoscopy) => Self::NotDermoscopy,
+            Some(UnknownReason::LowConfidence) => Self::LowConfidence,
+        }
+    }
+}
+
 /// Channel layout of raw pixels (`skinlesion_raw_image.format`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,8 +191,8 @@ pub enum skinlesion_pixel_format {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct skinlesion_prediction {
-    /// The answer: a trained class, or `SKINLESION_LESION_CLASS_UNKNOWN` when the calibrated
-    /// confidence is below the model's threshold (the model abstains).
+    /// The answer: a trained class, or `SKINLESION_LESION_CLASS_UNKNOWN` when the model abstains
+    /// (see `unknown_reason`).
     pub lesion_class: skinlesion_lesion_class,
     /// The trained class the model chose, also when the answer is UNKNOWN.
     pub best_guess: skinlesion_lesion_class,
@@ -185,6 +208,12 @@ pub struct skinlesion_prediction {
     pub probabilities: [f32; SKINLESION_DIAGNOSIS_COUNT],
     /// Whether the model was trained on each diagnosis, indexed like `probabilities`.
     pub has_probability: [bool; SKINLESION_DIAGNOSIS_COUNT],
+    /// Why the answer is UNKNOWN; `SKINLESION_UNKNOWN_REASON_NONE` when it is not.
+    pub unknown_reason: skinlesion_unknown_reason,
+    /// The model's out-of-distribution score (larger: less like its training dermoscopy); only
+    /// meaningful where `has_ood_score` is true (models without a gate have none).
+    pub ood_score: f32,
+    pub has_ood_score: bool,
 }
 
 impl skinlesion_prediction {
@@ -197,6 +226,9 @@ impl skinlesion_prediction {
         is_unknown: true,
         probabilities: [0.0; SKINLESION_DIAGNOSIS_COUNT],
         has_probability: [false; SKINLESION_DIAGNOSIS_COUNT],
+        unknown_reason: skinlesion_unknown_reason::None,
+        ood_score: 0.0,
+        has_ood_score: false,
     };
 }
 
@@ -208,6 +240,9 @@ impl From<&Prediction> for skinlesion_prediction {
             confidence: p.confidence(),
             is_cancerous: p.is_cancerous(),
             is_unknown: p.is_unknown(),
+            unknown_reason: p.unknown_reason().into(),
+            ood_score: p.ood_score().unwrap_or(0.0),
+            has_ood_score: p.ood_score().is_some(),
             ..Self::NONE
         };
         for &(class, probability) in p.probabilities() {
@@ -428,6 +463,24 @@ pub extern "C" fn skinlesion_class_code(lesion_class: u32) -> *const c_char {
     class_at(lesion_class).map_or(std::ptr::null(), |c| {
         class_strings()[class_index(c)].0.as_ptr()
     })
+}
+
+/// The wire name of an abstention reason ("not_dermoscopy", "low_confidence"; "" for NONE, as
+/// in the HTTP API's `unknown_reason`), or NULL for a value out of range.
+#[no_mangle]
+pub extern "C" fn skinlesion_unknown_reason_code(reason: u32) -> *const c_char {
+    static CODES: OnceLock<[CString; 3]> = OnceLock::new();
+    let codes = CODES.get_or_init(|| {
+        [
+            None,
+            Some(UnknownReason::NotDermoscopy),
+            Some(UnknownReason::LowConfidence),
+        ]
+        .map(|r| CString::new(r.map_or("", UnknownReason::code)).expect("no NUL"))
+    });
+    codes
+        .get(reason as usize)
+        .map_or(std::ptr::null(), |c| c.as_ptr())
 }
 
 /// The display name of a class ("Melanoma"), or NULL for a value out of range.

@@ -81,10 +81,12 @@ fn success(out: Output, what: &str) -> String {
 
 /// Runs an example on real test images and checks each line against the Rust core.
 fn example_agrees_with_core(binary: &Path) {
-    let images: Vec<PathBuf> = ham10000_sample("test", 16)
+    let mut images: Vec<PathBuf> = ham10000_sample("test", 16)
         .into_iter()
         .map(|i| i.path)
         .collect();
+    // And a photograph that is not dermoscopy, which the gate refuses.
+    images.push(workspace().join("skinlesion-core/tests/data/not-dermoscopy/coffee.jpg"));
     let out = Command::new(binary)
         .arg(shipped_model())
         .args(&images)
@@ -118,7 +120,13 @@ fn example_agrees_with_core(binary: &Path) {
             "not cancerous"
         };
         assert_eq!(fields[4], cancerous, "{line}");
+        let reason = expected.unknown_reason().map_or("-", |r| r.code());
+        assert_eq!(fields[5], reason, "{line}");
     }
+    assert!(
+        lines.last().unwrap().ends_with("\tnot_dermoscopy"),
+        "{stdout}"
+    );
 }
 
 #[test]

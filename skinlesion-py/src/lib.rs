@@ -21,7 +21,7 @@ use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyDict, PyType};
 use skinlesion_core::{
     Classifier, Device, Error, ErrorKind, ImageInput, LesionClass, PixelFormat, Prediction,
-    RawPixels,
+    RawPixels, UnknownReason,
 };
 
 create_exception!(
@@ -220,6 +220,21 @@ impl PyPrediction {
         self.inner.best_guess().code()
     }
 
+    /// Why the answer is "Unknown": "not_dermoscopy" (the image does not look like dermoscopy
+    /// of a skin lesion; its lesion probabilities mean nothing) or "low_confidence"; None when
+    /// the model answered.
+    #[getter]
+    fn unknown_reason(&self) -> Option<&'static str> {
+        self.inner.unknown_reason().map(|r| r.code())
+    }
+
+    /// The model's out-of-distribution score (larger is less like its training dermoscopy), or
+    /// None for a model without a gate.
+    #[getter]
+    fn ood_score(&self) -> Option<f32> {
+        self.inner.ood_score()
+    }
+
     /// Display name → calibrated probability for every class the model was trained on.
     #[getter]
     fn all_predictions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -231,7 +246,7 @@ impl PyPrediction {
     }
 
     /// The HTTP API's `prediction` object: class_name, is_cancerous, confidence,
-    /// all_predictions.
+    /// all_predictions, unknown_reason, ood_score.
     fn to_dict(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let json = serde_json::to_string(&self.inner)
             .map_err(|e| SkinLesionError::new_err(e.to_string()))?;
@@ -247,8 +262,12 @@ impl PyPrediction {
             self.inner.confidence(),
             if c.is_cancerous() { "True" } else { "False" },
         );
-        if self.inner.is_unknown() {
-            repr += &format!(", best_guess='{}'", self.inner.best_guess().code());
+        if let Some(reason) = self.inner.unknown_reason() {
+            repr += &format!(
+                ", unknown_reason='{}', best_guess='{}'",
+                reason.code(),
+                self.inner.best_guess().code()
+            );
         }
         repr + ")"
     }
@@ -276,7 +295,11 @@ impl PyPrediction {
                 100.0 * p,
             );
         }
-        let headline = if self.inner.is_unknown() {
+        let headline = if self.inner.unknown_reason() == Some(UnknownReason::NotDermoscopy) {
+            // Lesion probabilities of such an image mean nothing: no table.
+            rows.clear();
+            format!("Unknown: {}", UnknownReason::NotDermoscopy.explanation())
+        } else if self.inner.is_unknown() {
             format!(
                 "Unknown: no confident answer (best guess {}, {:.1}%)",
                 self.inner.best_guess().name(),

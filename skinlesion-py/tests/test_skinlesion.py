@@ -173,7 +173,10 @@ def test_prediction_object(classifier, images, core):
     row = core[str(images[0])]
     # to_dict is exactly the HTTP API's prediction object.
     d = p.to_dict()
-    assert list(d) == ["class_name", "is_cancerous", "confidence", "all_predictions"]
+    assert list(d) == [
+        "class_name", "is_cancerous", "confidence", "all_predictions", "unknown_reason", "ood_score"
+    ]
+    assert d["ood_score"] == pytest.approx(p.ood_score) and d["unknown_reason"] == p.unknown_reason
     assert list(d["all_predictions"]) == [c.display_name for c in skinlesion.LESION_CLASSES[:8]]
     assert d["class_name"] == row["class_name"]
     assert sum(p.all_predictions.values()) == pytest.approx(1.0, abs=1e-5)
@@ -191,14 +194,33 @@ def test_prediction_object(classifier, images, core):
 def test_unknown_is_an_abstention(classifier, images):
     unknown = [p for p in map(classifier.classify, sample_test_split(40)) if p.is_unknown]
     assert unknown, "the shipped model abstains on some test images"
+    calibration = classifier.metadata["calibration"]
     for p in unknown:
         assert p.code == "UNK" and p.class_name == "Unknown" and not p.is_cancerous
         assert p.best_guess != "UNK"
-        assert p.confidence < classifier.metadata["calibration"]["unknown_threshold"]
+        if p.unknown_reason == "low_confidence":
+            assert p.confidence < calibration["unknown_threshold"]
+            assert "no confident answer" in p._repr_html_()
+        else:
+            assert p.unknown_reason == "not_dermoscopy"
+            assert p.ood_score > calibration["dermoscopy_gate"]["threshold"]
         assert p.confidence == pytest.approx(
             p.all_predictions[skinlesion.LesionClass(p.best_guess).display_name]
         )
-        assert "best_guess='" in repr(p) and "no confident answer" in p._repr_html_()
+        assert f"unknown_reason='{p.unknown_reason}', best_guess='" in repr(p)
+
+
+def test_what_is_not_dermoscopy_is_refused_with_its_reason(classifier):
+    photos = sorted((REPO / "skinlesion-core/tests/data/not-dermoscopy").glob("*.jpg"))
+    assert len(photos) >= 10
+    threshold = classifier.metadata["calibration"]["dermoscopy_gate"]["threshold"]
+    for p in classifier.classify_batch(photos):
+        assert p.is_unknown and p.unknown_reason == "not_dermoscopy", p
+        assert p.ood_score > threshold
+        html = p._repr_html_()
+        assert "does not look like a dermoscopic image" in html and "<tr" not in html
+    lesion = classifier.classify(sample_test_split(1)[0])
+    assert lesion.unknown_reason != "not_dermoscopy" and lesion.ood_score < threshold
 
 
 def test_lesion_classes():
@@ -217,7 +239,7 @@ def test_classifier_properties(classifier):
     assert classifier.threads >= 1
     assert classifier.model_path == MODEL
     meta = classifier.metadata
-    assert meta["format"] == "skinlesion-model/1" and len(meta["weights"]["sha256"]) == 64
+    assert meta["format"] == "skinlesion-model/2" and len(meta["weights"]["sha256"]) == 64
     assert "skinlesion" in repr(classifier)
     assert "not a medical device" in skinlesion.DISCLAIMER
 

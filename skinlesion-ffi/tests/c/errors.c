@@ -111,6 +111,9 @@ int main(int argc, char **argv) {
   CHECK(skinlesion_class_is_cancerous(SKINLESION_LESION_CLASS_BASAL_CELL_CARCINOMA));
   CHECK(!skinlesion_class_is_cancerous(SKINLESION_LESION_CLASS_ACTINIC_KERATOSIS));
   CHECK(skinlesion_class_code(9) == NULL && skinlesion_class_name(1000) == NULL);
+  CHECK(strcmp(skinlesion_unknown_reason_code(SKINLESION_UNKNOWN_REASON_NOT_DERMOSCOPY), "not_dermoscopy") == 0);
+  CHECK(strcmp(skinlesion_unknown_reason_code(SKINLESION_UNKNOWN_REASON_NONE), "") == 0);
+  CHECK(skinlesion_unknown_reason_code(3) == NULL);
   CHECK(!skinlesion_class_is_cancerous(0xffffffffu));
   CHECK(strcmp(skinlesion_status_description(SKINLESION_STATUS_DECODE_ERROR), "undecodable image") == 0);
   CHECK(strcmp(skinlesion_status_description(12345), "unknown status") == 0);
@@ -155,6 +158,8 @@ int main(int argc, char **argv) {
   EXPECT_STATUS(skinlesion_classify_encoded(classifier, jpeg, jpeg_len, &reference), SKINLESION_STATUS_OK);
   CHECK(reference.confidence > 0.0f && reference.confidence <= 1.0f);
   CHECK(reference.is_unknown == (reference.lesion_class == SKINLESION_LESION_CLASS_UNKNOWN));
+  CHECK(reference.is_unknown == (reference.unknown_reason != SKINLESION_UNKNOWN_REASON_NONE));
+  CHECK(reference.has_ood_score && reference.ood_score > 0.0f); /* the shipped model has a gate */
   float sum = 0.0f;
   for (int i = 0; i < SKINLESION_DIAGNOSIS_COUNT; i++) {
     CHECK(reference.has_probability[i]);

@@ -29,6 +29,12 @@ class Prediction:
     def best_guess(self) -> str:
         """ISIC code of the trained class the model chose, also when the answer is Unknown."""
     @property
+    def unknown_reason(self) -> Optional[str]:
+        """Why the answer is Unknown: "not_dermoscopy" or "low_confidence"; None otherwise."""
+    @property
+    def ood_score(self) -> Optional[float]:
+        """The gate's out-of-distribution score (larger: less like dermoscopy); None without one."""
+    @property
     def all_predictions(self) -> Dict[str, float]:
         """Display name → calibrated probability for every class the model was trained on."""
     def to_dict(self) -> Dict[str, Any]:

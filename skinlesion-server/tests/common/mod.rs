@@ -343,9 +343,20 @@ pub fn assert_prediction_matches(json: &serde_json::Value, expected: &skinlesion
             "class_name",
             "is_cancerous",
             "confidence",
-            "all_predictions"
+            "all_predictions",
+            "unknown_reason",
+            "ood_score"
         ]
     );
+    let reason = expected.unknown_reason().map(|r| r.code());
+    assert_eq!(json["unknown_reason"].as_str(), reason);
+    match expected.ood_score() {
+        Some(score) => {
+            let got = json["ood_score"].as_f64().unwrap();
+            assert!((got - f64::from(score)).abs() <= 1e-6 * f64::from(score).abs().max(1.0));
+        }
+        None => assert!(json["ood_score"].is_null()),
+    }
     assert_eq!(json["class_name"], expected.class().name());
     assert_eq!(json["is_cancerous"], expected.is_cancerous());
     let confidence = json["confidence"].as_f64().unwrap();
