@@ -121,13 +121,12 @@ pub fn write_gated_mean_colour_model(
 ) -> Result<PathBuf> {
     let input = small_input();
     let module = gated_mean_colour_module(weights, &input, centre)?;
-    let manifest = dir.join(format!("{name}.json"));
-    write_artifact(
+    write_test_model(
+        dir,
+        name,
         &module,
         test_metadata(classes, input, calibration),
-        &manifest,
-    )?;
-    Ok(manifest)
+    )
 }
 
 /// Metadata for a test model over `classes`.
@@ -163,12 +162,22 @@ pub fn write_mean_colour_model(
     calibration: Calibration,
 ) -> Result<PathBuf> {
     let module = mean_colour_module(weights, &input)?;
-    let manifest = dir.join(format!("{name}.json"));
-    write_artifact(
+    write_test_model(
+        dir,
+        name,
         &module,
         test_metadata(classes, input, calibration),
-        &manifest,
-    )?;
+    )
+}
+
+fn write_test_model(
+    dir: &Path,
+    name: &str,
+    module: &CModule,
+    metadata: ModelMetadata,
+) -> Result<PathBuf> {
+    let manifest = dir.join(format!("{name}.json"));
+    write_artifact(module, metadata, &manifest)?;
     Ok(manifest)
 }
 

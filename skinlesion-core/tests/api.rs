@@ -52,14 +52,6 @@ fn calibrated() -> Calibration {
     }
 }
 
-fn cpu(manifest: &Path) -> Classifier {
-    Classifier::builder(manifest)
-        .device(Device::Cpu)
-        .threads(1)
-        .build()
-        .unwrap()
-}
-
 fn assert_close(a: &Prediction, b: &Prediction) {
     assert_eq!(a.class(), b.class());
     for ((ca, pa), (cb, pb)) in a.probabilities().iter().zip(b.probabilities()) {

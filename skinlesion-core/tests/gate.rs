@@ -4,15 +4,13 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 use skinlesion_core::image::{DynamicImage, RgbImage};
 use skinlesion_core::testing::{
     small_input, write_gated_mean_colour_model, write_mean_colour_model, MeanColourWeights,
 };
 use skinlesion_core::{
-    Calibration, Classifier, DermoscopyGate, Device, Error, GateScore, LesionClass, UnknownReason,
+    Calibration, Classifier, DermoscopyGate, Error, GateScore, LesionClass, UnknownReason,
 };
 
 const CLASSES: [LesionClass; 8] = LesionClass::DIAGNOSES;
@@ -35,14 +33,6 @@ fn gated(threshold: f32) -> Calibration {
         }),
         ..Default::default()
     }
-}
-
-fn cpu(manifest: &Path) -> Classifier {
-    Classifier::builder(manifest)
-        .device(Device::Cpu)
-        .threads(1)
-        .build()
-        .unwrap()
 }
 
 const SKIN: [u8; 3] = [190, 140, 120];

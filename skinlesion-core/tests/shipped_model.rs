@@ -13,7 +13,7 @@ use skinlesion_core::{Classifier, Device, LesionClass, Prediction, UnknownReason
 use skinlesion_core::testing::shipped_model as manifest;
 
 /// SHA-256 of `models/skinlesion-v4.1.pt`, recorded when the model was shipped.
-const WEIGHTS_SHA256: &str = "be40f72e41eb2707df7f6a0b83a758a483e4c05fbe10d7cdd5313fc2a40d8213";
+const WEIGHTS_SHA256: &str = "c0db316e19012599f6b4aab1a9d6be7931073e1522989d76dc905665a4e9f94f";
 
 /// (image id, answer, best guess, confidence, Unknown reason), recorded with `skinlesion-train
 /// evaluate` (predictions.csv) when the model was shipped.

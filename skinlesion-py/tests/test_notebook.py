@@ -17,3 +17,6 @@ def test_notebook_executes():
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
     assert "<table>" in html and "dermatologist's label" in html
     assert any("image/png" in o.get("data", {}) for o in outputs), "the bar chart is drawn"
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "Unknown not_dermoscopy" in text, "the photo is refused as not dermoscopy"
+    assert "does not look like a dermoscopic image" in html

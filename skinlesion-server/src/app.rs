@@ -484,6 +484,8 @@ fn ready(state: &AppState) -> Result<Reply, ApiError> {
             "model": meta.name,
             "version": meta.version,
             "classes": meta.classes,
+            // How to read a prediction's ood_score (null: the model has no gate).
+            "dermoscopy_gate": meta.calibration.dermoscopy_gate,
             "disclaimer": DISCLAIMER,
         }),
     ))

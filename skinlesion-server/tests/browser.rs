@@ -188,35 +188,51 @@ fn the_page_classifies_an_uploaded_image_and_shows_errors() {
         .text("#bars li.answer")
         .starts_with(expected.best_guess().name()));
 
-    // An abstention whose best guess is not the most probable class (the answer is decided on
-    // balanced scores): the marked bar is the best guess, not the longest one.
+    // A low-confidence abstention: its best guess is the longest bar, and the note explains.
     let path = skinlesion_core::testing::ham10000_dir()
-        .join("images/ISIC_0024406.jpg")
+        .join("images/ISIC_0024364.jpg")
         .canonicalize()
         .unwrap();
     let expected = in_process().classify_path(&path).unwrap();
-    let most_probable = expected
-        .probabilities()
-        .iter()
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .unwrap()
-        .0;
-    assert!(expected.is_unknown() && expected.best_guess() != most_probable);
+    assert_eq!(
+        expected.unknown_reason(),
+        Some(skinlesion_core::UnknownReason::LowConfidence)
+    );
     driver.upload_and_analyze(&path);
-    let started = Instant::now();
-    while !(driver.text("#class-name") == "Unknown"
-        && driver
-            .text("#bars li.answer")
-            .starts_with(expected.best_guess().name()))
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the best guess {} is not the marked bar: {}",
-            expected.best_guess(),
-            driver.text("#bars")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(&driver, "the low-confidence answer", |d| {
+        d.text("#class-name") == "Unknown"
+            && d.text("#bars li.answer")
+                .starts_with(expected.best_guess().name())
+    });
+    assert!(driver.text("#badge").contains("No confident answer"));
+    assert!(driver
+        .text("#unknown-note")
+        .contains("not confident enough"));
+    let first_bar = driver.text("#bars li:first-child");
+    assert!(
+        first_bar.starts_with(expected.best_guess().name()),
+        "{first_bar}"
+    );
+
+    // A photograph that is not dermoscopy: said plainly, and no lesion probabilities shown.
+    let photo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../skinlesion-core/tests/data/not-dermoscopy/coffee.jpg")
+        .canonicalize()
+        .unwrap();
+    driver.upload_and_analyze(&photo);
+    wait_until(&driver, "the not-dermoscopy answer", |d| {
+        d.text("#badge") == "Not a dermoscopic image"
+    });
+    assert!(driver
+        .text("#ood-note")
+        .contains("does not look like a dermoscopic image of a skin lesion"));
+    assert_eq!(
+        driver.text("#bars"),
+        "",
+        "no bars for what is not dermoscopy"
+    );
+    assert_eq!(driver.text("#unknown-note"), "");
+    assert_eq!(driver.text("#confidence"), "");
 
     // Save what a person sees.
     let shot = driver.call("GET", "/screenshot", None);
@@ -233,6 +249,19 @@ fn the_page_classifies_an_uploaded_image_and_shows_errors() {
     driver.upload_and_analyze(&text_file);
     let error = driver.wait_for_text("#error");
     assert!(error.contains("unsupported image format"), "{error}");
+}
+
+/// Polls the page until `ready` holds (rendering follows the upload asynchronously).
+fn wait_until(driver: &Driver, what: &str, ready: impl Fn(&Driver) -> bool) {
+    let started = Instant::now();
+    while !ready(driver) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{what} did not appear: {}",
+            driver.text("#result")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn decode_base64(text: &str) -> Vec<u8> {

@@ -38,6 +38,12 @@ fn every_endpoint_answers_in_the_original_shape() {
         ready["classes"].as_array().unwrap().len(),
         classifier.classes().len()
     );
+    let gate = classifier.metadata().calibration.dermoscopy_gate.as_ref();
+    assert_eq!(
+        ready["dermoscopy_gate"],
+        serde_json::to_value(gate).unwrap()
+    );
+    assert_eq!(ready["dermoscopy_gate"]["score"], "mahalanobis");
     let openapi = server.get("/openapi.yaml");
     assert_eq!(openapi.status, 200);
     assert!(openapi.text().contains("/predict/batch"));

@@ -17,6 +17,15 @@ pub fn real_images(n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
+/// A classifier on the CPU with one thread (answers do not depend on the machine).
+pub fn cpu(manifest: &std::path::Path) -> skinlesion_core::Classifier {
+    skinlesion_core::Classifier::builder(manifest)
+        .device(skinlesion_core::Device::Cpu)
+        .threads(1)
+        .build()
+        .unwrap()
+}
+
 pub fn read(path: &PathBuf) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }

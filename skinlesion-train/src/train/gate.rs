@@ -60,13 +60,15 @@ impl Mahalanobis {
         })
     }
 
-    /// The N scores of N×D features (traceable: only tensor operations).
+    /// The N scores of N×D features (traceable: only tensor operations). The distances are
+    /// summed from differences, not expanded into ‖y‖² − 2y·m + ‖m‖², whose cancellation
+    /// would make a score depend on the batch it was computed in.
     pub fn scores(&self, features: &Tensor) -> Tensor {
-        let y = features.matmul(&self.whitening);
-        let squared = (&y * &y).sum_dim_intlist(1, true, Kind::Float);
-        let centroids = (&self.centroids * &self.centroids).sum_dim_intlist(1, false, Kind::Float);
-        let distances = squared - y.matmul(&self.centroids.tr()) * 2.0 + centroids.unsqueeze(0);
-        distances.amin(1, false)
+        let y = features.matmul(&self.whitening).unsqueeze(1);
+        let offsets = y - self.centroids.unsqueeze(0);
+        (&offsets * &offsets)
+            .sum_dim_intlist(2, false, Kind::Float)
+            .amin(1, false)
     }
 
     /// The gate refusing [`VAL_REFUSED`] of validation images with these scores.
