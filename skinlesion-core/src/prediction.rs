@@ -113,7 +113,9 @@ impl Prediction {
     /// lesion classes said.
     pub fn gated(mut self, score: f32, threshold: f32) -> Self {
         self.ood_score = Some(score);
-        if !(score <= threshold) {
+        // NaN compares as neither, so it is refused too.
+        let accepted = score <= threshold;
+        if !accepted {
             self.class = LesionClass::Unknown;
             self.unknown_reason = Some(UnknownReason::NotDermoscopy);
         }
