@@ -417,10 +417,16 @@ impl Classifier {
                 .map_err(|e| Error::Inference(e.to_string()))
         };
         let rows = floats(logits)?;
-        let scores = match &outputs.gate_scores {
+        let scores: Vec<Option<f32>> = match &outputs.gate_scores {
             Some(t) => floats(t)?.into_iter().map(Some).collect(),
             None => vec![None; n as usize],
         };
+        if scores.len() != n as usize {
+            return Err(Error::Inference(format!(
+                "{} gate scores for {n} images",
+                scores.len()
+            )));
+        }
         Ok(rows
             .chunks(c as usize)
             .take(n as usize)
@@ -476,10 +482,15 @@ impl Classifier {
             ))
         })?;
         let classes = &self.metadata.classes;
-        Outputs::split(out, classes.len(), self.scores_from_network()).map_err(|e| {
-            let codes: Vec<_> = classes.iter().map(|c| c.code()).collect();
-            Error::MetadataMismatch(format!("{e} ({})", codes.join(", ")))
-        })?;
-        Ok(())
+        match Outputs::split(out, classes.len(), self.scores_from_network()) {
+            Err(Error::MetadataMismatch(why)) => {
+                let codes: Vec<_> = classes.iter().map(|c| c.code()).collect();
+                Err(Error::MetadataMismatch(format!(
+                    "{why} ({})",
+                    codes.join(", ")
+                )))
+            }
+            other => other.map(drop),
+        }
     }
 }

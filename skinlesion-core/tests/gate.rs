@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use skinlesion_core::image::{DynamicImage, RgbImage};
+use skinlesion_core::model::Outputs;
 use skinlesion_core::testing::{
     small_input, write_gated_mean_colour_model, write_mean_colour_model, MeanColourWeights,
 };
@@ -77,6 +78,25 @@ fn images_far_from_the_training_colour_are_refused_as_not_dermoscopy() {
         .unwrap();
     assert_eq!(batch[0], far);
     assert!(batch[1].ood_score().unwrap() < 1e-6);
+
+    // Outputs put together by hand must agree: one score per image.
+    let prepared = [
+        classifier.prepare_image(&flat(SKIN)),
+        classifier.prepare_image(&flat(SKIN)),
+    ];
+    let outputs = classifier.forward(&prepared).unwrap();
+    let short = Outputs {
+        logits: outputs.logits.shallow_clone(),
+        gate_scores: outputs.gate_scores.as_ref().map(|s| s.narrow(0, 0, 1)),
+    };
+    assert!(matches!(
+        classifier.predictions_from_outputs(&short),
+        Err(Error::Inference(_))
+    ));
+    assert_eq!(
+        classifier.predictions_from_outputs(&outputs).unwrap().len(),
+        2
+    );
 }
 
 #[test]
