@@ -8,6 +8,23 @@ use std::process::{Command, Output};
 use skinlesion_core::testing::{ham10000_sample, shipped_model};
 use skinlesion_core::{Classifier, Device};
 
+/// The core's mean-colour test network with a dermoscopy gate that accepts every real image.
+fn tiny_gated_model(dir: &Path) -> PathBuf {
+    use skinlesion_core::testing::{write_gated_mean_colour_model, MeanColourWeights};
+    use skinlesion_core::{Calibration, DermoscopyGate, GateScore, LesionClass};
+    let classes = LesionClass::DIAGNOSES;
+    let calibration = Calibration {
+        unknown_threshold: 0.2,
+        dermoscopy_gate: Some(DermoscopyGate {
+            score: GateScore::Mahalanobis,
+            threshold: 1e6,
+        }),
+        ..Calibration::default()
+    };
+    let weights = MeanColourWeights::distinct(classes.len());
+    write_gated_mean_colour_model(dir, "tiny", &classes, &weights, [0.0; 3], calibration).unwrap()
+}
+
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -164,10 +181,13 @@ fn every_error_path_is_an_error_under_valgrind() {
         &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/c/errors.c"),
         "skinlesion",
     );
-    // A copy of the shipped model whose weights are cut short: the checksum no longer matches.
+    // A tiny gated model (valgrind runs every forward pass about 50× slower: the shipped
+    // network would take minutes), and a copy whose weights are cut short: the checksum no
+    // longer matches.
+    let manifest = tiny_gated_model(dir.path());
     let bad = dir.path().join("bad");
     std::fs::create_dir(&bad).unwrap();
-    let (manifest, weights) = (shipped_model(), shipped_model().with_extension("pt"));
+    let weights = manifest.with_extension("pt");
     let bad_manifest = bad.join(manifest.file_name().unwrap());
     std::fs::copy(&manifest, &bad_manifest).unwrap();
     let bytes = std::fs::read(&weights).unwrap();

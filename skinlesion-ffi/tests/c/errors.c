@@ -159,7 +159,7 @@ int main(int argc, char **argv) {
   CHECK(reference.confidence > 0.0f && reference.confidence <= 1.0f);
   CHECK(reference.is_unknown == (reference.lesion_class == SKINLESION_LESION_CLASS_UNKNOWN));
   CHECK(reference.is_unknown == (reference.unknown_reason != SKINLESION_UNKNOWN_REASON_NONE));
-  CHECK(reference.has_ood_score && reference.ood_score > 0.0f); /* the shipped model has a gate */
+  CHECK(reference.has_ood_score && reference.ood_score > 0.0f); /* the test model has a gate */
   float sum = 0.0f;
   for (int i = 0; i < SKINLESION_DIAGNOSIS_COUNT; i++) {
     CHECK(reference.has_probability[i]);
