@@ -34,7 +34,10 @@ calibration = meta["calibration"]
 mean = np.array(spec["mean"], np.float32)
 std = np.array(spec["std"], np.float32)
 log_prior = torch.tensor(calibration.get("log_prior") or [0.0] * len(classes))
+# Format 1 answered the largest logit + decision_bias; format 2 the most probable class.
+format_1 = meta["format"] == "skinlesion-model/1"
 decision_bias = torch.tensor(calibration.get("decision_bias") or [0.0] * len(classes))
+gate = calibration.get("dermoscopy_gate")
 
 app = Flask(__name__)
 
@@ -73,17 +76,25 @@ def predict():
     except (UnidentifiedImageError, OSError) as e:
         return jsonify(success=False, error=str(e)), 400
     with torch.no_grad():
-        logits = module(x)[0]
+        output = module(x)[0]
+    # A gated (format-2) network returns its dermoscopy-gate score after the logits.
+    logits, score = output[: len(classes)], (float(output[len(classes)]) if gate else None)
     probs = torch.softmax(logits / calibration["temperature"] + log_prior, dim=0)
-    decision = int(torch.argmax(logits + decision_bias))
+    # Format 2 answers the most probable class; format 1 the largest logit + decision bias.
+    decision = int(torch.argmax(logits + decision_bias if format_1 else probs))
     confidence = float(probs[decision])
-    code = classes[decision] if confidence >= calibration["unknown_threshold"] else "UNK"
+    refused = gate is not None and not score <= gate["threshold"]
+    unsure = not confidence >= calibration["unknown_threshold"]
+    code = "UNK" if refused or unsure else classes[decision]
+    reason = "not_dermoscopy" if refused else "low_confidence" if unsure else None
     order = sorted(range(len(classes)), key=lambda i: list(CODES).index(classes[i]))
     return jsonify(success=True, prediction={
         "class_name": CODES.get(code, "Unknown"),
         "is_cancerous": code in CANCEROUS,
         "confidence": confidence if not math.isnan(confidence) else 0.0,
         "all_predictions": {CODES[classes[i]]: float(probs[i]) for i in order},
+        "unknown_reason": reason,
+        "ood_score": score,
     })
 
 

@@ -73,8 +73,10 @@ struct Config {
     /// Images decoded and preprocessed at once (default: the available cores).
     #[arg(long, env = "SKINLESION_DECODE_THREADS")]
     decode_threads: Option<usize>,
-    /// Most images in one forward pass.
-    #[arg(long, env = "SKINLESION_MAX_BATCH", default_value_t = 16)]
+    /// Most images in one forward pass. Small by default: v4's depthwise convolutions are
+    /// memory-bound on a CPU, so larger batches are slower per image (measured in-process on
+    /// 2 cores: 61, 59, 50, 42, 27, 21 images/s at batch 1, 2, 4, 8, 16, 32). Raise it on a GPU.
+    #[arg(long, env = "SKINLESION_MAX_BATCH", default_value_t = 2)]
     max_batch: usize,
     /// Most milliseconds the first image of a batch waits for others. 0 (the default) adds no
     /// latency: a batch is whatever queued up while the previous forward pass ran, which under
