@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
 # Server load benchmark, one command:  bash benches/load/run.sh
 #
-# Drives POST /predict of skinlesion-server (release build, shipped model) and of the Flask +
-# PyTorch reference (benches/load/flask_reference.py, Flask's development server) with real
-# HAM10000 test images, using wrk and multipart bodies, at each concurrency level; measures the
-# in-process ceiling (benches/src/bin/ceiling.rs) on the same machine. Prints a Markdown table
-# and writes target/load-bench/results.json.
+# Drives POST /predict with real HAM10000 test images (wrk, multipart bodies,
+# benches/load/multipart.lua), at each concurrency level, of every server users would pick:
+#   skinlesion       skinlesion-server (release), the shipped model, default options;
+#   keras-original   the original app as its README describes it: Flask's development server and
+#                    a Keras CNN of the original architecture (benches/load/keras_original.py, own
+#                    venv with tensorflow-cpu);
+#   flask-torch      Flask + PyTorch on the same TorchScript file (flask_reference.py);
+#   fastapi-torch    FastAPI + uvicorn + PyTorch on the same file (fastapi_reference.py);
+#   litserve-torch   LitServe with dynamic batching on the same file (litserve_reference.py).
+# The torch peers share one implementation of the model (torch_model.py). Every server gets the
+# same threads for inference: skinlesion-server's default, half the cores (TORCH_THREADS), and
+# the same warm-up. Then the in-process ceiling (benches/src/bin/ceiling.rs, best of batch
+# 1/2/4) and the hardware bound (hardware_bound.py). Prints Markdown tables and the targets,
+# writes target/load-bench/results.json and target/load-bench/load.png.
 #
 # Environment: DURATION (s per run, default 20), REPEATS (runs per level; medians are reported,
-# default 3), LEVELS (default "1 4 16 64"), IMAGES (distinct images, default 64).
+# default 3), LEVELS (default "1 4 16 64"), IMAGES (distinct images, default 64), SERVERS
+# (default: all five above, in that order).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
@@ -16,12 +26,18 @@ duration=${DURATION:-20}
 repeats=${REPEATS:-3}
 levels=${LEVELS:-1 4 16 64}
 n_images=${IMAGES:-64}
+servers=${SERVERS:-skinlesion keras-original flask-torch fastapi-torch litserve-torch}
 out=target/load-bench
 mkdir -p "$out"
 py=.venv/bin/python
+keras_venv=$out/keras-venv
 
 bash scripts/setup.sh >/dev/null
 "$py" -m pip install --quiet --disable-pip-version-check -r benches/load/requirements.txt
+if [[ " $servers " == *" keras-original "* ]]; then
+  [ -x "$keras_venv/bin/python" ] || python3 -m venv "$keras_venv"
+  "$keras_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r benches/load/requirements-keras.txt
+fi
 if ! command -v wrk >/dev/null; then
   [ "$(id -u)" = 0 ] || { echo "load bench: needs wrk (sudo apt-get install wrk)" >&2; exit 1; }
   apt-get install -y -qq wrk >/dev/null
@@ -38,20 +54,28 @@ for r in rows[:n]:
     print(os.path.abspath(os.path.join(data, "images", r["image_id"] + ".jpg")))
 PY
 )
-echo "load bench: ${#images[@]} test images, levels: $levels, ${duration}s x $repeats each" >&2
+cores=$(nproc)
+export TORCH_THREADS=$(( cores / 2 > 0 ? cores / 2 : 1 ))
+echo "load bench: ${#images[@]} test images, levels: $levels, ${duration}s x $repeats each," \
+  "$TORCH_THREADS inference thread(s) on $cores cores" >&2
 
 wait_ready() { # URL
-  for _ in $(seq 1 300); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  for _ in $(seq 1 600); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.2; done
   echo "load bench: $1 never became ready" >&2; return 1
 }
 
-peak_rss_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
-rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+# Memory of a server and every process it started (LitServe runs its model in a worker process).
+tree() { echo "$1"; for child in $(pgrep -P "$1"); do tree "$child"; done; }
+sum_status() { # FIELD PID: the sum over the process tree, MB (peaks: the sum of each one's peak)
+  local kb=0 pid
+  for pid in $(tree "$2"); do kb=$(( kb + $(awk -v f="$1:" '$1 == f {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0) )); done
+  echo $(( kb / 1024 ))
+}
 
 run_levels() { # NAME URL PID
   local name=$1 url=$2 pid=$3
-  wrk -t1 -c1 -d2s --timeout 30s -s benches/load/multipart.lua "$url" -- "${images[@]}" >/dev/null
-  echo "{\"server\": \"$name\", \"idle_rss_mb\": $(rss_mb "$pid")}" > "$out/$name-idle.json"
+  wrk -t1 -c4 -d3s --timeout 30s -s benches/load/multipart.lua "$url" -- "${images[@]}" >/dev/null
+  echo "{\"server\": \"$name\", \"idle_rss_mb\": $(sum_status VmRSS "$pid")}" > "$out/$name-idle.json"
   for c in $levels; do
     for r in $(seq 1 "$repeats"); do
       wrk -t1 -c"$c" -d"${duration}s" --timeout 30s --latency -s benches/load/multipart.lua \
@@ -59,29 +83,43 @@ run_levels() { # NAME URL PID
       echo "load bench: $name c=$c run $r: $(grep Requests/sec "$out/$name-c$c-r$r.txt")" >&2
     done
   done
-  echo "{\"server\": \"$name\", \"peak_rss_mb\": $(peak_rss_mb "$pid")}" > "$out/$name-peak.json"
+  echo "{\"server\": \"$name\", \"peak_rss_mb\": $(sum_status VmHWM "$pid")}" > "$out/$name-peak.json"
 }
 
 # The shipped model, as the core names it (skinlesion-core/src/model.rs: SHIPPED_MODEL).
 shipped=models/$(sed -n 's/^pub const SHIPPED_MODEL: &str = "\(.*\)";/\1/p' skinlesion-core/src/model.rs)
 
-port=5311
-target/release/skinlesion-server --model "$shipped" --port $port \
-  >"$out/server.log" 2>&1 &
-server=$!
-trap 'kill $server $flask 2>/dev/null || true' EXIT
-flask=
-wait_ready "http://127.0.0.1:$port/ready"
-run_levels skinlesion "http://127.0.0.1:$port/predict" $server
-# A clean exit is part of the result: this caught a crash at shutdown once.
-kill -TERM $server; wait $server
+pid=
+trap '[ -z "$pid" ] || kill $pid 2>/dev/null || true' EXIT
+port=5310
+for name in $servers; do
+  port=$((port + 1))
+  case $name in
+    skinlesion) target/release/skinlesion-server --model "$shipped" --port $port ;;
+    keras-original) "$keras_venv/bin/python" benches/load/keras_original.py $port ;;
+    flask-torch) "$py" benches/load/flask_reference.py "$shipped" $port ;;
+    fastapi-torch) "$py" benches/load/fastapi_reference.py "$shipped" $port ;;
+    litserve-torch) "$py" benches/load/litserve_reference.py "$shipped" $port ;;
+    *) echo "load bench: unknown server $name" >&2; exit 2 ;;
+  esac >"$out/$name.log" 2>&1 &
+  pid=$!
+  wait_ready "http://127.0.0.1:$port/health"
+  run_levels "$name" "http://127.0.0.1:$port/predict" $pid
+  # A clean exit is part of skinlesion's result: this caught a crash at shutdown once.
+  if [ "$name" = skinlesion ]; then kill -TERM $pid; wait $pid; else
+    pkill -TERM -P $pid 2>/dev/null || true; kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; fi
+  pid=
+done
 
-port=5312
-"$py" benches/load/flask_reference.py "$shipped" $port >"$out/flask.log" 2>&1 &
-flask=$!
-wait_ready "http://127.0.0.1:$port/health"
-run_levels flask "http://127.0.0.1:$port/predict" $flask
-kill $flask; wait $flask 2>/dev/null || true
-
-target/release/ceiling "$duration" 32 > "$out/ceiling.json"
-"$py" benches/load/report.py "$out" "$levels" "$repeats" "$duration"
+for batch in 1 2 4; do target/release/ceiling "$duration" $batch > "$out/ceiling-b$batch.json"; done
+"$py" - "$out" <<'PY'
+import json, pathlib, statistics, sys
+out = pathlib.Path(sys.argv[1])
+runs = [json.loads((out / f"ceiling-b{b}.json").read_text()) for b in (1, 2, 4)]
+best = max(runs, key=lambda r: r["images_per_s"])
+best["by_batch"] = {r["batch"]: r["images_per_s"] for r in runs}
+best["single_ms_p50"] = statistics.median(r["single_ms_p50"] for r in runs)
+(out / "ceiling.json").write_text(json.dumps(best))
+PY
+"$py" benches/load/hardware_bound.py "$shipped" "$cores" 10 > "$out/hardware.json"
+"$py" benches/load/report.py "$out" "$servers" "$levels" "$repeats" "$duration"

@@ -27,6 +27,25 @@ pub enum Device {
 }
 
 impl Device {
+    /// Images per forward pass that classify fastest per image on this kind of device, for
+    /// callers that classify many images (the CLI's `classify`, Python's `skinlesion.bulk`):
+    /// 1 on a CPU, where the shipped EfficientNet runs about twice as fast per image one at a
+    /// time as in batches of 32 (measured: `benches/RESULTS.md`, bulk scoring); 64 on a GPU,
+    /// which needs large batches to be busy (not measured here). `Auto` answers for the device
+    /// it resolves to.
+    pub fn preferred_batch_size(self) -> usize {
+        let gpu = match self {
+            Device::Cpu => false,
+            Device::Cuda(_) => true,
+            Device::Auto => tch::Cuda::is_available(),
+        };
+        if gpu {
+            64
+        } else {
+            1
+        }
+    }
+
     /// The concrete libtorch device; an error when the requested GPU is not usable.
     pub fn resolve(self) -> Result<tch::Device> {
         match self {

@@ -708,6 +708,17 @@ fn configuration_errors_are_typed() {
 }
 
 #[test]
+fn preferred_batch_size_follows_the_device() {
+    assert_eq!(Device::Cpu.preferred_batch_size(), 1);
+    assert_eq!(Device::Cuda(1).preferred_batch_size(), 64);
+    let gpu = skinlesion_core::tch::Cuda::is_available();
+    assert_eq!(
+        Device::Auto.preferred_batch_size(),
+        if gpu { 64 } else { 1 }
+    );
+}
+
+#[test]
 fn malformed_logits_are_an_inference_error() {
     let fx = fixture(calibrated());
     let classifier = cpu(&fx.manifest);

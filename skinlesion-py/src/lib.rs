@@ -546,12 +546,21 @@ fn lesion_classes() -> Vec<(&'static str, &'static str, String)> {
         .collect()
 }
 
+/// Images per forward pass that classify fastest per image on `device` ("cpu", "cuda",
+/// "cuda:N", "auto"): the core's rule, which bulk scoring uses when not told.
+#[pyfunction]
+fn preferred_batch_size(device: &str) -> PyResult<usize> {
+    let device: Device = device.parse().map_err(to_py_err)?;
+    Ok(device.preferred_batch_size())
+}
+
 #[pymodule]
 fn _skinlesion(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<NativeClassifier>()?;
     m.add_class::<PyPrediction>()?;
     m.add_function(wrap_pyfunction!(lesion_classes, m)?)?;
+    m.add_function(wrap_pyfunction!(preferred_batch_size, m)?)?;
     m.add("DISCLAIMER", skinlesion_core::DISCLAIMER)?;
     m.add("SHIPPED_MODEL", skinlesion_core::model::SHIPPED_MODEL)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

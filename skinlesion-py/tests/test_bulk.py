@@ -146,6 +146,18 @@ def test_a_changed_file_is_scored_again_and_its_old_row_dropped(archive, tmp_pat
     assert len(rows) == 6 and rows[str(changed)]["error_kind"] == "UnsupportedFormatError"
 
 
+def test_a_ray_dataset_input_and_a_glob(archive, uninterrupted):
+    _, expected = uninterrupted
+    some = files(archive)[:4]
+    dataset = ray.data.read_binary_files(some, include_paths=True)
+    rows = {r["path"]: r for r in bulk.score(dataset).take_all()}
+    assert sorted(rows) == some and all(rows[p] == expected[p] for p in some)
+    globbed = bulk.score(str(archive / "*.txt")).take_all()
+    assert [r["path"] for r in globbed] == [str(archive / "notes.txt")]
+    with pytest.raises(ValueError, match=re.escape("lacks the column(s) ['bytes', 'path']")):
+        bulk.score(ray.data.range(3))
+
+
 def test_cli_prints_a_summary_and_fails_clearly(archive, tmp_path):
     small = tmp_path / "small"
     small.mkdir()

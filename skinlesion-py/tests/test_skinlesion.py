@@ -233,6 +233,13 @@ def test_lesion_classes():
     assert skinlesion.LesionClass.MEL.display_name == "Melanoma"
 
 
+def test_preferred_batch_size_is_the_cores_rule():
+    assert skinlesion.preferred_batch_size("cpu") == 1
+    assert skinlesion.preferred_batch_size("cuda:0") == 64
+    with pytest.raises(skinlesion.ConfigError, match="unknown device"):
+        skinlesion.preferred_batch_size("tpu")
+
+
 def test_classifier_properties(classifier):
     assert classifier.classes == skinlesion.LESION_CLASSES[:8]
     assert classifier.device == "cpu"

@@ -50,7 +50,9 @@ pub struct EvalConfig {
     pub split: Option<String>,
     pub maps: Vec<LabelMap>,
     pub out_dir: PathBuf,
-    pub batch_size: usize,
+    /// Images per forward pass; `None` for the device's fastest
+    /// ([`skinlesion_core::Device::preferred_batch_size`]).
+    pub batch_size: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -209,7 +211,10 @@ fn score(
     let progress = crate::progress::bar(samples.len() as u64, "evaluating");
     let mut scored = Vec::with_capacity(samples.len());
     let mut failed = Vec::new();
-    for chunk in samples.chunks(config.batch_size.max(1)) {
+    let batch_size = config
+        .batch_size
+        .unwrap_or_else(|| classifier.device().preferred_batch_size());
+    for chunk in samples.chunks(batch_size.max(1)) {
         let paths: Vec<&Path> = chunk.iter().map(|s| s.path.as_path()).collect();
         let mut good = Vec::new();
         let mut good_samples = Vec::new();

@@ -51,8 +51,9 @@ struct EvaluateArgs {
     /// Output folder.
     #[arg(long, default_value = "artifacts/eval")]
     out: PathBuf,
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
+    /// Images per forward pass. Default: the device's fastest (1 on a CPU, 64 on a GPU).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: Option<u32>,
 }
 
 #[derive(clap::Args)]
@@ -69,8 +70,9 @@ struct ClassifyArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     device: Device,
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
+    /// Images per forward pass. Default: the device's fastest (1 on a CPU, 64 on a GPU).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: Option<u32>,
 }
 
 #[derive(clap::Args)]
@@ -102,7 +104,7 @@ fn main() -> ExitCode {
                     split: a.split,
                     maps: a.maps,
                     out_dir: a.out.clone(),
-                    batch_size: a.batch_size,
+                    batch_size: a.batch_size.map(|b| b as usize),
                 })
             })
             .map(|m| {
@@ -134,7 +136,8 @@ fn main() -> ExitCode {
                 &classifier,
                 &images,
                 a.format,
-                a.batch_size,
+                a.batch_size
+                    .map_or(classifier.device().preferred_batch_size(), |b| b as usize),
                 &mut std::io::stdout().lock(),
             )?;
             if failures > 0 {

@@ -257,7 +257,7 @@ fn evaluate_computes_hand_checked_metrics() {
         split: None,
         maps: vec![],
         out_dir: dir.path().join("eval"),
-        batch_size: 3,
+        batch_size: Some(3),
     })
     .unwrap();
 
@@ -336,7 +336,7 @@ fn evaluate_computes_hand_checked_metrics() {
         split: None,
         maps: vec!["AKIEC=AK+SCC".parse().unwrap()],
         out_dir: dir.path().join("coarse"),
-        batch_size: 8,
+        batch_size: Some(8),
     })
     .unwrap();
     assert_eq!(coarse.labels, ["AKIEC", "MEL", "NV"]);

@@ -45,6 +45,7 @@ from ._skinlesion import (
     UnsupportedFormatError,
     __version__,
     lesion_classes as _lesion_classes,
+    preferred_batch_size,
 )
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "Classifier",
     "LesionClass",
     "Prediction",
+    "preferred_batch_size",
     "SkinLesionError",
     "InputError",
     "EmptyInputError",

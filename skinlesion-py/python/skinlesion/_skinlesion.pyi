@@ -80,6 +80,9 @@ class NativeClassifier:
     @property
     def max_bytes(self) -> int: ...
 
+def preferred_batch_size(device: str) -> int:
+    """Images per forward pass that classify fastest per image on ``device`` (1 on a CPU)."""
+
 def lesion_classes() -> List[Tuple[str, str, str]]:
     """Every lesion class as (code, display name, malignancy)."""
 

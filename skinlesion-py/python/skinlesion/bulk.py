@@ -27,7 +27,7 @@ import sys
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
-from . import DEFAULT_MODEL, DISCLAIMER, LESION_CLASSES, Classifier
+from . import DEFAULT_MODEL, DISCLAIMER, LESION_CLASSES, Classifier, preferred_batch_size
 
 __all__ = ["Summary", "score", "write", "read", "schema"]
 
@@ -36,6 +36,7 @@ _RAY_HINT = "skinlesion.bulk needs Ray Data: pip install 'skinlesion[ray]'"
 _DEVICES = ("cpu", "cuda", "auto")
 _GLOB_CHARS = "*?["
 _FILES_PER_BLOCK = 64
+_RAY_BATCH = 16
 _CODE_BY_NAME = {c.display_name: c.code for c in LESION_CLASSES}
 
 Inputs = Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]], Any]
@@ -83,11 +84,14 @@ def schema(classes: Sequence[str]):
 
 
 class _Scorer:
-    """One Ray worker: loads the classifier once, then classifies each batch in one call."""
+    """One Ray worker: loads the classifier once, then classifies each of Ray's batches in
+    ``classify_batch`` calls of ``batch_size`` images."""
 
-    def __init__(self, model: str, device: str, threads: Optional[int], skip: Optional[list]) -> None:
+    def __init__(self, model: str, device: str, threads: Optional[int], batch_size: int,
+                 skip: Optional[list]) -> None:
         ray, _ = _imports()
         self._classifier = Classifier(model, device=device, threads=threads)
+        self._batch_size = batch_size
         self._classes = [c.code for c in self._classifier.classes]
         self._schema = schema(self._classes)
         meta = self._classifier.metadata
@@ -102,7 +106,12 @@ class _Scorer:
         data = batch.column("bytes").to_pylist()
         hashes = [hashlib.sha256(b).hexdigest() for b in data]
         todo = [i for i, (p, h) in enumerate(zip(paths, hashes)) if self._skip.get(p) != h]
-        results = self._classifier.classify_batch([data[i] for i in todo], errors="return")
+        step = self._batch_size
+        results = [
+            result
+            for start in range(0, len(todo), step)
+            for result in self._classifier.classify_batch([data[i] for i in todo[start : start + step]], errors="return")
+        ]
         rows = [self._row(paths[i], hashes[i], r) for i, r in zip(todo, results)]
         return pa.Table.from_pylist(rows, schema=self._schema)
 
@@ -141,20 +150,21 @@ def score(
 
     Args:
         inputs: a file, directory, glob, URI, list of those, or a Ray Dataset with ``bytes`` and
-            ``path`` columns.
+            ``path`` columns. A glob's ``*`` also matches across folders.
         model: a manifest path that exists on every node; ``None`` for the model in this package.
-        batch_size: images per ``classify_batch`` call; ``None`` for 1 on CPU workers (this
-            network is fastest one image at a time on a CPU: see ``benches/RESULTS.md``) and 64
-            on GPU workers.
+        batch_size: images per ``classify_batch`` call; ``None`` for the device's fastest,
+            :func:`skinlesion.preferred_batch_size` (1 on a CPU: this network is fastest one
+            image at a time there, see ``benches/RESULTS.md``; 64 on a GPU).
         concurrency: number of workers (each holds one classifier); ``None`` for as many as the
-            cluster's CPUs (``device="cpu"``) or GPUs (``"cuda"``) allow.
+            cluster's CPUs (``device="cpu"``) or GPUs (``"cuda"``) allow (on CPUs, for a Dataset
+            input, one worker fewer: its reads need a CPU; never more workers than blocks).
         device: ``"cpu"``, ``"cuda"`` (one GPU per worker) or ``"auto"`` (CUDA when the cluster
             has GPUs).
         threads_per_worker: CPU threads (and Ray CPUs) per worker; ``None`` for 1 on CPU workers
             (measured fastest: one single-threaded worker per core; a multi-threaded worker
             competes with Ray's own threads for the cores), 2 on GPU workers (decoding).
         extensions: keep only files with these extensions (e.g. ``["jpg", "png"]``); ``None``
-            keeps every file (a non-image file becomes an error row).
+            keeps every file (a non-image file becomes an error row). Not for Dataset inputs.
         skip: ``{path: content_sha256}`` of files not to score again (:func:`write` passes what
             its output already holds).
 
@@ -162,27 +172,53 @@ def score(
         ValueError: a missing input, no files, a bad option, or an unknown device.
         ModelError: the model cannot be loaded.
     """
-    ray, _ = _imports()
-    _check_options(batch_size=batch_size, concurrency=concurrency, threads_per_worker=threads_per_worker)
-    if device not in _DEVICES:
-        raise ValueError(f"device must be one of {', '.join(map(repr, _DEVICES))}, not {device!r}")
-    model = os.fspath(DEFAULT_MODEL if model is None else model)
-    Classifier(model, device="cpu", threads=1)  # fails here, typed, before any job starts
-    _connect(None)
-    plan = _Plan.for_cluster(ray.cluster_resources(), device, threads_per_worker, batch_size, concurrency)
-    skip_ref = [ray.put(dict(skip))] if skip else None
-    return _read(inputs, extensions, plan).map_batches(
-        _Scorer,
-        fn_constructor_kwargs={"model": model, "device": plan.device, "threads": plan.threads, "skip": skip_ref},
-        batch_size=plan.batch_size,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=plan.workers),
-        num_cpus=plan.threads,
-        num_gpus=plan.gpus,
-    )
+    options = _Options.checked(model, batch_size, concurrency, device, threads_per_worker, extensions)
+    return options.dataset(inputs, skip)
 
 
-def _check_options(**options: Any) -> None:
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    """What :func:`score` was asked for, checked (the model loads) before any job starts."""
+
+    model: str
+    identity: tuple
+    batch_size: Optional[int]
+    concurrency: Optional[int]
+    device: str
+    threads: Optional[int]
+    extensions: Optional[Sequence[str]]
+
+    @staticmethod
+    def checked(model, batch_size, concurrency, device, threads, extensions) -> "_Options":
+        _check_counts(batch_size=batch_size, concurrency=concurrency, threads_per_worker=threads)
+        if device not in _DEVICES:
+            raise ValueError(f"device must be one of {', '.join(map(repr, _DEVICES))}, not {device!r}")
+        model = os.fspath(DEFAULT_MODEL if model is None else model)
+        meta = Classifier(model, device="cpu", threads=1).metadata
+        return _Options(model, (meta["name"], meta["version"]), batch_size, concurrency, device,
+                        threads, extensions)
+
+    def dataset(self, inputs: Inputs, skip: Optional[Mapping[str, str]]):
+        ray, _ = _imports()
+        _connect(None)
+        plan = _Plan.for_cluster(ray.cluster_resources(), self.device, self.threads, self.batch_size,
+                                 self.concurrency)
+        skip_ref = [ray.put(dict(skip))] if skip else None
+        dataset, plan = _read(inputs, self.extensions, plan)
+        return dataset.map_batches(
+            _Scorer,
+            fn_constructor_kwargs={"model": self.model, "device": plan.device, "threads": plan.threads,
+                                   "batch_size": plan.batch_size, "skip": skip_ref},
+            # Ray's batches hold several forward passes' worth: its per-call cost is then shared.
+            batch_size=max(plan.batch_size, _RAY_BATCH),
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=plan.workers),
+            num_cpus=plan.threads,
+            num_gpus=plan.gpus,
+        )
+
+
+def _check_counts(**options: Any) -> None:
     for name, value in options.items():
         if value is None:
             continue
@@ -201,6 +237,7 @@ class _Plan:
     threads: int
     batch_size: int
     workers: int
+    workers_chosen: bool  # by us, from the cluster's size (not the caller's `concurrency`)
 
     @staticmethod
     def for_cluster(resources: Mapping[str, float], device: str, threads: Optional[int],
@@ -212,30 +249,34 @@ class _Plan:
             raise ValueError('device="cuda" but the Ray cluster has no GPUs')
         gpus = 1 if device == "cuda" else 0
         threads = threads or (2 if gpus else 1)
-        batch_size = batch_size or (64 if gpus else 1)
+        batch_size = batch_size or preferred_batch_size(device)
+        chosen = workers is None
         workers = workers or max(1, cluster_gpus if gpus else int(resources.get("CPU", 1) // threads))
-        return _Plan(device, gpus, threads, batch_size, workers)
+        return _Plan(device, gpus, threads, batch_size, workers, chosen)
 
 
 def _read(inputs: Inputs, extensions: Optional[Sequence[str]], plan: _Plan):
+    """The input files as a Dataset of ``bytes`` and ``path``, and the plan fitted to them."""
     ray, _ = _imports()
     if isinstance(inputs, ray.data.Dataset):
         missing = {"bytes", "path"} - set(inputs.schema().names)
         if missing:
             raise ValueError(f"the input Dataset lacks the column(s) {sorted(missing)}")
-        return inputs
+        # Its reads ask for CPUs of their own (Ray's default: 1 each); workers holding every CPU
+        # would wait for them forever. Leave them one, unless told how many workers to run.
+        if not plan.gpus and plan.workers_chosen:
+            plan = dataclasses.replace(plan, workers=max(1, plan.workers - 1))
+        return inputs, plan
     paths = _expand(inputs, extensions)
     # Reading is I/O: zero CPUs, so that it never waits for the CPUs the workers hold, and a few
     # reads per worker at a time. Small blocks stream, and each becomes one part file: an
-    # interrupted run loses only the blocks in flight.
-    per_block = max(plan.batch_size, _FILES_PER_BLOCK)
-    return ray.data.read_binary_files(
-        paths,
-        include_paths=True,
-        num_cpus=0,
-        concurrency=2 * plan.workers,
-        override_num_blocks=max(1, -(-len(paths) // per_block)),
+    # interrupted run loses only the blocks in flight. No more workers than blocks.
+    blocks = max(1, -(-len(paths) // max(plan.batch_size, _FILES_PER_BLOCK)))
+    plan = dataclasses.replace(plan, workers=min(plan.workers, blocks))
+    dataset = ray.data.read_binary_files(
+        paths, include_paths=True, num_cpus=0, concurrency=2 * plan.workers, override_num_blocks=blocks
     )
+    return dataset, plan
 
 
 def _expand(inputs: Inputs, extensions: Optional[Sequence[str]]) -> List[str]:
@@ -324,26 +365,37 @@ class Summary:
         )
 
 
-def write(inputs: Inputs, output: str, *, resume: bool = True, **options: Any) -> Summary:
+def write(
+    inputs: Inputs,
+    output: str,
+    *,
+    resume: bool = True,
+    model: Union[str, "os.PathLike[str]", None] = None,
+    batch_size: Optional[int] = None,
+    concurrency: Optional[int] = None,
+    device: str = "cpu",
+    threads_per_worker: Optional[int] = None,
+    extensions: Optional[Sequence[str]] = None,
+) -> Summary:
     """Scores ``inputs`` into the Parquet dataset (a folder of part files) ``output``.
 
     With ``resume`` (the default), files that ``output`` already holds with the same bytes and
     model are skipped; a file whose bytes changed is scored again and its old row removed; a part
     file left truncated by an interrupted run is removed (its images are scored again). Without
-    ``resume``, ``output`` must hold no results yet. ``options`` go to :func:`score`.
+    ``resume``, ``output`` must hold no results yet. The other options are :func:`score`'s.
 
     Raises:
         ValueError: bad inputs or options (see :func:`score`), an ``output`` that is a file or
             holds other files' columns, or one scored by another model.
     """
+    options = _Options.checked(model, batch_size, concurrency, device, threads_per_worker, extensions)
     filesystem, root = _output_fs(output)
     before = _part_files(filesystem, root)
     if before and not resume:
         raise ValueError(f"{output} already holds results; pass resume=True or a new path")
-    done, part_of = _already_scored(filesystem, before, _model_key(options.get("model")))
+    done, part_of = _already_scored(filesystem, before, options.identity)
     start = time.monotonic()
-    dataset = score(inputs, skip=done, **options)
-    dataset.write_parquet(output, ray_remote_args={"num_cpus": 0})  # I/O, like reading
+    options.dataset(inputs, done).write_parquet(output, ray_remote_args={"num_cpus": 0})  # I/O
     seconds = time.monotonic() - start
     new = [_read_part(filesystem, f, ["path", "error"]) for f in _part_files(filesystem, root) if f not in before]
     rescored = {p for t in new for p in t.column("path").to_pylist() if p in done}
@@ -390,11 +442,6 @@ def _read_part(filesystem, path: str, columns: Optional[List[str]] = None):
     import pyarrow.parquet as pq
 
     return pq.read_table(path, filesystem=filesystem, columns=columns)
-
-
-def _model_key(model: Any) -> tuple:
-    meta = Classifier(os.fspath(DEFAULT_MODEL if model is None else model), device="cpu", threads=1).metadata
-    return meta["name"], meta["version"]
 
 
 def _already_scored(filesystem, parts: List[str], model: tuple):
