@@ -49,4 +49,4 @@ class SkinLesionAPI(ls.LitAPI):
 if __name__ == "__main__":
     api = SkinLesionAPI(max_batch_size=MAX_BATCH, batch_timeout=BATCH_TIMEOUT)
     server = ls.LitServer(api, accelerator="cpu", workers_per_device=1, timeout=30)
-    server.run(port=int(sys.argv[2]), generate_client_file=False)
+    server.run(port=int(sys.argv[2]), generate_client_file=False, log_level="warning")
