@@ -154,6 +154,9 @@ def test_a_ray_dataset_input_and_a_glob(archive, uninterrupted):
     assert sorted(rows) == some and all(rows[p] == expected[p] for p in some)
     globbed = bulk.score(str(archive / "*.txt")).take_all()
     assert [r["path"] for r in globbed] == [str(archive / "notes.txt")]
+    # A URI goes through pyarrow's filesystems, as s3:// and gs:// do.
+    uri = bulk.score(f"file://{archive}/*.txt").take_all()
+    assert [r["error_kind"] for r in uri] == ["UnsupportedFormatError"] and uri[0]["path"].endswith("notes.txt")
     with pytest.raises(ValueError, match=re.escape("lacks the column(s) ['bytes', 'path']")):
         bulk.score(ray.data.range(3))
 
