@@ -24,7 +24,7 @@ def ms(text: str) -> float:
 
 def parse(path: pathlib.Path) -> dict:
     text = path.read_text()
-    pct = {int(p): ms(v) for p, v in re.findall(r"^\s+(50|90|99)%\s+(\S+)$", text, re.M)}
+    pct = {int(p): ms(v) for p, v in re.findall(r"^\s+(50|90|99)%\s+(\S+)\s*$", text, re.M)}
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     return {

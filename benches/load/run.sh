@@ -95,13 +95,13 @@ port=5310
 for name in $servers; do
   port=$((port + 1))
   case $name in
-    skinlesion) target/release/skinlesion-server --model "$shipped" --port $port ;;
-    keras-original) "$keras_venv/bin/python" benches/load/keras_original.py $port ;;
-    flask-torch) "$py" benches/load/flask_reference.py "$shipped" $port ;;
-    fastapi-torch) "$py" benches/load/fastapi_reference.py "$shipped" $port ;;
-    litserve-torch) "$py" benches/load/litserve_reference.py "$shipped" $port ;;
+    skinlesion) exec target/release/skinlesion-server --model "$shipped" --port $port ;;
+    keras-original) exec "$keras_venv/bin/python" benches/load/keras_original.py $port ;;
+    flask-torch) exec "$py" benches/load/flask_reference.py "$shipped" $port ;;
+    fastapi-torch) exec "$py" benches/load/fastapi_reference.py "$shipped" $port ;;
+    litserve-torch) exec "$py" benches/load/litserve_reference.py "$shipped" $port ;;
     *) echo "load bench: unknown server $name" >&2; exit 2 ;;
-  esac >"$out/$name.log" 2>&1 &
+  esac >"$out/$name.log" 2>&1 &  # each branch execs: $! is the server itself
   pid=$!
   wait_ready "http://127.0.0.1:$port/health"
   run_levels "$name" "http://127.0.0.1:$port/predict" $pid
