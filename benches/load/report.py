@@ -62,9 +62,10 @@ for s in servers:
     requests = sum(r[s][c]["requests"] for c in levels)
     print(f"| {s} | " + " | ".join(cells) + f" | {errors} of {requests} | {r[s]['rss']['idle_rss_mb']} / {r[s]['rss']['peak_rss_mb']} |")
 print()
-print(f"In-process ceiling: {ceiling['images_per_s']:.1f} images/s (best batch {ceiling['batch']}, "
-      f"{ceiling['threads']} threads; by batch: {ceiling['by_batch']}); single image p50 "
-      f"{ceiling['single_ms_p50']:.2f} ms, p99 {ceiling['single_ms_p99']:.2f} ms.")
+print(f"In-process ceiling: {ceiling['images_per_s']:.1f} images/s (best: batch {ceiling['batch']}, "
+      f"{ceiling['workers']} worker(s) of {ceiling['threads']} thread(s); all: {ceiling['by_config']}); "
+      f"single image ({ceiling['single_threads']} threads) p50 {ceiling['single_ms_p50']:.2f} ms, "
+      f"p99 {ceiling['single_ms_p99']:.2f} ms.")
 print(f"Hardware bound: {hw['gflop_per_image']:.3f} GFLOP per image (counted) at {hw['gemm_gflops']:.1f} GFLOP/s "
       f"(measured GEMM, {hw['threads']} threads) = {hw['bound_images_per_s']:.1f} images/s; "
       f"the ceiling is {ceiling['images_per_s'] / hw['bound_images_per_s']:.2f} of it.")
@@ -88,7 +89,9 @@ if "16" in levels and SAME_MODEL_PEERS:
     target(f"c=16 p99 / best Python peer's ({best_p99})", x, "≤ 0.5", x <= 0.5)
 if "1" in levels:
     x = sl["1"]["p99_ms"] / ceiling["single_ms_p50"]
-    target("c=1 p99 / in-process single-image p50", x, "≤ 1.5", x <= 1.5)
+    target(f"c=1 p99 / in-process single-image p50 ({ceiling['single_threads']} threads)", x, "≤ 1.5", x <= 1.5)
+    x = sl["1"]["p99_ms"] / ceiling["single_1thread_ms_p50"]
+    target("c=1 p99 / in-process single-image p50 (1 thread, as each server worker)", x, "≤ 1.5", x <= 1.5)
 if "16" in levels and "keras-original" in servers:
     k = r["keras-original"]["16"]
     target("c=16 throughput / original app (Keras)", sl["16"]["rps"] / k["rps"], "≥ 5", sl["16"]["rps"] / k["rps"] >= 5)

@@ -11,9 +11,10 @@
 #   fastapi-torch    FastAPI + uvicorn + PyTorch on the same file (fastapi_reference.py);
 #   litserve-torch   LitServe with dynamic batching on the same file (litserve_reference.py).
 # The torch peers share one implementation of the model (torch_model.py). Every server gets the
-# same threads for inference: skinlesion-server's default, half the cores (TORCH_THREADS), and
-# the same warm-up. Then the in-process ceiling (benches/src/bin/ceiling.rs, best of batch
-# 1/2/4) and the hardware bound (hardware_bound.py). Prints Markdown tables and the targets,
+# same warm-up and one libtorch thread per forward pass (TORCH_THREADS): skinlesion-server's
+# default runs one single-threaded pass per core, the threaded Python servers one per request
+# thread. Then the in-process ceiling (benches/src/bin/ceiling.rs, best of batch and workers)
+# and the hardware bound (hardware_bound.py). Prints Markdown tables and the targets,
 # writes target/load-bench/results.json and target/load-bench/load.png.
 #
 # Environment: DURATION (s per run, default 20), REPEATS (runs per level; medians are reported,
@@ -55,9 +56,9 @@ for r in rows[:n]:
 PY
 )
 cores=$(nproc)
-export TORCH_THREADS=$(( cores / 2 > 0 ? cores / 2 : 1 ))
+export TORCH_THREADS=1
 echo "load bench: ${#images[@]} test images, levels: $levels, ${duration}s x $repeats each," \
-  "$TORCH_THREADS inference thread(s) on $cores cores" >&2
+  "$TORCH_THREADS libtorch thread per forward pass, $cores cores" >&2
 
 wait_ready() { # URL
   for _ in $(seq 1 600); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.2; done
@@ -111,14 +112,26 @@ for name in $servers; do
   pid=
 done
 
-for batch in 1 2 4; do target/release/ceiling "$duration" $batch > "$out/ceiling-b$batch.json"; done
-"$py" - "$out" <<'PY'
+# Ceiling: one worker with every core at batch 1/2/4, and one single-threaded worker per core
+# (the server's default) at batch 1/2; the best is the ceiling.
+configs="1x1 2x1 4x1 1x$cores 2x$cores"
+for config in $configs; do
+  target/release/ceiling "$duration" "${config%x*}" "${config#*x}" > "$out/ceiling-$config.json"
+done
+"$py" - "$out" $configs <<'PY'
 import json, pathlib, statistics, sys
 out = pathlib.Path(sys.argv[1])
-runs = [json.loads((out / f"ceiling-b{b}.json").read_text()) for b in (1, 2, 4)]
+runs = [json.loads((out / f"ceiling-{c}.json").read_text()) for c in sys.argv[2:]]
 best = max(runs, key=lambda r: r["images_per_s"])
-best["by_batch"] = {r["batch"]: r["images_per_s"] for r in runs}
-best["single_ms_p50"] = statistics.median(r["single_ms_p50"] for r in runs)
+best["by_config"] = {f"batch {r['batch']} x {r['workers']} worker(s)": r["images_per_s"] for r in runs}
+# A lone request's best latency: one worker with every core.
+single = [r for r in runs if r["workers"] == 1]
+best["single_ms_p50"] = statistics.median(r["single_ms_p50"] for r in single)
+best["single_ms_p99"] = statistics.median(r["single_ms_p99"] for r in single)
+best["single_threads"] = single[0]["threads"]
+# The same with one thread, as each of the server's workers runs it.
+one = [r for r in runs if r["threads"] == 1] or single
+best["single_1thread_ms_p50"] = statistics.median(r["single_ms_p50"] for r in one)
 (out / "ceiling.json").write_text(json.dumps(best))
 PY
 "$py" benches/load/hardware_bound.py "$shipped" "$cores" 10 > "$out/hardware.json"

@@ -3,7 +3,7 @@
 One implementation of what the Rust core does, for the Flask, FastAPI and LitServe references:
 PIL decode → RGB → the manifest's resize → colour constancy → normalise → TorchScript forward →
 softmax(logits / T + log prior), the dermoscopy gate, the Unknown rule, and the same JSON.
-Threads: ``TORCH_THREADS`` (the bench sets the skinlesion server's default, half the cores).
+Threads: ``TORCH_THREADS`` (the bench sets skinlesion-server's CPU default, one per forward pass).
 """
 
 import io

@@ -34,15 +34,30 @@ impl Device {
     /// which needs large batches to be busy (not measured here). `Auto` answers for the device
     /// it resolves to.
     pub fn preferred_batch_size(self) -> usize {
-        let gpu = match self {
-            Device::Cpu => false,
-            Device::Cuda(_) => true,
-            Device::Auto => tch::Cuda::is_available(),
-        };
-        if gpu {
+        if self.is_gpu() {
             64
         } else {
             1
+        }
+    }
+
+    /// Forward passes to run at once, each with one libtorch thread, when serving many
+    /// concurrent requests: one per core on a CPU, where two single-threaded passes beat one
+    /// two-threaded pass (measured: `benches/RESULTS.md`, server load); 1 on a GPU, where one
+    /// stream with larger batches keeps it busy.
+    pub fn preferred_workers(self, cores: usize) -> usize {
+        if self.is_gpu() {
+            1
+        } else {
+            cores.max(1)
+        }
+    }
+
+    fn is_gpu(self) -> bool {
+        match self {
+            Device::Cpu => false,
+            Device::Cuda(_) => true,
+            Device::Auto => tch::Cuda::is_available(),
         }
     }
 

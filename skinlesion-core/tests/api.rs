@@ -719,6 +719,13 @@ fn preferred_batch_size_follows_the_device() {
 }
 
 #[test]
+fn preferred_workers_follow_the_device() {
+    assert_eq!(Device::Cpu.preferred_workers(2), 2);
+    assert_eq!(Device::Cpu.preferred_workers(0), 1);
+    assert_eq!(Device::Cuda(0).preferred_workers(16), 1);
+}
+
+#[test]
 fn malformed_logits_are_an_inference_error() {
     let fx = fixture(calibrated());
     let classifier = cpu(&fx.manifest);

@@ -1,10 +1,10 @@
-//! Dynamic batching: requests wait in a bounded queue; one inference thread takes up to
-//! `max_batch` of them, waiting at most `max_wait` for the batch to fill (zero: only those
-//! already queued), and runs a single forward pass (like Triton's dynamic batcher). Inference
-//! never runs on the async reactor.
+//! Dynamic batching: requests wait in a bounded queue; each of `workers` inference threads
+//! takes up to `max_batch` of them, waiting at most `max_wait` for the batch to fill (zero:
+//! only those already queued), and runs a single forward pass (like Triton's dynamic batcher
+//! with several model instances). Inference never runs on the async reactor.
 
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use skinlesion_core::{Error, Prediction, PreparedImage};
@@ -30,6 +30,31 @@ pub enum SubmitError {
     Closed,
 }
 
+/// How requests are grouped and run.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchOptions {
+    /// Threads running forward passes at once.
+    pub workers: usize,
+    /// Most images in one forward pass.
+    pub max_batch: usize,
+    /// Most time the first image of a batch waits for others.
+    pub max_wait: Duration,
+    /// Images that may wait; beyond that, `submit` answers `Full`.
+    pub queue_size: usize,
+}
+
+/// The inference threads, to be joined at shutdown.
+pub struct Workers(Vec<std::thread::JoinHandle<()>>);
+
+impl Workers {
+    /// Waits for every inference thread; `false` when one of them panicked.
+    pub fn join(self) -> bool {
+        self.0
+            .into_iter()
+            .fold(true, |ok, t| t.join().is_ok() && ok)
+    }
+}
+
 #[derive(Clone)]
 pub struct Batcher {
     queue: SyncSender<Job>,
@@ -37,28 +62,30 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Starts the inference thread, which answers each batch with `infer` (in the server,
-    /// `Classifier::classify_prepared`). A panic inside `infer` fails that batch's requests,
-    /// not the thread. The thread ends, dropping `infer`, once every `Batcher` clone is gone;
-    /// join it before the process exits, so a model `infer` owns is never freed while `exit`
-    /// tears libtorch down.
-    pub fn start<F>(
-        infer: F,
-        max_batch: usize,
-        max_wait: Duration,
-        queue_size: usize,
-        metrics: Arc<Metrics>,
-    ) -> (Self, std::thread::JoinHandle<()>)
+    /// Starts `options.workers` inference threads, which answer each batch with `infer` (in
+    /// the server, `Classifier::classify_prepared`, which may run on many threads at once). A
+    /// panic inside `infer` fails that batch's requests, not the thread. The threads end,
+    /// dropping `infer`, once every `Batcher` clone is gone; join them (`Workers::join`)
+    /// before the process exits, so a model `infer` owns is never freed while `exit` tears
+    /// libtorch down.
+    pub fn start<F>(infer: F, options: BatchOptions, metrics: Arc<Metrics>) -> (Self, Workers)
     where
-        F: Fn(&[PreparedImage]) -> skinlesion_core::Result<Vec<Prediction>> + Send + 'static,
+        F: Fn(&[PreparedImage]) -> skinlesion_core::Result<Vec<Prediction>> + Send + Sync + 'static,
     {
-        let (queue, jobs) = mpsc::sync_channel::<Job>(queue_size);
-        let thread_metrics = Arc::clone(&metrics);
-        let thread = std::thread::Builder::new()
-            .name("inference".into())
-            .spawn(move || run(infer, jobs, max_batch.max(1), max_wait, thread_metrics))
-            .expect("spawn inference thread");
-        (Self { queue, metrics }, thread)
+        let (queue, jobs) = mpsc::sync_channel::<Job>(options.queue_size.max(1));
+        let jobs = Arc::new(Mutex::new(jobs));
+        let infer = Arc::new(infer);
+        let threads = (0..options.workers.max(1))
+            .map(|i| {
+                let (infer, jobs, metrics) =
+                    (Arc::clone(&infer), Arc::clone(&jobs), Arc::clone(&metrics));
+                std::thread::Builder::new()
+                    .name(format!("inference-{i}"))
+                    .spawn(move || run(&*infer, &jobs, &options, &metrics))
+                    .expect("spawn inference thread")
+            })
+            .collect();
+        (Self { queue, metrics }, Workers(threads))
     }
 
     /// Queues one prepared image; the answer arrives on the returned channel.
@@ -75,24 +102,30 @@ impl Batcher {
     }
 }
 
-fn run(
-    infer: impl Fn(&[PreparedImage]) -> skinlesion_core::Result<Vec<Prediction>>,
-    jobs: mpsc::Receiver<Job>,
-    max_batch: usize,
-    max_wait: Duration,
-    metrics: Arc<Metrics>,
-) {
-    // Ends when every sender (the server) is gone.
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        let deadline = Instant::now() + max_wait;
-        while batch.len() < max_batch {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match jobs.recv_timeout(left) {
-                Ok(job) => batch.push(job),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-            }
+/// The next batch, or `None` once every sender (the server) is gone. One worker gathers at a
+/// time, so a batch is never split between workers that are both waiting.
+fn next_batch(jobs: &Mutex<Receiver<Job>>, options: &BatchOptions) -> Option<Vec<Job>> {
+    // A worker that panicked while holding the lock left the receiver intact.
+    let jobs = jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut batch = vec![jobs.recv().ok()?];
+    let deadline = Instant::now() + options.max_wait;
+    while batch.len() < options.max_batch.max(1) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match jobs.recv_timeout(left) {
+            Ok(job) => batch.push(job),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
         }
+    }
+    Some(batch)
+}
+
+fn run(
+    infer: &(impl Fn(&[PreparedImage]) -> skinlesion_core::Result<Vec<Prediction>> + ?Sized),
+    jobs: &Mutex<Receiver<Job>>,
+    options: &BatchOptions,
+    metrics: &Metrics,
+) {
+    while let Some(mut batch) = next_batch(jobs, options) {
         metrics.queue_depth.dec_by(batch.len() as i64);
         // Requests whose client gave up are not worth a forward pass.
         batch.retain(|job| !job.reply.is_closed());
@@ -159,8 +192,7 @@ mod tests {
                 classifier.classify_prepared(images)
             }
         };
-        let (batcher, thread) =
-            Batcher::start(infer, 4, Duration::ZERO, 8, Arc::new(Metrics::new(4)));
+        let (batcher, threads) = Batcher::start(infer, options(1, 4), Arc::new(Metrics::new(4)));
 
         let first = batcher.submit(classifier.prepare(&bytes).unwrap()).unwrap();
         let failure = first.await.unwrap().unwrap_err();
@@ -179,7 +211,60 @@ mod tests {
 
         // Without batchers the thread ends, and has dropped `infer` (its classifier) by then.
         drop(batcher);
-        thread.join().unwrap();
+        assert!(threads.join());
         assert_eq!(Arc::strong_count(&calls), 1);
+    }
+
+    fn options(workers: usize, max_batch: usize) -> BatchOptions {
+        BatchOptions {
+            workers,
+            max_batch,
+            max_wait: Duration::ZERO,
+            queue_size: 16,
+        }
+    }
+
+    /// Each call takes 300 ms; records how many ran at the same time.
+    fn slow_inference(
+        classifier: Arc<Classifier>,
+    ) -> (
+        impl Fn(&[PreparedImage]) -> skinlesion_core::Result<Vec<Prediction>> + Send + Sync,
+        Arc<AtomicUsize>,
+    ) {
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let seen = Arc::clone(&most);
+        let infer = move |images: &[PreparedImage]| {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(300));
+            running.fetch_sub(1, Ordering::SeqCst);
+            classifier.classify_prepared(images)
+        };
+        (infer, seen)
+    }
+
+    async fn answer_all(batcher: &Batcher, classifier: &Classifier, bytes: &[u8], n: usize) {
+        let answers: Vec<_> = (0..n)
+            .map(|_| batcher.submit(classifier.prepare(bytes).unwrap()).unwrap())
+            .collect();
+        for answer in answers {
+            answer.await.unwrap().unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn workers_run_forward_passes_at_the_same_time() {
+        let classifier = classifier();
+        let image = skinlesion_core::testing::ham10000_sample("test", 1).remove(0);
+        let bytes = std::fs::read(&image.path).unwrap();
+        for workers in [1, 2, 3] {
+            let (infer, most) = slow_inference(Arc::clone(&classifier));
+            let (batcher, threads) =
+                Batcher::start(infer, options(workers, 1), Arc::new(Metrics::new(1)));
+            answer_all(&batcher, &classifier, &bytes, 6).await;
+            assert_eq!(most.load(Ordering::SeqCst), workers, "{workers} workers");
+            drop(batcher);
+            assert!(threads.join());
+        }
     }
 }
