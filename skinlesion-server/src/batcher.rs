@@ -49,9 +49,9 @@ pub struct Workers(Vec<std::thread::JoinHandle<()>>);
 impl Workers {
     /// Waits for every inference thread; `false` when one of them panicked.
     pub fn join(self) -> bool {
-        self.0
-            .into_iter()
-            .fold(true, |ok, t| t.join().is_ok() && ok)
+        // Joins every thread, not just up to the first that panicked.
+        let panicked = self.0.into_iter().map(|t| t.join()).filter(Result::is_err);
+        panicked.count() == 0
     }
 }
 
