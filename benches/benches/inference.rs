@@ -9,6 +9,9 @@
 //!   with `image` and `tch` (decode, resize, normalise, forward, softmax): the library's
 //!   overhead is the ratio of the two.
 //! - `batch_threads/*`: `classify_batch_bytes` of 32 images with 1 thread and with every core.
+//! - `explain/*`: `explain_bytes` against `classify_bytes` for one real 200×150 image on one
+//!   thread, and with the heatmap's PNG (what `POST /explain` sends): the cost of an
+//!   explanation is the ratio (target ≤ 1.15).
 //!
 //! libtorch's thread count is one per process, so each group builds its classifier right
 //! before measuring.
@@ -163,5 +166,32 @@ fn batch_threads(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, preprocessing, forward, overhead, batch_threads);
+fn explain(c: &mut Criterion) {
+    let classifier = classifier(1);
+    let bytes = real_jpeg();
+    let mut group = c.benchmark_group("explain");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("classify_bytes", |b| {
+        b.iter(|| classifier.classify_bytes(&bytes).unwrap())
+    });
+    group.bench_function("explain_bytes", |b| {
+        b.iter(|| classifier.explain_bytes(&bytes, None).unwrap())
+    });
+    group.bench_function("explain_bytes_png", |b| {
+        b.iter(|| {
+            let explained = classifier.explain_bytes(&bytes, None).unwrap();
+            explained.heatmap().to_png()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    preprocessing,
+    forward,
+    overhead,
+    batch_threads,
+    explain
+);
 criterion_main!(benches);

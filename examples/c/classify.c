@@ -1,18 +1,20 @@
 /*
  * classify: a small command-line program on the skinlesion C API.
  *
- *   classify MODEL.json IMAGE...
+ *   classify [--overlay DIR] MODEL.json IMAGE...
  *
  * prints one line per image: path, ISIC code, display name, calibrated confidence, whether
  * the answer is a cancer, and why it is Unknown ("-" when it is not; "not_dermoscopy" when the
- * image does not look like dermoscopy at all). Research and education only: not a medical
- * device.
+ * image does not look like dermoscopy at all). With --overlay, it also writes DIR/N.png for the
+ * N-th image (from 1): the image with where the model looked for its best guess laid over it.
+ * Research and education only: not a medical device.
  *
  * Build (from the repository, after `cargo build -p skinlesion-ffi`):
  *   cc examples/c/classify.c $(PKG_CONFIG_PATH=target/debug pkg-config --cflags --libs skinlesion)
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "skinlesion.h"
 
@@ -39,9 +41,45 @@ static unsigned char *read_file(const char *path, size_t *len) {
   return data;
 }
 
+/* Writes `len` bytes to `path`; 0 on success. */
+static int write_file(const char *path, const unsigned char *data, size_t len) {
+  FILE *f = fopen(path, "wb");
+  if (!f) return -1;
+  size_t written = fwrite(data, 1, len, f);
+  return (fclose(f) != 0 || written != len) ? -1 : 0;
+}
+
+/* Classifies and explains one image; writes its overlay to `dir`/`n`.png. */
+static skinlesion_status explain(const skinlesion_classifier *classifier, const unsigned char *data,
+                                 size_t len, const char *dir, int n, skinlesion_prediction *prediction) {
+  skinlesion_explanation *explanation = NULL;
+  skinlesion_status status =
+      skinlesion_explain_encoded(classifier, data, len, SKINLESION_LESION_CLASS_UNKNOWN, &explanation);
+  if (status == SKINLESION_STATUS_OK) status = skinlesion_explanation_prediction(explanation, prediction);
+  const uint8_t *png = NULL;
+  size_t png_len = 0;
+  if (status == SKINLESION_STATUS_OK) status = skinlesion_explanation_overlay_png(explanation, &png, &png_len);
+  if (status == SKINLESION_STATUS_OK) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%d.png", dir, n);
+    if (write_file(path, png, png_len) != 0) {
+      fprintf(stderr, "%s: cannot write\n", path);
+      status = SKINLESION_STATUS_INVALID_ARGUMENT;
+    }
+  }
+  skinlesion_explanation_free(explanation);
+  return status;
+}
+
 int main(int argc, char **argv) {
+  const char *overlay_dir = NULL;
+  if (argc > 2 && strcmp(argv[1], "--overlay") == 0) {
+    overlay_dir = argv[2];
+    argv += 2;
+    argc -= 2;
+  }
   if (argc < 3) {
-    fprintf(stderr, "usage: %s MODEL.json IMAGE...\n", argv[0]);
+    fprintf(stderr, "usage: %s [--overlay DIR] MODEL.json IMAGE...\n", argv[0]);
     return 2;
   }
   fprintf(stderr, "%s\n", skinlesion_disclaimer());
@@ -63,7 +101,8 @@ int main(int argc, char **argv) {
       continue;
     }
     skinlesion_prediction prediction;
-    status = skinlesion_classify_encoded(classifier, data, len, &prediction);
+    status = overlay_dir ? explain(classifier, data, len, overlay_dir, i - 1, &prediction)
+                         : skinlesion_classify_encoded(classifier, data, len, &prediction);
     free(data);
     if (status != SKINLESION_STATUS_OK) {
       fprintf(stderr, "%s: %s\n", argv[i], skinlesion_last_error_message());

@@ -1,5 +1,6 @@
 //! The classifier: a loaded model plus everything needed to turn images into predictions.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -8,7 +9,7 @@ use image::DynamicImage;
 use tch::Tensor;
 
 use crate::error::{Error, Result};
-use crate::model::{read_metadata, Model, ModelMetadata, ModelPaths, Outputs};
+use crate::model::{read_metadata, Model, ModelMetadata, ModelPaths, OutputLayout, Outputs};
 use crate::prediction::Prediction;
 use crate::preprocess::{
     decode_image, prepare_parallel, preprocess_image, read_image_file, DecodeLimits, RawPixels,
@@ -233,7 +234,7 @@ pub enum ImageInput<'a> {
 /// ```no_run
 /// use skinlesion_core::{Classifier, Device};
 ///
-/// let classifier = Classifier::builder("models/skinlesion-v4.1.json")
+/// let classifier = Classifier::builder("models/skinlesion-v4.2.json")
 ///     .device(Device::Cpu)
 ///     .build()?;
 /// let prediction = classifier.classify_path("lesion.jpg")?;
@@ -377,12 +378,20 @@ impl Classifier {
 
     /// Reads or decodes (within the decode limits) and preprocesses one input of any form.
     pub fn prepare_input(&self, input: ImageInput<'_>) -> Result<PreparedImage> {
-        match input {
-            ImageInput::Encoded(bytes) => self.prepare(bytes),
-            ImageInput::Pixels(pixels) => Ok(self.prepare_image(&pixels.to_image(&self.limits)?)),
-            ImageInput::Decoded(image) => Ok(self.prepare_image(image)),
-            ImageInput::File(path) => self.prepare(&read_image_file(path, &self.limits)?),
-        }
+        Ok(self.prepare_image(&*self.decode_input(input)?))
+    }
+
+    /// Reads or decodes (within the decode limits) one input of any form.
+    pub fn decode_input<'a>(&self, input: ImageInput<'a>) -> Result<Cow<'a, DynamicImage>> {
+        Ok(match input {
+            ImageInput::Encoded(bytes) => Cow::Owned(decode_image(bytes, &self.limits)?),
+            ImageInput::Pixels(pixels) => Cow::Owned(pixels.to_image(&self.limits)?),
+            ImageInput::Decoded(image) => Cow::Borrowed(image),
+            ImageInput::File(path) => Cow::Owned(decode_image(
+                &read_image_file(path, &self.limits)?,
+                &self.limits,
+            )?),
+        })
     }
 
     /// Preprocesses a decoded image.
@@ -410,16 +419,19 @@ impl Classifier {
             return Err(Error::Inference("no images to run".into()));
         }
         let batch = Tensor::cat(&images.iter().map(|p| &p.0).collect::<Vec<_>>(), 0);
-        Outputs::split(
-            self.model.forward(&batch)?,
-            self.metadata.classes.len(),
-            self.scores_from_network(),
-        )
+        Outputs::split(self.model.forward(&batch)?, self.output_layout())
     }
 
-    /// Whether the manifest's gate reads a score the network computes.
-    fn scores_from_network(&self) -> bool {
-        (self.metadata.calibration.dermoscopy_gate.as_ref()).is_some_and(|g| g.score.from_network())
+    /// The columns the manifest says the network returns.
+    fn output_layout(&self) -> OutputLayout {
+        let meta = &self.metadata;
+        OutputLayout {
+            classes: meta.classes.len(),
+            // Whether the manifest's gate reads a score the network computes.
+            gate_score: (meta.calibration.dermoscopy_gate.as_ref())
+                .is_some_and(|g| g.score.from_network()),
+            class_maps: meta.class_maps.as_ref().map(|m| (m.height, m.width)),
+        }
     }
 
     /// Calibrated predictions from raw N×C logits of this model (a model whose gate needs the
@@ -429,6 +441,7 @@ impl Classifier {
         self.predictions_from_outputs(&Outputs {
             logits: logits.shallow_clone(),
             gate_scores: None,
+            class_maps: None,
         })
     }
 
@@ -516,7 +529,7 @@ impl Classifier {
             ))
         })?;
         let classes = &self.metadata.classes;
-        match Outputs::split(out, classes.len(), self.scores_from_network()) {
+        match Outputs::split(out, self.output_layout()) {
             Err(Error::MetadataMismatch(why)) => {
                 let codes: Vec<_> = classes.iter().map(|c| c.code()).collect();
                 Err(Error::MetadataMismatch(format!(

@@ -72,6 +72,11 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// An explanation was asked of a model exported without class activation maps (it
+    /// classifies, but cannot say where it looked).
+    #[error("this model has no class maps: {0}")]
+    NoClassMaps(String),
+
     /// Reading a file failed.
     #[error("I/O error on {}: {source}", path.display())]
     Io {
@@ -103,6 +108,7 @@ impl Error {
             Error::Inference(_) => ErrorKind::Inference,
             Error::Config(_) => ErrorKind::Config,
             Error::Io { .. } => ErrorKind::Io,
+            Error::NoClassMaps(_) => ErrorKind::NoClassMaps,
         }
     }
 }
@@ -143,6 +149,7 @@ impl Clone for Error {
             Error::MetadataMismatch(m) => Error::MetadataMismatch(m.clone()),
             Error::Inference(m) => Error::Inference(m.clone()),
             Error::Config(m) => Error::Config(m.clone()),
+            Error::NoClassMaps(m) => Error::NoClassMaps(m.clone()),
             Error::Io { path, source } => Error::Io {
                 path: path.clone(),
                 source: std::io::Error::new(source.kind(), source.to_string()),
@@ -169,11 +176,12 @@ pub enum ErrorKind {
     Inference,
     Config,
     Io,
+    NoClassMaps,
 }
 
 impl ErrorKind {
     /// Every kind, in code order.
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::EmptyInput,
         ErrorKind::UnsupportedFormat,
         ErrorKind::Decode,
@@ -187,6 +195,7 @@ impl ErrorKind {
         ErrorKind::Inference,
         ErrorKind::Config,
         ErrorKind::Io,
+        ErrorKind::NoClassMaps,
     ];
 
     /// `(name, code, description)`: one row of the table.
@@ -205,6 +214,8 @@ impl ErrorKind {
             ErrorKind::Inference => ("inference", 13, "inference failed"),
             ErrorKind::Config => ("config", 14, "invalid configuration"),
             ErrorKind::Io => ("io", 15, "I/O error"),
+            // 16 is the C API's own (a caught panic).
+            ErrorKind::NoClassMaps => ("no_class_maps", 17, "model has no class maps"),
         }
     }
 
@@ -242,7 +253,8 @@ impl ErrorKind {
         )
     }
 
-    /// True when the model (missing, corrupt, or inconsistent) is at fault.
+    /// True when the model (missing, corrupt, inconsistent, or lacking what was asked of it)
+    /// is at fault.
     pub const fn is_model_error(self) -> bool {
         matches!(
             self,
@@ -250,6 +262,7 @@ impl ErrorKind {
                 | ErrorKind::ModelCorrupt
                 | ErrorKind::ChecksumMismatch
                 | ErrorKind::MetadataMismatch
+                | ErrorKind::NoClassMaps
         )
     }
 }

@@ -11,7 +11,7 @@
 //! ```no_run
 //! use skinlesion_core::Classifier;
 //!
-//! let classifier = Classifier::load("models/skinlesion-v4.1.json")?;
+//! let classifier = Classifier::load("models/skinlesion-v4.2.json")?;
 //! let prediction = classifier.classify_path("lesion.jpg")?;
 //! println!("{}", serde_json::to_string_pretty(&prediction).unwrap());
 //! # Ok::<(), skinlesion_core::Error>(())
@@ -22,11 +22,12 @@
 //! path, shared with training, and its parallel preparation), [`model`] (the model artifact, its
 //! metadata and [`Calibration`], the one home of probabilities, decision and the Unknown rule),
 //! [`error`] ([`Error`] and [`ErrorKind`], the table the C, Python and HTTP interfaces map
-//! from). With the `testing` feature, `testing` offers tiny models with known weights and the
+//! from), [`explain`] (where the model looked: [`Explanation`], [`Heatmap`]). With the `testing` feature, `testing` offers tiny models with known weights and the
 //! workspace's data paths for tests built on this crate.
 
 pub mod classifier;
 pub mod error;
+pub mod explain;
 pub mod model;
 pub mod prediction;
 pub mod preprocess;
@@ -38,7 +39,8 @@ pub use classifier::{
     available_cores, Classifier, ClassifierBuilder, Device, ImageInput, PreparedImage,
 };
 pub use error::{Error, ErrorKind, Result};
-pub use model::{Calibration, DermoscopyGate, GateScore, ModelMetadata};
+pub use explain::{ClassMap, Explanation, Heatmap};
+pub use model::{Calibration, ClassMaps, DermoscopyGate, GateScore, ModelMetadata};
 pub use prediction::{Prediction, UnknownReason};
 pub use preprocess::{
     ColourConstancy, DecodeLimits, InputSpec, PixelFormat, RawPixels, ResizePolicy,

@@ -3,8 +3,8 @@
 //! An artifact is two files side by side:
 //!
 //! - `NAME.pt`: the network, a TorchScript module mapping a N×3×H×W `f32` batch to N×C logits,
-//!   or to N×(C+1) (the logits, then an out-of-distribution score) when the manifest has a
-//!   [`DermoscopyGate`] scored by the network;
+//!   then one out-of-distribution score when the manifest has a [`DermoscopyGate`] scored by
+//!   the network, then C·h·w class activation maps when the manifest has [`ClassMaps`];
 //! - `NAME.json`: the manifest ([`ModelMetadata`]): class list in output order, input size and
 //!   normalisation, calibration (softmax temperature, class prior, "Unknown" threshold, the
 //!   out-of-distribution gate), version, and the SHA-256 of `NAME.pt`.
@@ -38,7 +38,7 @@ pub const MANIFEST_FORMAT_1: &str = "skinlesion-model/1";
 
 /// The manifest of the model this release ships, in the repository's `models/` folder: the
 /// one place that names it.
-pub const SHIPPED_MODEL: &str = "skinlesion-v4.1.json";
+pub const SHIPPED_MODEL: &str = "skinlesion-v4.2.json";
 
 /// Where an application looks for [`SHIPPED_MODEL`] when the user names no model, in order:
 /// `models/` in the working directory; then `models/` beside the running executable or in any
@@ -77,6 +77,10 @@ pub struct ModelMetadata {
     pub classes: Vec<LesionClass>,
     pub input: InputSpec,
     pub calibration: Calibration,
+    /// The class activation maps the network returns with its logits; `None` for models
+    /// exported without them (they classify, but cannot explain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_maps: Option<ClassMaps>,
     pub weights: WeightsRef,
     /// Free-form provenance (training data, licence, metrics); not interpreted.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
@@ -130,6 +134,29 @@ pub struct DermoscopyGate {
     pub score: GateScore,
     /// Scores above this are refused.
     pub threshold: f32,
+}
+
+/// Class activation maps (Zhou et al. 2016): for a network that ends in global average
+/// pooling and a linear layer, class c's map is Σ_k w_ck · A_k over the last feature maps A,
+/// so that its mean plus the layer's bias is exactly c's logit. The network returns one
+/// `height`×`width` map per class, row-major, after its other outputs, from the same forward
+/// pass that classifies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassMaps {
+    /// Map width in cells (one cell covers the input width / `width`).
+    pub width: u32,
+    /// Map height in cells.
+    pub height: u32,
+    /// The linear layer's bias, per class in output order: a map's mean plus this is the logit.
+    pub bias: Vec<f32>,
+}
+
+impl ClassMaps {
+    /// Values per class.
+    pub fn cells(&self) -> usize {
+        self.width as usize * self.height as usize
+    }
 }
 
 /// An out-of-distribution score. Each comes from the one forward pass that classifies.
@@ -342,6 +369,17 @@ impl ModelMetadata {
                 return fail(format!("gate threshold {} must be finite", gate.threshold));
             }
         }
+        if let Some(maps) = &self.class_maps {
+            if maps.cells() == 0
+                || maps.bias.len() != self.classes.len()
+                || maps.bias.iter().any(|b| !b.is_finite())
+            {
+                return fail(format!(
+                    "class_maps need a positive size and {} finite biases, one per class",
+                    self.classes.len()
+                ));
+            }
+        }
         let sha = &self.weights.sha256;
         if sha.len() != 64
             || !sha
@@ -497,34 +535,63 @@ pub struct Outputs {
     /// N out-of-distribution scores, from a network that computes them
     /// ([`GateScore::Mahalanobis`]).
     pub gate_scores: Option<Tensor>,
+    /// N×C×h×w class activation maps, from a network exported with them ([`ClassMaps`]).
+    pub class_maps: Option<Tensor>,
+}
+
+/// Which columns a network's output has besides the C logits, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputLayout {
+    pub classes: usize,
+    /// One gate score column.
+    pub gate_score: bool,
+    /// C maps of height × width cells, as (height, width).
+    pub class_maps: Option<(u32, u32)>,
+}
+
+impl OutputLayout {
+    /// The columns of one image's output.
+    pub fn width(&self) -> i64 {
+        let maps = self.class_maps.map_or(0, |(h, w)| h as usize * w as usize);
+        (self.classes * (1 + maps) + usize::from(self.gate_score)) as i64
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = vec![format!("{} classes", self.classes)];
+        if self.gate_score {
+            parts.push("gate score".into());
+        }
+        if let Some((h, w)) = self.class_maps {
+            parts.push(format!("{h}×{w} class maps"));
+        }
+        parts.join(" and ")
+    }
 }
 
 impl Outputs {
-    /// Splits a network's N×K output: a network that scores its inputs for the gate returns
-    /// the score as one column after the C logits (a traced module has a single output).
-    pub fn split(output: Tensor, classes: usize, scores_from_network: bool) -> Result<Self> {
+    /// Splits a network's N×K output (a traced module has a single output): the C logits,
+    /// then a gate score column, then the class maps, as `layout` says.
+    pub fn split(output: Tensor, layout: OutputLayout) -> Result<Self> {
         let width = output.size().get(1).copied().unwrap_or(-1);
-        let expected = classes as i64 + i64::from(scores_from_network);
+        let expected = layout.width();
         if output.dim() != 2 || width != expected {
             return Err(Error::MetadataMismatch(format!(
-                "the network outputs shape {:?}, but the manifest's {classes} classes{} need \
-                 N×{expected}",
+                "the network outputs shape {:?}, but the manifest's {} need N×{expected}",
                 output.size(),
-                match scores_from_network {
-                    true => " and gate score",
-                    false => "",
-                }
+                layout.describe()
             )));
         }
-        Ok(match scores_from_network {
-            true => Self {
-                logits: output.narrow(1, 0, classes as i64),
-                gate_scores: Some(output.select(1, classes as i64)),
-            },
-            false => Self {
-                logits: output,
-                gate_scores: None,
-            },
+        let classes = layout.classes as i64;
+        let gate = i64::from(layout.gate_score);
+        Ok(Self {
+            logits: output.narrow(1, 0, classes),
+            gate_scores: layout.gate_score.then(|| output.select(1, classes)),
+            class_maps: layout.class_maps.map(|(h, w)| {
+                let (h, w) = (i64::from(h), i64::from(w));
+                output
+                    .narrow(1, classes + gate, classes * h * w)
+                    .view([-1, classes, h, w])
+            }),
         })
     }
 }

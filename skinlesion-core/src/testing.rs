@@ -143,6 +143,7 @@ pub fn test_metadata(
         classes: classes.to_vec(),
         input,
         calibration,
+        class_maps: None,
         weights: WeightsRef {
             file: String::new(),
             format: WeightsFormat::TorchScript,

@@ -88,6 +88,7 @@ fn images_far_from_the_training_colour_are_refused_as_not_dermoscopy() {
     let short = Outputs {
         logits: outputs.logits.shallow_clone(),
         gate_scores: outputs.gate_scores.as_ref().map(|s| s.narrow(0, 0, 1)),
+        class_maps: None,
     };
     assert!(matches!(
         classifier.predictions_from_outputs(&short),

@@ -12,8 +12,8 @@ use skinlesion_core::{Classifier, Device, LesionClass, Prediction, UnknownReason
 
 use skinlesion_core::testing::shipped_model as manifest;
 
-/// SHA-256 of `models/skinlesion-v4.1.pt`, recorded when the model was shipped.
-const WEIGHTS_SHA256: &str = "c0db316e19012599f6b4aab1a9d6be7931073e1522989d76dc905665a4e9f94f";
+/// SHA-256 of `models/skinlesion-v4.2.pt`, recorded when the model was shipped.
+const WEIGHTS_SHA256: &str = "60f011729162bb9f4f61d989dc4582e10dccf30f3d10af69ad6e421d534cbc7c";
 
 /// (image id, answer, best guess, confidence, Unknown reason), recorded with `skinlesion-train
 /// evaluate` (predictions.csv) when the model was shipped.

@@ -8,8 +8,8 @@
 //!   and released by one `*_free`; `*_free(NULL)` does nothing.
 //! - Every fallible function returns a `skinlesion_status`; on failure,
 //!   `skinlesion_last_error_message()` describes it (per thread).
-//!   Statuses 3–15 are the core's error kinds (`skinlesion_core::ErrorKind::code`), with
-//!   their descriptions; 0–2 and 16 are this API's own.
+//!   Statuses 3–15 and 17 are the core's error kinds (`skinlesion_core::ErrorKind::code`),
+//!   with their descriptions; 0–2 and 16 are this API's own.
 //! - Results are plain structs (`skinlesion_prediction`) written into caller-owned memory:
 //!   nothing in a result is ever freed by the caller.
 //! - Null pointers, zero lengths, wrong strides and undecodable data are errors, never crashes;
@@ -73,11 +73,13 @@ pub enum skinlesion_status {
     IoError = 15,
     /// A bug inside the library was caught at the boundary; please report it.
     Panic = 16,
+    /// An explanation was asked of a model exported without class activation maps.
+    NoClassMaps = 17,
 }
 
 impl skinlesion_status {
     /// Every status, in code order.
-    const ALL: [skinlesion_status; 17] = [
+    const ALL: [skinlesion_status; 18] = [
         Self::Ok,
         Self::NullArgument,
         Self::InvalidArgument,
@@ -95,6 +97,7 @@ impl skinlesion_status {
         Self::ConfigError,
         Self::IoError,
         Self::Panic,
+        Self::NoClassMaps,
     ];
 
     fn from_code(code: u32) -> Option<Self> {
@@ -102,7 +105,7 @@ impl skinlesion_status {
     }
 }
 
-/// The core's error kinds carry their own codes; statuses 3–15 are those codes.
+/// The core's error kinds carry their own codes; statuses 3–15 and 17 are those codes.
 impl From<ErrorKind> for skinlesion_status {
     fn from(kind: ErrorKind) -> Self {
         // A kind newer than this table is still a failure (the unit test keeps them in step).
@@ -790,6 +793,214 @@ pub unsafe extern "C" fn skinlesion_classify_pixels(
     })
 }
 
+/// A prediction with where the model looked (opaque; made by `skinlesion_explain_encoded` or
+/// `skinlesion_explain_pixels`, freed by `skinlesion_explanation_free`). Holds the heatmap,
+/// and the decoded image for its overlay.
+pub struct skinlesion_explanation {
+    explanation: skinlesion_core::Explanation,
+    image: skinlesion_core::image::DynamicImage,
+    /// The overlay as PNG, made on first request.
+    overlay_png: OnceLock<Vec<u8>>,
+}
+
+/// Classifies and explains one input into a new handle at `out`.
+///
+/// # Safety
+/// `out` must be NULL or writable.
+unsafe fn explain_one(
+    classifier: &Classifier,
+    input: ImageInput<'_>,
+    lesion_class: u32,
+    out: *mut *mut skinlesion_explanation,
+) -> Result<(), Failure> {
+    if out.is_null() {
+        return Err(null("out"));
+    }
+    let class = match class_at(lesion_class) {
+        Some(LesionClass::Unknown) => None,
+        Some(class) => Some(class),
+        None => return Err(invalid(format!("lesion_class {lesion_class} is no class"))),
+    };
+    let image = classifier.decode_input(input)?.into_owned();
+    let explanation = classifier.explain(&image, class)?;
+    let handle = Box::new(skinlesion_explanation {
+        explanation,
+        image,
+        overlay_png: OnceLock::new(),
+    });
+    // SAFETY: checked non-NULL; the caller guarantees it is writable.
+    unsafe { out.write(Box::into_raw(handle)) };
+    Ok(())
+}
+
+/// Classifies one encoded image and explains `lesion_class` (a `skinlesion_lesion_class`;
+/// `SKINLESION_LESION_CLASS_UNKNOWN` for the prediction's best guess). A class the model was
+/// not trained on is `SKINLESION_STATUS_CONFIG_ERROR`; a model without class maps
+/// `SKINLESION_STATUS_NO_CLASS_MAPS`. Free the result with `skinlesion_explanation_free`.
+///
+/// # Safety
+/// `classifier` must be a live handle; `data` valid for `len` bytes; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn skinlesion_explain_encoded(
+    classifier: *const skinlesion_classifier,
+    data: *const u8,
+    len: usize,
+    lesion_class: u32,
+    out: *mut *mut skinlesion_explanation,
+) -> skinlesion_status {
+    call(|| {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            let classifier = classifier_ref(classifier)?;
+            let data = bytes(data, len, "data")?;
+            explain_one(classifier, ImageInput::Encoded(data), lesion_class, out)
+        }
+    })
+}
+
+/// `skinlesion_explain_encoded` for raw interleaved pixels.
+///
+/// # Safety
+/// `classifier` must be a live handle; `image` point to a description whose `data` is valid
+/// for `len` bytes; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn skinlesion_explain_pixels(
+    classifier: *const skinlesion_classifier,
+    image: *const skinlesion_raw_image,
+    lesion_class: u32,
+    out: *mut *mut skinlesion_explanation,
+) -> skinlesion_status {
+    call(|| {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            let classifier = classifier_ref(classifier)?;
+            let image = image.as_ref().ok_or_else(|| null("image"))?;
+            let input = ImageInput::Pixels(raw_pixels(image)?);
+            explain_one(classifier, input, lesion_class, out)
+        }
+    })
+}
+
+/// Frees an explanation; NULL does nothing.
+///
+/// # Safety
+/// `explanation` must be NULL or a handle from `skinlesion_explain_*`, not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn skinlesion_explanation_free(explanation: *mut skinlesion_explanation) {
+    if !explanation.is_null() {
+        // SAFETY: the caller hands back a handle from `skinlesion_explain_*`.
+        drop(unsafe { Box::from_raw(explanation) })
+    }
+}
+
+/// # Safety
+/// `explanation` must be NULL or a live handle.
+unsafe fn explanation_ref<'a>(
+    explanation: *const skinlesion_explanation,
+) -> Option<&'a skinlesion_explanation> {
+    // SAFETY: the caller guarantees a live handle or NULL.
+    unsafe { explanation.as_ref() }
+}
+
+/// Writes the explanation's prediction (the same as `skinlesion_classify_*` gives) to `out`.
+///
+/// # Safety
+/// `explanation` must be a live handle; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn skinlesion_explanation_prediction(
+    explanation: *const skinlesion_explanation,
+    out: *mut skinlesion_prediction,
+) -> skinlesion_status {
+    call(|| {
+        // SAFETY: forwarded from the caller.
+        let e = unsafe { explanation_ref(explanation) }.ok_or_else(|| null("explanation"))?;
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        // SAFETY: checked non-NULL; the caller guarantees it is writable.
+        unsafe { out.write(e.explanation.prediction().into()) };
+        Ok(())
+    })
+}
+
+/// The class explained (a `skinlesion_lesion_class`); UNKNOWN for NULL.
+///
+/// # Safety
+/// `explanation` must be NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn skinlesion_explanation_class(
+    explanation: *const skinlesion_explanation,
+) -> u32 {
+    // SAFETY: forwarded from the caller.
+    let class = unsafe { explanation_ref(explanation) }
+        .map_or(LesionClass::Unknown, |e| e.explanation.class());
+    class_index(class) as u32
+}
+
+/// The heatmap: `*width` × `*height` floats in [0, 1], row-major, in the explained image's
+/// own pixels (warmer: more evidence for the class). The pointer stays valid until the
+/// explanation is freed. NULL (and 0 × 0) for NULL.
+///
+/// # Safety
+/// `explanation` must be NULL or a live handle; `width` and `height` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn skinlesion_explanation_heatmap(
+    explanation: *const skinlesion_explanation,
+    width: *mut u32,
+    height: *mut u32,
+) -> *const f32 {
+    // SAFETY: forwarded from the caller.
+    let heatmap = unsafe { explanation_ref(explanation) }.map(|e| e.explanation.heatmap());
+    let (w, h) = heatmap.map_or((0, 0), |m| (m.width(), m.height()));
+    // SAFETY: the caller guarantees NULL or writable.
+    unsafe {
+        if let Some(width) = width.as_mut() {
+            *width = w;
+        }
+        if let Some(height) = height.as_mut() {
+            *height = h;
+        }
+    }
+    heatmap.map_or(std::ptr::null(), |m| m.values().as_ptr())
+}
+
+/// The image with the heatmap blended over it, encoded as PNG: `*len` bytes at `*png`, valid
+/// until the explanation is freed (write them to a file as they are).
+///
+/// # Safety
+/// `explanation` must be a live handle; `png` and `len` writable.
+#[no_mangle]
+pub unsafe extern "C" fn skinlesion_explanation_overlay_png(
+    explanation: *const skinlesion_explanation,
+    png: *mut *const u8,
+    len: *mut usize,
+) -> skinlesion_status {
+    call(|| {
+        // SAFETY: forwarded from the caller.
+        let e = unsafe { explanation_ref(explanation) }.ok_or_else(|| null("explanation"))?;
+        if png.is_null() || len.is_null() {
+            return Err(null("png and len"));
+        }
+        let bytes = e.overlay_png.get_or_init(|| {
+            let overlay = e.explanation.heatmap().overlay(&e.image);
+            let mut out = Vec::new();
+            overlay
+                .write_to(
+                    &mut std::io::Cursor::new(&mut out),
+                    skinlesion_core::image::ImageFormat::Png,
+                )
+                .expect("PNG encoding into memory cannot fail");
+            out
+        });
+        // SAFETY: checked non-NULL; the caller guarantees they are writable.
+        unsafe {
+            png.write(bytes.as_ptr());
+            len.write(bytes.len());
+        }
+        Ok(())
+    })
+}
+
 /// Shared tail of the batch calls: one forward pass over the inputs that are usable, a result
 /// and status per item; the call's status is that of the first failed item.
 ///
@@ -916,7 +1127,7 @@ mod tests {
             assert!(ErrorKind::from_code(own).is_none());
             assert_ne!(description(own), "unknown status");
         }
-        assert_eq!(description(17), "unknown status");
-        assert_eq!(skinlesion_status::ALL.len(), 17);
+        assert_eq!(description(18), "unknown status");
+        assert_eq!(skinlesion_status::ALL.len(), 18);
     }
 }

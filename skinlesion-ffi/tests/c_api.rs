@@ -148,13 +148,46 @@ fn example_agrees_with_core(binary: &Path) {
 
 #[test]
 fn c_example_links_the_shared_library_and_agrees_with_the_core() {
-    let (_dir, binary) = compile(
+    let (dir, binary) = compile(
         "cc",
         "-std=c11",
         &workspace().join("examples/c/classify.c"),
         "skinlesion",
     );
     example_agrees_with_core(&binary);
+
+    // --overlay: the same answers, and each image's overlay exactly as the core renders it.
+    let images: Vec<PathBuf> = ham10000_sample("test", 3)
+        .into_iter()
+        .map(|i| i.path)
+        .collect();
+    let overlays = dir.path().join("overlays");
+    std::fs::create_dir(&overlays).unwrap();
+    let out = Command::new(&binary)
+        .arg("--overlay")
+        .arg(&overlays)
+        .arg(shipped_model())
+        .args(&images)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    let stdout = success(out, "the example with --overlay");
+    let classifier = Classifier::builder(shipped_model())
+        .device(Device::Cpu)
+        .build()
+        .unwrap();
+    for (n, (line, image)) in stdout.lines().zip(&images).enumerate() {
+        let expected = classifier.explain_path(image, None).unwrap();
+        assert!(
+            line.contains(expected.prediction().class().code()),
+            "{line}"
+        );
+        let written = skinlesion_core::image::open(overlays.join(format!("{}.png", n + 1)))
+            .unwrap()
+            .to_rgb8();
+        let decoded = skinlesion_core::image::open(image).unwrap();
+        assert_eq!(written, expected.heatmap().overlay(&decoded));
+    }
 }
 
 #[test]

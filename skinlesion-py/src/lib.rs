@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use pyo3::buffer::PyBuffer;
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyTypeError};
+use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyDict, PyType};
@@ -120,6 +120,12 @@ create_exception!(
     SkinLesionError,
     "An image file could not be read."
 );
+create_exception!(
+    skinlesion,
+    NoClassMapsError,
+    ModelError,
+    "The model was exported without class activation maps: it classifies but cannot explain."
+);
 
 /// The Python exception class of each core error kind: the one map from the core's table,
 /// used to raise and to register them.
@@ -138,6 +144,7 @@ fn exception_type(py: Python<'_>, kind: ErrorKind) -> Bound<'_, PyType> {
         ErrorKind::Inference => py.get_type::<InferenceError>(),
         ErrorKind::Config => py.get_type::<ConfigError>(),
         ErrorKind::Io => py.get_type::<ImageReadError>(),
+        ErrorKind::NoClassMaps => py.get_type::<NoClassMapsError>(),
         // A kind newer than this binding is still a skinlesion error (the Python tests check
         // that every kind has its own class).
         _ => py.get_type::<SkinLesionError>(),
@@ -489,6 +496,24 @@ impl NativeClassifier {
             .collect()
     }
 
+    /// Classifies one input and explains `class_` (an ISIC code or name; None: the best
+    /// guess).
+    #[pyo3(signature = (owned, class_=None))]
+    fn explain(
+        &self,
+        py: Python<'_>,
+        owned: OwnedInput,
+        class_: Option<&str>,
+    ) -> PyResult<PyExplanation> {
+        let class = class_.map(parse_class).transpose()?;
+        py.detach(|| {
+            let image = self.inner.decode_input(owned.as_input())?.into_owned();
+            let explanation = self.inner.explain(&image, class)?;
+            Ok(PyExplanation { explanation, image })
+        })
+        .map_err(to_py_err)
+    }
+
     /// The model's manifest as a dict (name, version, classes, input, calibration, weights,
     /// provenance).
     #[getter]
@@ -530,6 +555,77 @@ impl NativeClassifier {
     }
 }
 
+/// A class from its ISIC code or display name, else a ValueError naming the codes.
+fn parse_class(text: &str) -> PyResult<LesionClass> {
+    LesionClass::from_code_or_name(text).ok_or_else(|| {
+        let codes: Vec<_> = LesionClass::ALL.iter().map(|c| c.code()).collect();
+        PyValueError::new_err(format!(
+            "unknown lesion class {text:?}: use one of {}",
+            codes.join(", ")
+        ))
+    })
+}
+
+/// PNG bytes of an image.
+fn png(image: &skinlesion_core::image::RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    image
+        .write_to(
+            &mut std::io::Cursor::new(&mut out),
+            skinlesion_core::image::ImageFormat::Png,
+        )
+        .expect("PNG encoding into memory cannot fail");
+    out
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// The native half of `skinlesion.Explanation`: the core's explanation and the decoded image
+/// it explains (for the overlay).
+#[pyclass(frozen, module = "skinlesion._skinlesion", name = "NativeExplanation")]
+struct PyExplanation {
+    explanation: skinlesion_core::Explanation,
+    image: skinlesion_core::image::DynamicImage,
+}
+
+#[pymethods]
+impl PyExplanation {
+    #[getter]
+    fn prediction(&self) -> PyPrediction {
+        PyPrediction {
+            inner: self.explanation.prediction().clone(),
+        }
+    }
+
+    /// ISIC code of the class explained.
+    #[getter]
+    fn class_code(&self) -> &'static str {
+        self.explanation.class().code()
+    }
+
+    /// (height, width, little-endian f32 bytes) of the heatmap over the image.
+    fn heatmap(&self) -> (u32, u32, Vec<u8>) {
+        let h = self.explanation.heatmap();
+        (h.height(), h.width(), f32_bytes(h.values()))
+    }
+
+    /// (height, width, little-endian f32 bytes, bias) of the raw class map.
+    fn class_map(&self) -> (u32, u32, Vec<u8>, f32) {
+        let m = self.explanation.class_map();
+        (m.height(), m.width(), f32_bytes(m.values()), m.bias())
+    }
+
+    fn image_png(&self) -> Vec<u8> {
+        png(&self.image.to_rgb8())
+    }
+
+    fn overlay_png(&self) -> Vec<u8> {
+        png(&self.explanation.heatmap().overlay(&self.image))
+    }
+}
+
 /// Every lesion class as (code, display name, malignancy), the eight diagnoses in ISIC code
 /// order, then Unknown.
 #[pyfunction]
@@ -559,6 +655,7 @@ fn _skinlesion(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<NativeClassifier>()?;
     m.add_class::<PyPrediction>()?;
+    m.add_class::<PyExplanation>()?;
     m.add_function(wrap_pyfunction!(lesion_classes, m)?)?;
     m.add_function(wrap_pyfunction!(preferred_batch_size, m)?)?;
     m.add("DISCLAIMER", skinlesion_core::DISCLAIMER)?;

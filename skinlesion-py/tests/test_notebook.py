@@ -20,3 +20,5 @@ def test_notebook_executes():
     text = "".join(o.get("text", "") for o in outputs)
     assert "Unknown not_dermoscopy" in text, "the photo is refused as not dermoscopy"
     assert "does not look like a dermoscopic image" in html
+    assert "Heatmap: evidence for" in html, "an explanation is shown"
+    assert "heatmap (" in text and "class map (6, 6)" in text

@@ -394,3 +394,67 @@ def test_wrong_argument_kinds_are_type_errors_with_a_clear_message(classifier):
             native.classify(wrong)
     with pytest.raises(skinlesion.InvalidPixelsError, match="channels"):
         skinlesion._skinlesion.Pixels(b"\0" * 8, 2, 2, 4, 2)
+
+
+@pytest.fixture(scope="session")
+def core_overlays(images, tmp_path_factory) -> dict[str, Image.Image]:
+    """The Rust core's overlays of `images` (`skinlesion-train classify --explain`), by path."""
+    built = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "debug" / "skinlesion-train"
+    cli = [str(built)] if built.exists() else ["cargo", "run", "--quiet", "-p", "skinlesion-train", "--"]
+    folder = tmp_path_factory.mktemp("overlays")
+    out = subprocess.run(
+        [*cli, "classify", "--model", str(MODEL), "--device", "cpu", "--format", "jsonl",
+         "--explain", str(folder), *map(str, images[:4])],
+        cwd=REPO, check=True, capture_output=True, text=True,
+    ).stdout
+    rows = [json.loads(line) for line in out.splitlines()]
+    return {row["file"]: Image.open(row["overlay"]).convert("RGB") for row in rows}
+
+
+def test_explain_agrees_with_classify_and_the_core(classifier, images, core_overlays):
+    for path in images[:4]:
+        explanation = classifier.explain(path)
+        assert_same(explanation.prediction, classifier.classify(path), tol=0)
+        assert explanation.lesion_class == skinlesion.LesionClass(explanation.prediction.best_guess)
+        width, height = Image.open(path).size
+        heat = explanation.heatmap
+        assert heat.dtype == np.float32 and heat.shape == (height, width)
+        assert heat.min() >= 0.0 and 0.9 < heat.max() <= 1.0
+        assert explanation.class_map.shape == (6, 6)
+        overlay = explanation.overlay()
+        assert overlay.size == (width, height)
+        assert np.array_equal(np.asarray(overlay), np.asarray(core_overlays[str(path)]))
+        # Bytes and a path are the same image.
+        same = classifier.explain(path.read_bytes())
+        assert np.array_equal(same.heatmap, heat)
+        html = explanation._repr_html_()
+        assert html.count("<img") == 2 and "not a medical device" in html
+        assert "Explanation(class=" in repr(explanation)
+
+
+def test_explain_a_named_class(classifier, images):
+    path = images[0]
+    by_code = classifier.explain(path, "MEL")
+    assert by_code.lesion_class == skinlesion.LesionClass.MEL
+    by_enum = classifier.explain(path, skinlesion.LesionClass.MEL)
+    by_name = classifier.explain(path, "Melanoma")
+    assert np.array_equal(by_code.heatmap, by_enum.heatmap)
+    assert np.array_equal(by_code.heatmap, by_name.heatmap)
+    other = classifier.explain(path, "NV")
+    assert not np.array_equal(other.class_map, by_code.class_map)
+
+
+def test_explain_errors_are_those_of_classify(classifier, images):
+    for bad, error in [(b"", skinlesion.EmptyInputError), (b"not an image", skinlesion.UnsupportedFormatError),
+                       (images[0].read_bytes()[:500], skinlesion.DecodeError)]:
+        with pytest.raises(error):
+            classifier.classify(bad)
+        with pytest.raises(error):
+            classifier.explain(bad)
+    with pytest.raises(ValueError, match="unknown lesion class"):
+        classifier.explain(images[0], "XYZ")
+    with pytest.raises(skinlesion.ConfigError, match="not trained on UNK"):
+        classifier.explain(images[0], "UNK")
+    with pytest.raises(TypeError):
+        classifier.explain(images[0], 4)
+    assert issubclass(skinlesion.NoClassMapsError, skinlesion.ModelError)

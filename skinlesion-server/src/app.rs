@@ -158,6 +158,8 @@ fn status_for(kind: ErrorKind) -> StatusCode {
         }
         ErrorKind::UnsupportedFormat => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorKind::InputTooLarge | ErrorKind::ImageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        // The server's model cannot do what was asked; no request can change that.
+        ErrorKind::NoClassMaps => StatusCode::NOT_IMPLEMENTED,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -254,6 +256,7 @@ pub enum Route {
     Page,
     Predict,
     PredictBatch,
+    Explain,
     Health,
     Live,
     Ready,
@@ -263,10 +266,11 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 9] = [
+    pub const ALL: [Route; 10] = [
         Route::Page,
         Route::Predict,
         Route::PredictBatch,
+        Route::Explain,
         Route::Health,
         Route::Live,
         Route::Ready,
@@ -289,6 +293,7 @@ impl Route {
             Route::Page => "/",
             Route::Predict => "/predict",
             Route::PredictBatch => "/predict/batch",
+            Route::Explain => "/explain",
             Route::Health => "/health",
             Route::Live => "/live",
             Route::Ready => "/ready",
@@ -303,7 +308,7 @@ impl Route {
     /// probe health, liveness and readiness without credentials.
     pub fn needs_token(self) -> bool {
         match self {
-            Route::Predict | Route::PredictBatch | Route::Metrics => true,
+            Route::Predict | Route::PredictBatch | Route::Explain | Route::Metrics => true,
             Route::Page
             | Route::Health
             | Route::Live
@@ -316,7 +321,7 @@ impl Route {
     /// The methods the route answers, as the `Allow` header says them.
     fn allowed(self) -> &'static str {
         match self {
-            Route::Predict | Route::PredictBatch => "POST",
+            Route::Predict | Route::PredictBatch | Route::Explain => "POST",
             _ => "GET, HEAD",
         }
     }
@@ -349,6 +354,7 @@ async fn dispatch(
         )),
         (Route::Predict, _, true) => predict(state, request).await,
         (Route::PredictBatch, _, true) => predict_batch(state, request).await,
+        (Route::Explain, _, true) => explain(state, request).await,
         (Route::Page, true, _) => Ok(text_response("text/html; charset=utf-8", PAGE)),
         (Route::OpenApi, true, _) => Ok(text_response("application/yaml", OPENAPI)),
         (Route::Health, true, _) => Ok(json_response(
@@ -365,6 +371,7 @@ async fn dispatch(
             Route::Page
             | Route::Predict
             | Route::PredictBatch
+            | Route::Explain
             | Route::Health
             | Route::Live
             | Route::Ready
@@ -393,7 +400,7 @@ fn harden(
             headers.insert(CONTENT_SECURITY_POLICY, page_policy().clone());
             headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
         }
-        Route::Predict | Route::PredictBatch => {
+        Route::Predict | Route::PredictBatch | Route::Explain => {
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
         Route::Health
@@ -419,7 +426,7 @@ fn page_policy() -> &'static HeaderValue {
         let script = inline_hash(PAGE, "<script>", "</script>");
         let style = inline_hash(PAGE, "<style>", "</style>");
         let policy = format!(
-            "default-src 'none'; script-src '{script}'; style-src '{style}'; img-src blob:; \
+            "default-src 'none'; script-src '{script}'; style-src '{style}'; img-src blob: data:; \
              connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
         );
         HeaderValue::from_str(&policy).expect("the policy is ASCII")
@@ -495,8 +502,8 @@ async fn predict(
     state: &Arc<AppState>,
     request: Request<LingeringBody>,
 ) -> Result<Reply, ApiError> {
-    let files = read_files(state, request, 1).await?;
-    let file = files.into_iter().next().ok_or_else(no_file)?;
+    let form = read_form(state, request, 1).await?;
+    let file = form.files.into_iter().next().ok_or_else(no_file)?;
     let prediction = classify(state, file).await?;
     Ok(json_response(
         StatusCode::OK,
@@ -508,7 +515,9 @@ async fn predict_batch(
     state: &Arc<AppState>,
     request: Request<LingeringBody>,
 ) -> Result<Reply, ApiError> {
-    let files = read_files(state, request, state.limits.max_files).await?;
+    let files = read_form(state, request, state.limits.max_files)
+        .await?
+        .files;
     if files.is_empty() {
         return Err(no_file());
     }
@@ -526,6 +535,94 @@ async fn predict_batch(
         StatusCode::OK,
         &json!({ "success": true, "predictions": predictions }),
     ))
+}
+
+/// `POST /explain`: the prediction and where the model looked, as a heatmap PNG over the
+/// image's own pixels. Decoding and the forward pass run together on the blocking pool
+/// (within the decode slots), not through the batcher: an explanation needs the class maps
+/// of its own pass.
+async fn explain(
+    state: &Arc<AppState>,
+    request: Request<LingeringBody>,
+) -> Result<Reply, ApiError> {
+    let class = query_class(request.uri().query());
+    let form = read_form(state, request, 1).await?;
+    let class = match form.class.or(class) {
+        Some(code) => Some(parse_class(state, &code)?),
+        None => None,
+    };
+    let file = form.files.into_iter().next().ok_or_else(no_file)?;
+    if !state.ready.load(Ordering::Acquire) {
+        return Err(ApiError::unavailable("the model is warming up"));
+    }
+    let _slot = state
+        .decode_slots
+        .acquire()
+        .await
+        .map_err(|_| ApiError::unavailable("the server is shutting down"))?;
+    let classifier = Arc::clone(&state.classifier);
+    let explained = tokio::task::spawn_blocking(move || {
+        let explanation = classifier.explain_bytes(&file, class)?;
+        let png = explanation.heatmap().to_png();
+        Ok::<_, CoreError>((explanation, png))
+    });
+    let (explanation, png) = explained
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "explaining failed internally",
+            )
+        })?
+        .map_err(from_core)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "success": true,
+            "prediction": explanation.prediction(),
+            "explanation": explanation_json(&explanation, &png),
+        }),
+    ))
+}
+
+fn explanation_json(explanation: &skinlesion_core::Explanation, png: &[u8]) -> serde_json::Value {
+    use base64::Engine;
+    let heatmap = explanation.heatmap();
+    json!({
+        "class": explanation.class().code(),
+        "width": heatmap.width(),
+        "height": heatmap.height(),
+        "heatmap_png": format!(
+            "data:image/png;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(png)
+        ),
+    })
+}
+
+/// `class=CODE` in a query string.
+fn query_class(query: Option<&str>) -> Option<String> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("class="))
+        .map(str::to_owned)
+}
+
+/// A class code or name the model was trained on, else 400 naming those it can explain.
+fn parse_class(state: &AppState, code: &str) -> Result<skinlesion_core::LesionClass, ApiError> {
+    let trained = state.classifier.classes();
+    match skinlesion_core::LesionClass::from_code_or_name(code) {
+        Some(class) if trained.contains(&class) => Ok(class),
+        _ => {
+            let codes: Vec<_> = trained.iter().map(|c| c.code()).collect();
+            Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "unknown class {code:?}: this model can explain {}",
+                    codes.join(", ")
+                ),
+            ))
+        }
+    }
 }
 
 fn no_file() -> ApiError {
@@ -574,13 +671,22 @@ async fn classify(state: &Arc<AppState>, file: Bytes) -> Result<Prediction, ApiE
     }
 }
 
-/// Reads the multipart body in memory, keeping the `file` fields (at most `max_files`).
-/// Refuses a declared length over the limit before reading, and enforces it while streaming.
-async fn read_files(
+/// What a multipart body holds that a handler reads.
+struct Form {
+    /// The `file` fields, in order.
+    files: Vec<Bytes>,
+    /// The `class` field, if sent (`/explain`).
+    class: Option<String>,
+}
+
+/// Reads the multipart body in memory, keeping the `file` fields (at most `max_files`) and
+/// the `class` field. Refuses a declared length over the limit before reading, and enforces
+/// it while streaming.
+async fn read_form(
     state: &AppState,
     request: Request<LingeringBody>,
     max_files: usize,
-) -> Result<Vec<Bytes>, ApiError> {
+) -> Result<Form, ApiError> {
     let limit = state.limits.body_limit;
     let too_large = || {
         ApiError::new(
@@ -623,21 +729,31 @@ async fn read_files(
             format!("malformed multipart body: {other}"),
         ),
     };
-    let mut files = Vec::new();
+    let mut form = Form {
+        files: Vec::new(),
+        class: None,
+    };
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
-        let is_file = field.name() == Some("file");
+        let name = field.name().map(str::to_owned);
         let data = field.bytes().await.map_err(multipart_error)?;
-        if is_file {
-            if files.len() == max_files {
+        match name.as_deref() {
+            Some("file") if form.files.len() == max_files => {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     format!("at most {max_files} file(s) per request"),
                 ));
             }
-            files.push(data);
+            Some("file") => form.files.push(data),
+            Some("class") => {
+                let text = std::str::from_utf8(&data).map_err(|_| {
+                    ApiError::new(StatusCode::BAD_REQUEST, "the field `class` is not text")
+                })?;
+                form.class = Some(text.trim().to_owned());
+            }
+            _ => {}
         }
     }
-    Ok(files)
+    Ok(form)
 }
 
 #[cfg(test)]

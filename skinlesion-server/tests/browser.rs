@@ -1,7 +1,8 @@
 //! The web page in a real browser: headless Chromium driven through chromedriver (WebDriver)
 //! uploads a real image, clicks "Analyze Image", and the rendered class and bars are checked
-//! against in-process classification; an API error must be shown to the person. A screenshot is
-//! saved to `target/test-artifacts/page.png`.
+//! against in-process classification; the "show where the model looked" toggle must lay the
+//! heatmap over the preview and take it away; an API error must be shown to the person.
+//! Screenshots are saved to `target/test-artifacts/page.png` and `page-heatmap.png`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/setup.sh` installs them).
 
@@ -111,6 +112,26 @@ impl Driver {
         }
     }
 
+    fn click(&self, css: &str) {
+        let id = self.find(css);
+        self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+
+    fn displayed(&self, css: &str) -> bool {
+        let id = self.find(css);
+        self.call("GET", &format!("/element/{id}/displayed"), None) == json!(true)
+    }
+
+    /// What the element shows, as the browser draws it.
+    fn element_pixels(&self, css: &str) -> skinlesion_core::image::RgbImage {
+        let id = self.find(css);
+        let shot = self.call("GET", &format!("/element/{id}/screenshot"), None);
+        let png = decode_base64(shot.as_str().unwrap());
+        skinlesion_core::image::load_from_memory(&png)
+            .unwrap()
+            .to_rgb8()
+    }
+
     fn upload_and_analyze(&self, file: &std::path::Path) {
         let input = self.find("#file");
         self.call(
@@ -188,6 +209,33 @@ fn the_page_classifies_an_uploaded_image_and_shows_errors() {
         .text("#bars li.answer")
         .starts_with(expected.best_guess().name()));
 
+    // Where the model looked: the toggle lays the map over the preview and takes it away.
+    wait_until(&driver, "the map toggle", |d| d.displayed("#show-map"));
+    assert!(driver
+        .text("#map-class")
+        .contains(expected.best_guess().code()));
+    assert!(!driver.displayed("#heatmap"));
+    let plain = driver.element_pixels("#preview-box");
+    driver.click("#show-map");
+    wait_until(&driver, "the heatmap", |d| d.displayed("#heatmap"));
+    let overlaid = driver.element_pixels("#preview-box");
+    driver.click("#show-map");
+    wait_until(&driver, "the heatmap hidden", |d| !d.displayed("#heatmap"));
+    let hidden_again = driver.element_pixels("#preview-box");
+    let changed = mean_difference(&plain, &overlaid);
+    assert!(
+        changed > 5.0,
+        "the overlay changed the preview by only {changed:.2} per channel"
+    );
+    let restored = mean_difference(&plain, &hidden_again);
+    assert!(
+        restored < 0.5,
+        "hiding the overlay left {restored:.2} per channel"
+    );
+    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    overlaid.save(artifacts.join("page-heatmap.png")).unwrap();
+
     // A low-confidence abstention: its best guess is the longest bar, and the note explains.
     let path = skinlesion_core::testing::ham10000_dir()
         .join("images/ISIC_0024364.jpg")
@@ -238,8 +286,6 @@ fn the_page_classifies_an_uploaded_image_and_shows_errors() {
     let shot = driver.call("GET", "/screenshot", None);
     let png = decode_base64(shot.as_str().unwrap());
     assert!(png.starts_with(b"\x89PNG"));
-    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
     std::fs::write(artifacts.join("page.png"), &png).unwrap();
 
     // A file that is not an image: the API's error reaches the person.
@@ -249,6 +295,18 @@ fn the_page_classifies_an_uploaded_image_and_shows_errors() {
     driver.upload_and_analyze(&text_file);
     let error = driver.wait_for_text("#error");
     assert!(error.contains("unsupported image format"), "{error}");
+}
+
+/// Mean absolute difference per channel of two screenshots of one element (0–255).
+fn mean_difference(
+    a: &skinlesion_core::image::RgbImage,
+    b: &skinlesion_core::image::RgbImage,
+) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let total: u64 = (a.as_raw().iter().zip(b.as_raw()))
+        .map(|(&x, &y)| u64::from(x.abs_diff(y)))
+        .sum();
+    total as f64 / a.as_raw().len() as f64
 }
 
 /// Polls the page until `ready` holds (rendering follows the upload asynchronously).

@@ -1,10 +1,13 @@
 //! `classify`: files or folders of images → one CSV row or JSON line per image on stdout.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
-use skinlesion_core::{Classifier, LesionClass, Prediction};
+use anyhow::{bail, Context, Result};
+use skinlesion_core::image::DynamicImage;
+use skinlesion_core::{Classifier, Error as CoreError, ImageInput, LesionClass, Prediction};
 
 /// Output formats of `classify`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -52,20 +55,27 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 /// Classifies every image and writes the results; returns how many could not be classified
-/// (each reported on stderr and as a row with an `error`).
+/// (each reported on stderr and as a row with an `error`). With `explain`, also writes each
+/// image with the heatmap of its best guess laid over it, as a PNG in that folder (named
+/// after the image; the `overlay` column or key says which).
 pub fn classify(
     classifier: &Classifier,
     images: &[PathBuf],
     format: Format,
     batch_size: usize,
+    explain: Option<&Path>,
     out: &mut impl Write,
 ) -> Result<usize> {
     let classes: Vec<LesionClass> = LesionClass::ALL
         .into_iter()
         .filter(|c| classifier.classes().contains(c))
         .collect();
+    let mut overlays = match explain {
+        Some(dir) => Some(Overlays::new(classifier, dir)?),
+        None => None,
+    };
     let mut sink = match format {
-        Format::Csv => Sink::csv(out, &classes)?,
+        Format::Csv => Sink::csv(out, &classes, overlays.is_some())?,
         Format::Jsonl => Sink::Jsonl(out),
     };
     let progress = crate::progress::bar(images.len() as u64, "classifying");
@@ -74,7 +84,13 @@ pub fn classify(
     }
     let mut failures = 0;
     for chunk in images.chunks(batch_size.max(1)) {
-        for (path, result) in chunk.iter().zip(classifier.classify_batch_paths(chunk)) {
+        let results = match &mut overlays {
+            Some(overlays) => overlays.explain(chunk)?,
+            None => (classifier.classify_batch_paths(chunk).into_iter())
+                .map(|r| r.map(|p| (p, None)))
+                .collect(),
+        };
+        for (path, result) in chunk.iter().zip(results) {
             let file = path.display().to_string();
             if let Err(e) = &result {
                 failures += 1;
@@ -89,15 +105,97 @@ pub fn classify(
     Ok(failures)
 }
 
+/// A prediction, and where its overlay was written.
+type Row = (Prediction, Option<PathBuf>);
+
+/// `classify --explain`: explanations and their overlay files.
+struct Overlays<'a> {
+    classifier: &'a Classifier,
+    dir: PathBuf,
+    /// Names already written this run: a second `a.jpg` from another folder gets `a-2.png`.
+    taken: HashSet<String>,
+}
+
+impl<'a> Overlays<'a> {
+    fn new(classifier: &'a Classifier, dir: &Path) -> Result<Self> {
+        // Fails now, before any work, on a model that cannot explain.
+        if classifier.metadata().class_maps.is_none() {
+            bail!(skinlesion_core::Error::NoClassMaps(format!(
+                "{} cannot explain its answers (no class maps); drop --explain",
+                classifier.manifest_path().display()
+            )));
+        }
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the --explain folder {}", dir.display()))?;
+        Ok(Self {
+            classifier,
+            dir: dir.to_path_buf(),
+            taken: HashSet::new(),
+        })
+    }
+
+    /// Explains a chunk of files with one forward pass and writes their overlays.
+    fn explain(&mut self, paths: &[PathBuf]) -> Result<Vec<Result<Row, CoreError>>> {
+        let decoded: Vec<Result<DynamicImage, CoreError>> = paths
+            .iter()
+            .map(|p| {
+                self.classifier
+                    .decode_input(ImageInput::File(p))
+                    .map(Cow::into_owned)
+            })
+            .collect();
+        // A file that failed to decode stands in as an empty input; its own error is kept.
+        let inputs: Vec<ImageInput<'_>> = (decoded.iter())
+            .map(|d| {
+                d.as_ref()
+                    .map_or(ImageInput::Encoded(&[]), ImageInput::Decoded)
+            })
+            .collect();
+        let explained = self.classifier.explain_inputs(&inputs, None);
+        let mut rows = Vec::with_capacity(paths.len());
+        for ((path, image), explanation) in paths.iter().zip(decoded).zip(explained) {
+            let row = match (image, explanation) {
+                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+                (Ok(image), Ok(explanation)) => {
+                    let file = self.name(path);
+                    explanation
+                        .heatmap()
+                        .overlay(&image)
+                        .save(&file)
+                        .with_context(|| format!("cannot write the overlay {}", file.display()))?;
+                    Ok((explanation.prediction().clone(), Some(file)))
+                }
+            };
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
+    /// `DIR/STEM.png`, with `-2`, `-3`… for stems already used in this run.
+    fn name(&mut self, image: &Path) -> PathBuf {
+        let stem = image
+            .file_stem()
+            .map_or("image".into(), |s| s.to_string_lossy());
+        let mut name = format!("{stem}.png");
+        let mut n = 1;
+        while !self.taken.insert(name.clone()) {
+            n += 1;
+            name = format!("{stem}-{n}.png");
+        }
+        self.dir.join(name)
+    }
+}
+
 /// Where the rows go: a CSV table (header, then one row per image, `error` empty on success)
 /// or JSON lines (the prediction object plus `file` and `class`, or `file` and `error`).
 enum Sink<'a, W: Write> {
-    Csv(Box<csv::Writer<&'a mut W>>),
+    /// The writer and the header's width.
+    Csv(Box<csv::Writer<&'a mut W>>, usize),
     Jsonl(&'a mut W),
 }
 
 impl<'a, W: Write> Sink<'a, W> {
-    fn csv(out: &'a mut W, classes: &[LesionClass]) -> Result<Self> {
+    fn csv(out: &'a mut W, classes: &[LesionClass], overlays: bool) -> Result<Self> {
         let mut writer = csv::Writer::from_writer(out);
         let fixed = [
             "file",
@@ -114,29 +212,33 @@ impl<'a, W: Write> Sink<'a, W> {
             .map(str::to_owned)
             .chain(probabilities)
             .chain(["error".to_owned()])
+            .chain(overlays.then(|| "overlay".to_owned()))
             .collect();
         writer.write_record(&header)?;
-        Ok(Self::Csv(Box::new(writer)))
+        Ok(Self::Csv(Box::new(writer), header.len()))
     }
 
     fn write(
         &mut self,
         file: &str,
-        result: &Result<Prediction, skinlesion_core::Error>,
+        result: &Result<Row, CoreError>,
         classes: &[LesionClass],
     ) -> Result<()> {
         match (self, result) {
-            (Self::Jsonl(out), Ok(p)) => {
+            (Self::Jsonl(out), Ok((p, overlay))) => {
                 let mut value = serde_json::to_value(p)?;
                 value["file"] = file.into();
                 value["class"] = p.class().code().into();
+                if let Some(overlay) = overlay {
+                    value["overlay"] = overlay.display().to_string().into();
+                }
                 writeln!(out, "{value}")?;
             }
             (Self::Jsonl(out), Err(e)) => {
                 let value = serde_json::json!({ "file": file, "error": e.to_string() });
                 writeln!(out, "{value}")?;
             }
-            (Self::Csv(writer), Ok(p)) => {
+            (Self::Csv(writer, _), Ok((p, overlay))) => {
                 let mut row = vec![
                     file.to_owned(),
                     p.class().code().to_owned(),
@@ -152,12 +254,15 @@ impl<'a, W: Write> Sink<'a, W> {
                         .map(|c| format!("{:.6}", p.probability(*c).unwrap_or(0.0))),
                 );
                 row.push(String::new());
+                row.extend(overlay.as_ref().map(|o| o.display().to_string()));
                 writer.write_record(&row)?;
             }
-            (Self::Csv(writer), Err(e)) => {
+            (Self::Csv(writer, width), Err(e)) => {
                 let mut row = vec![file.to_owned()];
                 row.extend(std::iter::repeat_n(String::new(), 6 + classes.len()));
                 row.push(e.to_string());
+                // An error row of an --explain run has an empty overlay.
+                row.resize(*width, String::new());
                 writer.write_record(&row)?;
             }
         }
@@ -166,7 +271,7 @@ impl<'a, W: Write> Sink<'a, W> {
 
     fn finish(self) -> Result<()> {
         match self {
-            Self::Csv(mut writer) => writer.flush()?,
+            Self::Csv(mut writer, _) => writer.flush()?,
             Self::Jsonl(out) => out.flush()?,
         }
         Ok(())

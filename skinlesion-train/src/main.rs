@@ -73,6 +73,10 @@ struct ClassifyArgs {
     /// Images per forward pass. Default: the device's fastest (1 on a CPU, 64 on a GPU).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: Option<u32>,
+    /// Also write each image with where the model looked (the heatmap of its best guess) laid
+    /// over it, as OUT_DIR/NAME.png.
+    #[arg(long, value_name = "OUT_DIR")]
+    explain: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -138,6 +142,7 @@ fn main() -> ExitCode {
                 a.format,
                 a.batch_size
                     .map_or(classifier.device().preferred_batch_size(), |b| b as usize),
+                a.explain.as_deref(),
                 &mut std::io::stdout().lock(),
             )?;
             if failures > 0 {

@@ -391,7 +391,7 @@ fn classify_writes_a_row_per_image_and_reports_failures() {
         .device(Device::Cpu)
         .build()
         .unwrap();
-    let images = skinlesion_train::classify::collect_images(&[folder]).unwrap();
+    let images = skinlesion_train::classify::collect_images(std::slice::from_ref(&folder)).unwrap();
     assert_eq!(images.len(), 4);
     let mut out = Vec::new();
     let failures = skinlesion_train::classify::classify(
@@ -399,6 +399,7 @@ fn classify_writes_a_row_per_image_and_reports_failures() {
         &images,
         skinlesion_train::classify::Format::Jsonl,
         2,
+        None,
         &mut out,
     )
     .unwrap();
@@ -428,6 +429,7 @@ fn classify_writes_a_row_per_image_and_reports_failures() {
         &images,
         skinlesion_train::classify::Format::Csv,
         8,
+        None,
         &mut csv,
     )
     .unwrap();
@@ -442,6 +444,73 @@ fn classify_writes_a_row_per_image_and_reports_failures() {
         .unwrap();
     assert!(broken[width - 1].contains("unsupported image format"));
     assert!(records.iter().any(|r| r[0].ends_with(",\"copy\".jpg")));
+
+    // --explain: this test model has no class maps, so it is refused before any work...
+    let overlays = dir.path().join("overlays");
+    let refused = skinlesion_train::classify::classify(
+        &classifier,
+        &images,
+        skinlesion_train::classify::Format::Csv,
+        2,
+        Some(&overlays),
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert!(refused.to_string().contains("no class maps"), "{refused:#}");
+    assert!(!overlays.exists());
+    // ...and the shipped model writes one overlay per image, of the image's size, named in
+    // the rows; two images with one name get two files.
+    let shipped = Classifier::builder(skinlesion_core::testing::shipped_model())
+        .device(Device::Cpu)
+        .build()
+        .unwrap();
+    let twin = folder.join("nested").join(images[0].file_name().unwrap());
+    let mut with_twin = images.clone();
+    if !with_twin.contains(&twin) {
+        std::fs::copy(&images[0], &twin).unwrap();
+        with_twin.push(twin);
+    } else {
+        let other = folder.join(images[0].file_name().unwrap());
+        std::fs::copy(&images[0], &other).unwrap();
+        with_twin.push(other);
+    }
+    let mut csv = Vec::new();
+    let failures = skinlesion_train::classify::classify(
+        &shipped,
+        &with_twin,
+        skinlesion_train::classify::Format::Csv,
+        2,
+        Some(&overlays),
+        &mut csv,
+    )
+    .unwrap();
+    assert_eq!(failures, 1);
+    let mut reader = csv::Reader::from_reader(csv.as_slice());
+    assert_eq!(&reader.headers().unwrap()[width], "overlay");
+    let mut written = std::collections::HashSet::new();
+    for record in reader.records().map(Result::unwrap) {
+        assert_eq!(record.len(), width + 1);
+        if record[0].ends_with("broken.jpg") {
+            assert_eq!(&record[width], "");
+            continue;
+        }
+        let overlay = skinlesion_core::image::open(&record[width]).unwrap();
+        let image = skinlesion_core::image::open(&record[0]).unwrap();
+        assert_eq!(
+            (overlay.width(), overlay.height()),
+            (image.width(), image.height())
+        );
+        assert_ne!(
+            overlay.to_rgb8(),
+            image.to_rgb8(),
+            "the heatmap is laid over it"
+        );
+        assert!(
+            written.insert(record[width].to_owned()),
+            "one file per image"
+        );
+    }
+    assert_eq!(written.len(), with_twin.len() - 1);
 }
 
 /// Training fits the calibration with the library's own rule, so on real logits of the
@@ -573,6 +642,23 @@ fn a_short_fine_tune_of_the_pretrained_backbone_yields_a_loadable_model() {
     let p = classifier.classify(&grey).unwrap();
     let refused = p.unknown_reason() == Some(skinlesion_core::UnknownReason::NotDermoscopy);
     assert_eq!(refused, p.ood_score().unwrap() > gate.threshold);
+    // The class maps are traced in too (80 px in: 3×3 cells), mirror-averaged like the
+    // logits: each map's mean plus the head's bias is its class's raw logit.
+    let maps = outcome.metadata.class_maps.clone().unwrap();
+    assert_eq!((maps.width, maps.height, maps.bias.len()), (3, 3, 4));
+    let prepared = classifier.prepare_paths(&[&image.path]).remove(0).unwrap();
+    let logits =
+        Vec::<f32>::try_from(classifier.logits(&[prepared]).unwrap().flatten(0, -1)).unwrap();
+    for (i, &class) in classifier.classes().iter().enumerate() {
+        let explained = classifier.explain_path(&image.path, Some(class)).unwrap();
+        assert_eq!(explained.prediction(), &prediction);
+        let logit = explained.class_map().logit();
+        assert!(
+            (logit - logits[i]).abs() < 1e-4,
+            "{class}: {logit} vs {}",
+            logits[i]
+        );
+    }
 
     let start: std::collections::HashMap<String, _> =
         skinlesion_core::tch::Tensor::read_safetensors(&weights)

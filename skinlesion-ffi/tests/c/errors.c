@@ -176,6 +176,29 @@ int main(int argc, char **argv) {
   EXPECT_STATUS(skinlesion_classify_encoded(classifier, junk, sizeof junk, &p), SKINLESION_STATUS_UNSUPPORTED_FORMAT);
   EXPECT_STATUS(skinlesion_classify_encoded(classifier, jpeg, jpeg_len / 2, &p), SKINLESION_STATUS_DECODE_ERROR);
 
+  /* Explanations: the tiny test model has no class maps, and bad arguments fail first. */
+  skinlesion_explanation *explanation = NULL;
+  EXPECT_STATUS(skinlesion_explain_encoded(classifier, jpeg, jpeg_len, SKINLESION_LESION_CLASS_UNKNOWN, &explanation),
+                SKINLESION_STATUS_NO_CLASS_MAPS);
+  CHECK(strstr(skinlesion_last_error_message(), "no class maps") != NULL);
+  CHECK(explanation == NULL);
+  EXPECT_STATUS(skinlesion_explain_encoded(NULL, jpeg, jpeg_len, SKINLESION_LESION_CLASS_UNKNOWN, &explanation),
+                SKINLESION_STATUS_NULL_ARGUMENT);
+  EXPECT_STATUS(skinlesion_explain_encoded(classifier, jpeg, jpeg_len, SKINLESION_LESION_CLASS_UNKNOWN, NULL),
+                SKINLESION_STATUS_NULL_ARGUMENT);
+  EXPECT_STATUS(skinlesion_explain_encoded(classifier, jpeg, jpeg_len, 99, &explanation),
+                SKINLESION_STATUS_INVALID_ARGUMENT);
+  EXPECT_STATUS(skinlesion_explain_pixels(classifier, NULL, SKINLESION_LESION_CLASS_UNKNOWN, &explanation),
+                SKINLESION_STATUS_NULL_ARGUMENT);
+  skinlesion_explanation_free(NULL);
+  uint32_t map_w = 7, map_h = 7;
+  CHECK(skinlesion_explanation_heatmap(NULL, &map_w, &map_h) == NULL && map_w == 0 && map_h == 0);
+  CHECK(skinlesion_explanation_class(NULL) == SKINLESION_LESION_CLASS_UNKNOWN);
+  EXPECT_STATUS(skinlesion_explanation_prediction(NULL, &p), SKINLESION_STATUS_NULL_ARGUMENT);
+  const uint8_t *png = NULL;
+  size_t png_len = 0;
+  EXPECT_STATUS(skinlesion_explanation_overlay_png(NULL, &png, &png_len), SKINLESION_STATUS_NULL_ARGUMENT);
+
   /* Limits: a 200x150 JPEG against 1000 pixels and 100 bytes. */
   skinlesion_options *tight = NULL;
   skinlesion_classifier *tight_classifier = NULL;

@@ -39,6 +39,8 @@ from ._skinlesion import (
     ModelError,
     ModelNotFoundError,
     NativeClassifier as _NativeClassifier,
+    NativeExplanation as _NativeExplanation,
+    NoClassMapsError,
     Pixels as _Pixels,
     Prediction,
     SkinLesionError,
@@ -53,6 +55,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "LESION_CLASSES",
     "Classifier",
+    "Explanation",
     "LesionClass",
     "Prediction",
     "preferred_batch_size",
@@ -69,6 +72,7 @@ __all__ = [
     "ModelCorruptError",
     "ChecksumMismatchError",
     "MetadataMismatchError",
+    "NoClassMapsError",
     "InferenceError",
     "ConfigError",
     "ImageReadError",
@@ -204,6 +208,25 @@ class Classifier:
                     raise type(result)(f"image {index}: {result}") from result
         return results
 
+    def explain(self, image: ImageLike, class_: Union[str, "LesionClass", None] = None) -> "Explanation":
+        """Classifies one image and shows where the model looked for ``class_``.
+
+        Args:
+            image: as for :meth:`classify`.
+            class_: the class to explain (an ISIC code such as ``"MEL"``, a display name, or a
+                :class:`LesionClass`); ``None`` for the prediction's best guess.
+
+        Raises:
+            NoClassMapsError: the model was exported without class maps.
+            ConfigError: the model was not trained on ``class_``.
+            ValueError: ``class_`` names no lesion class.
+            and the errors of :meth:`classify`.
+        """
+        if class_ is not None and not isinstance(class_, str):
+            raise TypeError(f"class_ must be a str, a LesionClass or None, not {type(class_).__name__}")
+        code = class_.value if isinstance(class_, LesionClass) else class_
+        return Explanation(self._native.explain(_to_input(image), code))
+
     @property
     def classes(self) -> List[LesionClass]:
         """The classes the model was trained on, in output order."""
@@ -235,6 +258,72 @@ class Classifier:
             f"Classifier(model={meta['name']!r} v{meta['version']}, "
             f"device={self.device!r}, threads={self.threads})"
         )
+
+
+class Explanation:
+    """A prediction and where the model looked: a class activation map of one class.
+
+    ``heatmap`` is in the original image's pixels, in [0, 1] (positive evidence for the class,
+    the hottest region 1); ``class_map`` is the raw map at the network's resolution, whose mean
+    plus ``bias`` is the class's logit. Research and education only: a heatmap shows what the
+    network used, not what a dermatologist would, and is not a diagnosis.
+    """
+
+    def __init__(self, native: _NativeExplanation) -> None:
+        self._native = native
+        self.prediction: Prediction = native.prediction
+        self.lesion_class: LesionClass = LesionClass(native.class_code)
+
+    @property
+    def heatmap(self) -> Any:
+        """numpy ``float32`` array, height × width of the image, values in [0, 1]."""
+        return _float_array(*self._native.heatmap())
+
+    @property
+    def class_map(self) -> Any:
+        """numpy ``float32`` array at the network's resolution (e.g. 6×6), in logit units."""
+        height, width, data, _ = self._native.class_map()
+        return _float_array(height, width, data)
+
+    @property
+    def bias(self) -> float:
+        """The classifier head's bias for the class: ``class_map.mean() + bias`` is its logit."""
+        return self._native.class_map()[3]
+
+    def overlay(self) -> Any:
+        """The image with the heatmap blended over it, as a PIL image."""
+        import io
+
+        from PIL import Image
+
+        return Image.open(io.BytesIO(self._native.overlay_png()))
+
+    def _repr_html_(self) -> str:
+        import base64
+
+        def img(png: bytes, alt: str) -> str:
+            data = base64.b64encode(png).decode("ascii")
+            return f'<img src="data:image/png;base64,{data}" alt="{alt}" style="max-height:240px;margin-right:8px">'
+
+        return (
+            "<div><div>"
+            + img(self._native.image_png(), "the image")
+            + img(self._native.overlay_png(), f"where the model looked for {self.lesion_class.display_name}")
+            + f"</div><small>Heatmap: evidence for {self.lesion_class.display_name} "
+            f"({self.lesion_class.code})</small>"
+            + self.prediction._repr_html_()
+            + "</div>"
+        )
+
+    def __repr__(self) -> str:
+        height, width, _ = self._native.heatmap()
+        return f"Explanation(class={self.lesion_class.code!r}, heatmap={height}x{width}, prediction={self.prediction!r})"
+
+
+def _float_array(height: int, width: int, data: bytes) -> Any:
+    import numpy as np
+
+    return np.frombuffer(data, dtype="<f4").reshape(height, width).copy()
 
 
 def _to_input(image: Any) -> Any:

@@ -65,6 +65,8 @@ class NativeClassifier:
         """Classifies one input."""
     def classify_many(self, inputs: List[ImageArg]) -> List[Union[Prediction, SkinLesionError]]:
         """Classifies inputs with one forward pass."""
+    def explain(self, input: ImageArg, class_: Optional[str] = None) -> NativeExplanation:
+        """Classifies one input and explains a class (None: the best guess)."""
     @property
     def metadata(self) -> Dict[str, Any]: ...
     @property
@@ -88,6 +90,18 @@ def lesion_classes() -> List[Tuple[str, str, str]]:
 
 def error_kinds() -> List[Tuple[str, bool, bool, type]]:
     """Every core error kind as (name, is_input_error, is_model_error, exception class)."""
+
+class NativeExplanation:
+    """The native half of ``skinlesion.Explanation``."""
+
+    @property
+    def prediction(self) -> Prediction: ...
+    @property
+    def class_code(self) -> str: ...
+    def heatmap(self) -> Tuple[int, int, bytes]: ...
+    def class_map(self) -> Tuple[int, int, bytes, float]: ...
+    def image_png(self) -> bytes: ...
+    def overlay_png(self) -> bytes: ...
 
 class SkinLesionError(Exception):
     """Base class of every error skinlesion raises."""
@@ -124,6 +138,9 @@ class ModelCorruptError(ModelError):
 
 class ChecksumMismatchError(ModelError):
     """The weights file does not match the checksum in the metadata."""
+
+class NoClassMapsError(ModelError):
+    """The model was exported without class activation maps: it cannot explain."""
 
 class MetadataMismatchError(ModelError):
     """The model's metadata and its network disagree."""

@@ -211,6 +211,13 @@ impl EfficientNetLite0 {
 
     /// The pooled 1280 features.
     pub fn features_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.feature_maps_t(x, train)
+            .adaptive_avg_pool2d([1, 1])
+            .flatten(1, -1)
+    }
+
+    /// The last N×1280×h×w feature maps, before pooling.
+    pub fn feature_maps_t(&self, x: &Tensor, train: bool) -> Tensor {
         // Frozen layers keep evaluation-mode batch norm (and no drop-connect) in training.
         let trains = |i: usize| train && i >= self.frozen_blocks;
         let stem_trains = train && self.frozen_blocks == 0;
@@ -218,8 +225,7 @@ impl EfficientNetLite0 {
         for (i, block) in self.blocks.iter().enumerate() {
             y = block.forward_t(&y, trains(i));
         }
-        let y = self.head.forward_t(&y, train).relu6();
-        y.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+        self.head.forward_t(&y, train).relu6()
     }
 
     /// Folds every batch norm into its convolution, for export.
@@ -236,6 +242,20 @@ impl EfficientNetLite0 {
     /// The logits of pooled features, in evaluation mode.
     pub fn classify_features(&self, features: &Tensor) -> Tensor {
         features.apply(&self.fc)
+    }
+
+    /// Class activation maps of feature maps A: N×C×h×w, Σ_k w_ck · A_k (the head's weights
+    /// as a 1×1 convolution, no bias). Pooling commutes with the linear head, so each map's
+    /// mean is its class's logit minus the bias.
+    pub fn class_maps(&self, feature_maps: &Tensor) -> Tensor {
+        let (classes, features) = self.fc.ws.size2().expect("a linear head");
+        let kernel = self.fc.ws.view([classes, features, 1, 1]);
+        feature_maps.conv2d(&kernel, None::<Tensor>, 1, 0, 1, 1)
+    }
+
+    /// The head's bias, one per class.
+    pub fn class_bias(&self) -> Option<&Tensor> {
+        self.fc.bs.as_ref()
     }
 }
 

@@ -49,6 +49,28 @@ pub trait Net: ModuleT {
     fn logits_and_features(&self, _x: &Tensor) -> Option<(Tensor, Tensor)> {
         None
     }
+
+    /// Evaluation-mode logits, pooled features and class activation maps from one pass;
+    /// `None` for a network that ends otherwise than in global pooling and a linear layer.
+    fn explained(&self, _x: &Tensor) -> Option<Explained> {
+        None
+    }
+
+    /// The linear head's bias (what a class map's mean lacks of its logit).
+    fn class_bias(&self) -> Option<Tensor> {
+        None
+    }
+}
+
+/// What a network that can be explained gives for a N×3×H×W batch.
+#[derive(Debug)]
+pub struct Explained {
+    /// N×C.
+    pub logits: Tensor,
+    /// N×F pooled features.
+    pub features: Tensor,
+    /// N×C×h×w class activation maps: each map's mean is its logit minus the head's bias.
+    pub maps: Tensor,
 }
 
 impl Net for nn::SequentialT {}
@@ -62,6 +84,20 @@ impl Net for efficientnet::EfficientNetLite0 {
     fn logits_and_features(&self, x: &Tensor) -> Option<(Tensor, Tensor)> {
         let features = self.features_t(x, false);
         Some((self.classify_features(&features), features))
+    }
+
+    fn explained(&self, x: &Tensor) -> Option<Explained> {
+        let maps = self.feature_maps_t(x, false);
+        let features = maps.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
+        Some(Explained {
+            logits: self.classify_features(&features),
+            maps: self.class_maps(&maps),
+            features,
+        })
+    }
+
+    fn class_bias(&self) -> Option<Tensor> {
+        efficientnet::EfficientNetLite0::class_bias(self).map(Tensor::shallow_clone)
     }
 }
 
@@ -198,6 +234,24 @@ impl Net for MirrorAveraged {
     fn logits_and_features(&self, x: &Tensor) -> Option<(Tensor, Tensor)> {
         let (logits, features) = self.0.logits_and_features(&Self::both(x))?;
         Some((Self::mean_of_views(&logits), Self::mean_of_views(&features)))
+    }
+
+    /// The mirrored view's maps are mirrored back before averaging, so that both describe the
+    /// same pixels (and the mean stays the averaged logit minus the bias).
+    fn explained(&self, x: &Tensor) -> Option<Explained> {
+        let both = self.0.explained(&Self::both(x))?;
+        let (c, h, w) = both.maps.size4().map(|(_, c, h, w)| (c, h, w)).ok()?;
+        let views = both.maps.view([2, -1, c, h, w]);
+        let maps = (views.select(0, 0) + views.select(0, 1).flip([3])) / 2.0;
+        Some(Explained {
+            logits: Self::mean_of_views(&both.logits),
+            features: Self::mean_of_views(&both.features),
+            maps,
+        })
+    }
+
+    fn class_bias(&self) -> Option<Tensor> {
+        self.0.class_bias()
     }
 }
 

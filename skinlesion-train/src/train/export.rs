@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 use skinlesion_core::model::{
-    write_artifact, ModelMetadata, WeightsFormat, WeightsRef, MANIFEST_FORMAT,
+    write_artifact, ClassMaps, ModelMetadata, WeightsFormat, WeightsRef, MANIFEST_FORMAT,
 };
 
 use crate::nets::Net;
@@ -39,7 +39,9 @@ pub fn export(e: Export<'_>) -> Result<ModelMetadata> {
     let check = e.val_images.narrow(0, 0, e.val_images.size()[0].min(16));
     let expected = tch::no_grad(|| run(e.net, e.gate.as_ref(), &check));
     e.net.fold_batch_norm();
-    let module = trace(e.net, e.gate.as_ref(), &e.val_images.narrow(0, 0, 1))?;
+    let example = e.val_images.narrow(0, 0, 1);
+    let module = trace(e.net, e.gate.as_ref(), &example)?;
+    let class_maps = class_maps(e.net, &example)?;
     let metadata = ModelMetadata {
         format: MANIFEST_FORMAT.into(),
         name: e.config.model_name.clone(),
@@ -51,6 +53,7 @@ pub fn export(e: Export<'_>) -> Result<ModelMetadata> {
         classes: e.classes.to_vec(),
         input: e.spec,
         calibration: e.calibration,
+        class_maps,
         weights: WeightsRef {
             file: String::new(),
             format: WeightsFormat::TorchScript,
@@ -68,15 +71,39 @@ pub fn export(e: Export<'_>) -> Result<ModelMetadata> {
     Ok(metadata)
 }
 
-/// What the exported network returns: N×C logits, then with a gate its score as one more
-/// column (a traced module has a single output).
+/// What the exported network returns (a traced module has a single output): N×C logits,
+/// then with a gate its score as one more column, then for a network that has them its C
+/// class activation maps, flattened (see `skinlesion_core::model::OutputLayout`).
 fn run(net: &dyn Net, gate: Option<&Mahalanobis>, x: &Tensor) -> Tensor {
+    if let Some(e) = net.explained(x) {
+        let mut columns = vec![e.logits];
+        columns.extend(gate.map(|g| g.scores(&e.features).unsqueeze(1)));
+        columns.push(e.maps.flatten(1, -1));
+        return Tensor::cat(&columns, 1);
+    }
     match gate.zip(net.logits_and_features(x)) {
         Some((gate, (logits, features))) => {
             Tensor::cat(&[logits, gate.scores(&features).unsqueeze(1)], 1)
         }
         None => net.forward_t(x, false),
     }
+}
+
+/// What the manifest says of the maps `run` returns: their size on `example`, the head's bias.
+fn class_maps(net: &dyn Net, example: &Tensor) -> Result<Option<ClassMaps>> {
+    let Some(explained) = tch::no_grad(|| net.explained(example)) else {
+        return Ok(None);
+    };
+    let (_, _, height, width) = explained.maps.size4()?;
+    let bias = match net.class_bias() {
+        Some(b) => Vec::<f32>::try_from(b.to_kind(tch::Kind::Float))?,
+        None => vec![0.0; explained.logits.size()[1] as usize],
+    };
+    Ok(Some(ClassMaps {
+        width: u32::try_from(width)?,
+        height: u32::try_from(height)?,
+        bias,
+    }))
 }
 
 fn trace(net: &dyn Net, gate: Option<&Mahalanobis>, example: &Tensor) -> Result<CModule> {
@@ -155,6 +182,15 @@ fn check_reproduces(expected: &Tensor, batch: &Tensor, manifest: &Path) -> Resul
             .double_value(&[]);
         if diff > 1e-3 {
             bail!("the exported model's gate scores differ from the trained one's by {diff}");
+        }
+    }
+    if let Some(got) = exported.class_maps {
+        let width = expected.size()[1];
+        let cells = got.numel() as i64 / batch.size()[0];
+        let want = expected.narrow(1, width - cells, cells);
+        let diff = (want - got.flatten(1, -1)).abs().max().double_value(&[]);
+        if diff > 1e-4 {
+            bail!("the exported model's class maps differ from the trained one's by {diff}");
         }
     }
     Ok(())
