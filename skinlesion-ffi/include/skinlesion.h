@@ -105,6 +105,10 @@ typedef enum {
    * A bug inside the library was caught at the boundary; please report it.
    */
   SKINLESION_STATUS_PANIC = 16,
+  /**
+   * An explanation was asked of a model exported without class activation maps.
+   */
+  SKINLESION_STATUS_NO_CLASS_MAPS = 17,
 } skinlesion_status;
 
 /**
@@ -165,6 +169,13 @@ typedef enum {
  * threads at once.
  */
 typedef struct skinlesion_classifier skinlesion_classifier;
+
+/**
+ * A prediction with where the model looked (opaque; made by `skinlesion_explain_encoded` or
+ * `skinlesion_explain_pixels`, freed by `skinlesion_explanation_free`). Holds the heatmap,
+ * and the decoded image for its overlay.
+ */
+typedef struct skinlesion_explanation skinlesion_explanation;
 
 /**
  * Options for `skinlesion_classifier_new` (opaque; made by `skinlesion_options_new`).
@@ -394,6 +405,81 @@ skinlesion_status skinlesion_classify_encoded(const skinlesion_classifier *class
 skinlesion_status skinlesion_classify_pixels(const skinlesion_classifier *classifier,
                                              const skinlesion_raw_image *image,
                                              skinlesion_prediction *out);
+
+/**
+ * Classifies one encoded image and explains `lesion_class` (a `skinlesion_lesion_class`;
+ * `SKINLESION_LESION_CLASS_UNKNOWN` for the prediction's best guess). A class the model was
+ * not trained on is `SKINLESION_STATUS_CONFIG_ERROR`; a model without class maps
+ * `SKINLESION_STATUS_NO_CLASS_MAPS`. Free the result with `skinlesion_explanation_free`.
+ *
+ * # Safety
+ * `classifier` must be a live handle; `data` valid for `len` bytes; `out` writable.
+ */
+skinlesion_status skinlesion_explain_encoded(const skinlesion_classifier *classifier,
+                                             const uint8_t *data,
+                                             size_t len,
+                                             uint32_t lesion_class,
+                                             skinlesion_explanation **out);
+
+/**
+ * `skinlesion_explain_encoded` for raw interleaved pixels.
+ *
+ * # Safety
+ * `classifier` must be a live handle; `image` point to a description whose `data` is valid
+ * for `len` bytes; `out` writable.
+ */
+skinlesion_status skinlesion_explain_pixels(const skinlesion_classifier *classifier,
+                                            const skinlesion_raw_image *image,
+                                            uint32_t lesion_class,
+                                            skinlesion_explanation **out);
+
+/**
+ * Frees an explanation; NULL does nothing.
+ *
+ * # Safety
+ * `explanation` must be NULL or a handle from `skinlesion_explain_*`, not yet freed.
+ */
+void skinlesion_explanation_free(skinlesion_explanation *explanation);
+
+/**
+ * Writes the explanation's prediction (the same as `skinlesion_classify_*` gives) to `out`.
+ *
+ * # Safety
+ * `explanation` must be a live handle; `out` writable.
+ */
+skinlesion_status skinlesion_explanation_prediction(const skinlesion_explanation *explanation,
+                                                    skinlesion_prediction *out);
+
+/**
+ * The class explained (a `skinlesion_lesion_class`); UNKNOWN for NULL.
+ *
+ * # Safety
+ * `explanation` must be NULL or a live handle.
+ */
+uint32_t skinlesion_explanation_class(const skinlesion_explanation *explanation);
+
+/**
+ * The heatmap: `*width` × `*height` floats in [0, 1], row-major, in the explained image's
+ * own pixels (warmer: more evidence for the class). The pointer stays valid until the
+ * explanation is freed. NULL (and 0 × 0) for NULL.
+ *
+ * # Safety
+ * `explanation` must be NULL or a live handle; `width` and `height` NULL or writable.
+ */
+const float *skinlesion_explanation_heatmap(const skinlesion_explanation *explanation,
+                                            uint32_t *width,
+                                            uint32_t *height);
+
+/**
+ * The image with the heatmap blended over it, encoded as PNG: `*len` bytes at `*png`, valid
+ * until the explanation is freed (write them to a file as they are).
+ *
+ * # Safety
+ * `explanation` must be a live handle; `png` and `len` writable.
+ */
+skinlesion_status skinlesion_explanation_overlay_png(const skinlesion_explanation *explanation,
+                                                     const uint8_t **png,
+                                                     size_t *len);
 
 /**
  * Classifies `count` encoded images with one forward pass. `out` receives one prediction per
