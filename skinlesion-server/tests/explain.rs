@@ -39,8 +39,12 @@ fn heatmap_png(json: &serde_json::Value) -> Vec<u8> {
 /// The same RGBA heatmap, up to one level per channel: the server's single-threaded forward
 /// pass rounds its last float bits differently from the test's.
 fn assert_same_png(got: &[u8], want: &[u8]) {
-    let got = skinlesion_core::image::load_from_memory(got).unwrap().to_rgba8();
-    let want = skinlesion_core::image::load_from_memory(want).unwrap().to_rgba8();
+    let got = skinlesion_core::image::load_from_memory(got)
+        .unwrap()
+        .to_rgba8();
+    let want = skinlesion_core::image::load_from_memory(want)
+        .unwrap()
+        .to_rgba8();
     assert_eq!(got.dimensions(), want.dimensions());
     let worst = (got.as_raw().iter().zip(want.as_raw()))
         .map(|(a, b)| a.abs_diff(*b))
