@@ -194,11 +194,12 @@ impl Heatmap {
 
     /// [`Heatmap::to_rgba`] encoded as PNG, e.g. for a web page to lay over the image.
     pub fn to_png(&self) -> Vec<u8> {
-        let mut png = Vec::new();
-        self.to_rgba()
-            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-            .expect("PNG encoding into memory cannot fail");
-        png
+        png(&self.to_rgba())
+    }
+
+    /// [`Heatmap::overlay`] encoded as PNG.
+    pub fn overlay_png(&self, image: &DynamicImage) -> Vec<u8> {
+        png(&self.overlay(image))
     }
 
     /// `image` with the coloured map blended over it (half and half where the map is hottest).
@@ -218,6 +219,18 @@ impl Heatmap {
             }))
         })
     }
+}
+
+/// An image encoded as PNG, in memory.
+pub fn png<P>(image: &image::ImageBuffer<P, Vec<u8>>) -> Vec<u8>
+where
+    P: image::Pixel<Subpixel = u8> + image::PixelWithColorType,
+{
+    let mut out = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .expect("PNG encoding into memory cannot fail");
+    out
 }
 
 /// The jet colour scale at `t` in [0, 1].

@@ -981,17 +981,7 @@ pub unsafe extern "C" fn skinlesion_explanation_overlay_png(
         if png.is_null() || len.is_null() {
             return Err(null("png and len"));
         }
-        let bytes = e.overlay_png.get_or_init(|| {
-            let overlay = e.explanation.heatmap().overlay(&e.image);
-            let mut out = Vec::new();
-            overlay
-                .write_to(
-                    &mut std::io::Cursor::new(&mut out),
-                    skinlesion_core::image::ImageFormat::Png,
-                )
-                .expect("PNG encoding into memory cannot fail");
-            out
-        });
+        let bytes = (e.overlay_png).get_or_init(|| e.explanation.heatmap().overlay_png(&e.image));
         // SAFETY: checked non-NULL; the caller guarantees they are writable.
         unsafe {
             png.write(bytes.as_ptr());

@@ -566,18 +566,6 @@ fn parse_class(text: &str) -> PyResult<LesionClass> {
     })
 }
 
-/// PNG bytes of an image.
-fn png(image: &skinlesion_core::image::RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    image
-        .write_to(
-            &mut std::io::Cursor::new(&mut out),
-            skinlesion_core::image::ImageFormat::Png,
-        )
-        .expect("PNG encoding into memory cannot fail");
-    out
-}
-
 fn f32_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
@@ -618,11 +606,11 @@ impl PyExplanation {
     }
 
     fn image_png(&self) -> Vec<u8> {
-        png(&self.image.to_rgb8())
+        skinlesion_core::explain::png(&self.image.to_rgb8())
     }
 
     fn overlay_png(&self) -> Vec<u8> {
-        png(&self.explanation.heatmap().overlay(&self.image))
+        self.explanation.heatmap().overlay_png(&self.image)
     }
 }
 

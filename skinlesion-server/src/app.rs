@@ -552,14 +552,7 @@ async fn explain(
         None => None,
     };
     let file = form.files.into_iter().next().ok_or_else(no_file)?;
-    if !state.ready.load(Ordering::Acquire) {
-        return Err(ApiError::unavailable("the model is warming up"));
-    }
-    let _slot = state
-        .decode_slots
-        .acquire()
-        .await
-        .map_err(|_| ApiError::unavailable("the server is shutting down"))?;
+    let _slot = decode_slot(state).await?;
     let classifier = Arc::clone(&state.classifier);
     let explained = tokio::task::spawn_blocking(move || {
         let explanation = classifier.explain_bytes(&file, class)?;
@@ -632,16 +625,18 @@ fn no_file() -> ApiError {
     )
 }
 
-/// Decodes and preprocesses on the blocking pool, then waits for the batcher's answer.
-async fn classify(state: &Arc<AppState>, file: Bytes) -> Result<Prediction, ApiError> {
+/// One of the decode slots, once the model is warm.
+async fn decode_slot(state: &AppState) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
     if !state.ready.load(Ordering::Acquire) {
         return Err(ApiError::unavailable("the model is warming up"));
     }
-    let _slot = state
-        .decode_slots
-        .acquire()
-        .await
-        .map_err(|_| ApiError::unavailable("the server is shutting down"))?;
+    (state.decode_slots.acquire().await)
+        .map_err(|_| ApiError::unavailable("the server is shutting down"))
+}
+
+/// Decodes and preprocesses on the blocking pool, then waits for the batcher's answer.
+async fn classify(state: &Arc<AppState>, file: Bytes) -> Result<Prediction, ApiError> {
+    let _slot = decode_slot(state).await?;
     let classifier = Arc::clone(&state.classifier);
     let prepared = tokio::task::spawn_blocking(move || classifier.prepare(&file))
         .await
