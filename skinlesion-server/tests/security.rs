@@ -22,10 +22,14 @@ fn request(server: &Server, method: &str, path: &str, headers: &[(&str, &str)]) 
 }
 
 fn predict_with(server: &Server, authorization: Option<&str>) -> HttpResponse {
+    upload_with(server, "/predict", authorization)
+}
+
+fn upload_with(server: &Server, path: &str, authorization: Option<&str>) -> HttpResponse {
     let (content_type, body) = multipart(&[("file", &image(&test_ids(1)[0]))]);
     let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
     let mut raw = format!(
-        "POST /predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .into_bytes();
@@ -62,6 +66,10 @@ fn with_a_token_file_the_protected_routes_need_a_listed_token_and_reload_on_sigh
     let ok = predict_with(&server, Some(&right));
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(ok.json()["success"], true);
+    // An explanation sees the image too.
+    assert_unauthorized(&upload_with(&server, "/explain", None), false);
+    let explained = upload_with(&server, "/explain", Some(&right));
+    assert_eq!(explained.status, 200, "{}", explained.text());
     assert_unauthorized(&request(&server, "GET", "/metrics", &[]), false);
     let metrics = request(&server, "GET", "/metrics", &[("Authorization", &right)]);
     assert_eq!(metrics.status, 200);
