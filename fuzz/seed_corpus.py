@@ -70,6 +70,7 @@ def main():
         write("http_request", f"predict-{i}", post(b"/predict", multipart([jpeg])))
         if i % 4 == 0:
             write("http_request", f"batch-{i}", post(b"/predict/batch", multipart([jpeg, jpeg])))
+            write("http_request", f"explain-{i}", post(b"/explain?class=MEL", multipart([jpeg])))
         # Header: format (0 grey, 1 RGB, 2 RGBA), width, height, stride (u16 LE), then pixels.
         for fmt, mode, channels in ((0, "L", 1), (1, "RGB", 3), (2, "RGBA", 4)):
             pixels = small.convert(mode).tobytes()

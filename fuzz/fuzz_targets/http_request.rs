@@ -11,7 +11,7 @@ use hyper_util::rt::TokioIo;
 use libfuzzer_sys::fuzz_target;
 use skinlesion_server::app::{AppState, Limits};
 use skinlesion_server::auth::{Access, ApiTokens};
-use skinlesion_server::batcher::Batcher;
+use skinlesion_server::batcher::{BatchOptions, Batcher};
 use skinlesion_server::linger::Linger;
 use skinlesion_server::metrics::Metrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,11 +23,15 @@ fn server() -> (tokio::runtime::Runtime, Arc<AppState>) {
     let metrics = Arc::new(Metrics::new(4));
     let inference = Arc::clone(&classifier);
     // The inference thread lives as long as the process: the state is never dropped.
-    let (batcher, _inference_thread) = Batcher::start(
+    let options = BatchOptions {
+        workers: 1,
+        max_batch: 4,
+        max_wait: Duration::ZERO,
+        queue_size: 16,
+    };
+    let (batcher, _inference_threads) = Batcher::start(
         move |images| inference.classify_prepared(images),
-        4,
-        Duration::ZERO,
-        16,
+        options,
         Arc::clone(&metrics),
     );
     let limits = Limits {
