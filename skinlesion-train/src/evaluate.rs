@@ -81,8 +81,20 @@ pub struct Metrics {
     /// a format-2 model are calibrated for.
     pub class_balanced_ece_before_calibration: f64,
     pub class_balanced_ece_after_calibration: f64,
+    /// Balanced accuracy of what a user is told: an "Unknown" answer (either reason) counts as
+    /// wrong.
+    pub balanced_accuracy_served: f64,
     /// Share of images answered "Unknown" by the model's calibrated rule, for either reason.
     pub unknown_rate: f64,
+    /// Share answered "Unknown" because the answer's confidence is below the threshold.
+    pub low_confidence_rate: f64,
+    /// How often the best guess is right where the answer is Unknown for low confidence: the
+    /// rule means "the model is likely wrong here" when this is well below
+    /// `accuracy_when_answered`.
+    pub accuracy_when_low_confidence: Option<f64>,
+    /// Selective accuracy against coverage over the images the gate accepts, ranked by the
+    /// answer's confidence (the model's own threshold is one point on it).
+    pub coverage_curve: Vec<metrics::CoveragePoint>,
     /// Share of images the dermoscopy gate refused (`not_dermoscopy`); `None` without a gate.
     pub not_dermoscopy_rate: Option<f64>,
     /// Balanced accuracy over the images the gate accepted; `None` without a gate.
@@ -365,6 +377,15 @@ fn compute(
         metrics::expected_calibration_error(conf, hits, w, ECE_BINS)
     };
     let gated = meta.calibration.dermoscopy_gate.is_some();
+    let low_confidence: Vec<usize> = (0..scored.len())
+        .filter(|&i| scored[i].prediction.unknown_reason() == Some(UnknownReason::LowConfidence))
+        .collect();
+    let share_right = |images: &[usize]| {
+        (!images.is_empty()).then(|| {
+            images.iter().filter(|&&i| predicted[i] == truth[i]).count() as f64
+                / images.len() as f64
+        })
+    };
     let accepted: Vec<usize> = (0..scored.len())
         .filter(|&i| scored[i].prediction.unknown_reason() != Some(UnknownReason::NotDermoscopy))
         .collect();
@@ -392,16 +413,23 @@ fn compute(
         ece_after_calibration: ece(&conf_cal, &hits_cal, &[]),
         class_balanced_ece_before_calibration: ece(&conf_raw, &hits_raw, &weights),
         class_balanced_ece_after_calibration: ece(&conf_cal, &hits_cal, &weights),
+        balanced_accuracy_served: served_balanced_accuracy(&truth, &predicted, &answered, k),
         unknown_rate: 1.0 - answered.len() as f64 / scored.len() as f64,
+        low_confidence_rate: low_confidence.len() as f64 / scored.len() as f64,
+        accuracy_when_low_confidence: share_right(&low_confidence),
+        coverage_curve: metrics::coverage_curve(
+            &accepted
+                .iter()
+                .map(|&i| f64::from(scored[i].prediction.confidence()))
+                .collect::<Vec<_>>(),
+            &accepted.iter().map(|&i| truth[i]).collect::<Vec<_>>(),
+            &accepted.iter().map(|&i| predicted[i]).collect::<Vec<_>>(),
+            k,
+            &metrics::CURVE_COVERAGES,
+        ),
         not_dermoscopy_rate: gated.then(|| 1.0 - accepted.len() as f64 / scored.len() as f64),
         balanced_accuracy_accepted: gated.then(|| metrics::balanced_accuracy(&accepted_matrix)),
-        accuracy_when_answered: (!answered.is_empty()).then(|| {
-            answered
-                .iter()
-                .filter(|&&i| predicted[i] == truth[i])
-                .count() as f64
-                / answered.len() as f64
-        }),
+        accuracy_when_answered: share_right(&answered),
         per_class,
         confusion_matrix: matrix,
         reliability_before_calibration: metrics::reliability(
@@ -419,6 +447,22 @@ fn compute(
         interval_definition: "2.5th-97.5th percentiles of 2000 bootstrap resamples of the images, \
                               drawn within each true label (every label keeps its support)",
     }
+}
+
+/// Balanced accuracy where only the `answered` images can be right.
+fn served_balanced_accuracy(
+    truth: &[usize],
+    predicted: &[usize],
+    answered: &[usize],
+    labels: usize,
+) -> f64 {
+    let mut matrix = metrics::confusion(truth, &vec![labels; truth.len()], labels + 1);
+    for &i in answered {
+        matrix[truth[i]][labels] -= 1;
+        matrix[truth[i]][predicted[i]] += 1;
+    }
+    matrix.truncate(labels);
+    metrics::balanced_accuracy(&matrix)
 }
 
 fn write_predictions(path: &Path, scored: &[Scored], classes: &[LesionClass]) -> Result<()> {

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use skinlesion_core::{Classifier, Device, DISCLAIMER};
 use skinlesion_train::classify::{classify, collect_images, Format};
 use skinlesion_train::evaluate::{evaluate, EvalConfig, LabelMap};
+use skinlesion_train::train::regate::{regate, RegateConfig};
 use skinlesion_train::train::{train, TrainConfig};
 
 #[derive(Parser)]
@@ -28,6 +29,9 @@ enum Command {
     Evaluate(EvaluateArgs),
     /// Classify image files or folders; CSV or JSON lines on stdout.
     Classify(ClassifyArgs),
+    /// Re-export a shipped model with its dermoscopy gate and Unknown threshold refitted (its
+    /// network and operating point unchanged).
+    Regate(RegateConfig),
 }
 
 #[derive(clap::Args)]
@@ -95,10 +99,45 @@ fn shipped_or(model: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         .ok_or_else(|| anyhow::anyhow!("no --model given and the shipped model is not in models/"))
 }
 
+/// The summary `evaluate` prints (everything is in metrics.json).
+fn report_evaluation(m: &skinlesion_train::evaluate::Metrics, out: &std::path::Path) {
+    let share = |r: Option<f64>| r.map_or("n/a".into(), |r| format!("{r:.3}"));
+    eprintln!(
+        "{} images: balanced accuracy {:.4} (95% interval {:.3}-{:.3}), as served (Unknown \
+         wrong) {:.4}, accuracy {:.4}, melanoma sensitivity {}, class-balanced ECE {:.4} -> \
+         {:.4}; Unknown {:.1}% (low confidence {:.1}%, not dermoscopy {}); right when \
+         answered {}, when low confidence {}; written to {}",
+        m.images,
+        m.balanced_accuracy,
+        m.balanced_accuracy_ci95[0],
+        m.balanced_accuracy_ci95[1],
+        m.balanced_accuracy_served,
+        m.accuracy,
+        share(m.melanoma_sensitivity),
+        m.class_balanced_ece_before_calibration,
+        m.class_balanced_ece_after_calibration,
+        100.0 * m.unknown_rate,
+        100.0 * m.low_confidence_rate,
+        m.not_dermoscopy_rate
+            .map_or("n/a: no gate".into(), |r| format!("{:.1}%", 100.0 * r)),
+        share(m.accuracy_when_answered),
+        share(m.accuracy_when_low_confidence),
+        out.display()
+    );
+    eprintln!("coverage  confidence >=  accuracy  balanced accuracy  (images the gate accepts)");
+    for p in &m.coverage_curve {
+        eprintln!(
+            "{:>8.3}  {:>13.3}  {:>8.3}  {:>17.3}",
+            p.coverage, p.confidence_threshold, p.accuracy, p.balanced_accuracy
+        );
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => train(&a.config, a.resume).map(|_| ()),
+        Command::Regate(a) => regate(&a).map(|_| ()),
         Command::Evaluate(a) => shipped_or(a.model)
             .and_then(|model| {
                 evaluate(&EvalConfig {
@@ -111,26 +150,7 @@ fn main() -> ExitCode {
                     batch_size: a.batch_size.map(|b| b as usize),
                 })
             })
-            .map(|m| {
-                eprintln!(
-                "{} images: balanced accuracy {:.4} (95% interval {:.3}-{:.3}), accuracy {:.4}, \
-                 melanoma sensitivity {}, class-balanced ECE {:.4} -> {:.4}, Unknown {:.1}% \
-                 (not dermoscopy {}); written to {}",
-                m.images,
-                m.balanced_accuracy,
-                m.balanced_accuracy_ci95[0],
-                m.balanced_accuracy_ci95[1],
-                m.accuracy,
-                m.melanoma_sensitivity
-                    .map_or("n/a".into(), |s| format!("{s:.4}")),
-                m.class_balanced_ece_before_calibration,
-                m.class_balanced_ece_after_calibration,
-                100.0 * m.unknown_rate,
-                m.not_dermoscopy_rate
-                    .map_or("n/a: no gate".into(), |r| format!("{:.1}%", 100.0 * r)),
-                a.out.display()
-            );
-            }),
+            .map(|m| report_evaluation(&m, &a.out)),
         Command::Classify(a) => (|| {
             let model = shipped_or(a.model)?;
             let classifier = Classifier::builder(&model).device(a.device).build()?;

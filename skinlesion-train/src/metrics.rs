@@ -312,31 +312,64 @@ pub fn fit_temperature(
     ((a + b) / 2.0).exp() as f32
 }
 
-/// The "Unknown" rule: the largest threshold `t` such that validation predictions with
-/// calibrated confidence below `t` are right less often than `min_accuracy` (they are more
-/// often wrong than a useful answer), while abstaining on at most `max_abstain` of the
-/// validation set. Returns 0 (never abstain) when no such `t` exists.
-pub fn unknown_threshold(
-    confidence: &[f64],
-    correct: &[bool],
-    min_accuracy: f64,
-    max_abstain: f64,
-) -> f64 {
-    let mut order: Vec<usize> = (0..confidence.len()).collect();
-    order.sort_by(|&a, &b| confidence[a].total_cmp(&confidence[b]));
-    let limit = (max_abstain * confidence.len() as f64).floor() as usize;
-    let mut best = 0.0;
-    let mut hits = 0usize;
-    // Abstaining on the k least confident (k = i + 1) means t = confidence of the next one.
-    for (i, &o) in order.iter().enumerate().take(limit) {
-        hits += usize::from(correct[o]);
-        let k = i + 1;
-        let next = order.get(k).map_or(1.0, |&n| confidence[n]);
-        if next > confidence[o] && (hits as f64 / k as f64) < min_accuracy {
-            best = next;
-        }
+/// The "Unknown" rule's threshold: the largest `t` with at least `coverage` of the
+/// confidences at or above it (answered), so that the rest, the least confident, abstain.
+/// 0 (never abstain) for `coverage` 1 or no confidences.
+pub fn coverage_threshold(confidence: &[f64], coverage: f64) -> f64 {
+    let mut sorted = confidence.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    // The epsilon keeps 0.1 × 20 from rounding down to 1.999….
+    let abstaining =
+        ((1.0 - coverage.clamp(0.0, 1.0)) * sorted.len() as f64 + 1e-9).floor() as usize;
+    match abstaining {
+        0 => 0.0,
+        k => sorted[k],
     }
-    best
+}
+
+/// One point of a coverage-accuracy curve (selective classification): answering only the
+/// most confident `coverage` of the images, how often those answers are right.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CoveragePoint {
+    pub coverage: f64,
+    /// The confidence at and above which an image is answered.
+    pub confidence_threshold: f64,
+    /// Accuracy over the answered images.
+    pub accuracy: f64,
+    /// Balanced accuracy over the answered images (each true label's recall among its
+    /// answered images, averaged).
+    pub balanced_accuracy: f64,
+}
+
+/// The coverages a curve reports.
+pub const CURVE_COVERAGES: [f64; 8] = [1.0, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5];
+
+/// Selective accuracy at each of `coverages`: the images ranked by `confidence`, the most
+/// confident kept (the threshold as [`coverage_threshold`] sets it).
+pub fn coverage_curve(
+    confidence: &[f64],
+    truth: &[usize],
+    predicted: &[usize],
+    labels: usize,
+    coverages: &[f64],
+) -> Vec<CoveragePoint> {
+    coverages
+        .iter()
+        .map(|&coverage| {
+            let threshold = coverage_threshold(confidence, coverage);
+            let kept: Vec<usize> = (0..confidence.len())
+                .filter(|&i| confidence[i] >= threshold)
+                .collect();
+            let t: Vec<usize> = kept.iter().map(|&i| truth[i]).collect();
+            let p: Vec<usize> = kept.iter().map(|&i| predicted[i]).collect();
+            CoveragePoint {
+                coverage: kept.len() as f64 / confidence.len().max(1) as f64,
+                confidence_threshold: threshold,
+                accuracy: accuracy(&t, &p),
+                balanced_accuracy: balanced_accuracy(&confusion(&t, &p, labels)),
+            }
+        })
+        .collect()
 }
 
 /// The smallest bias `b ≥ 0` that, added to class `class`'s logit before the argmax, makes
@@ -485,12 +518,29 @@ mod tests {
     }
 
     #[test]
-    fn unknown_threshold_abstains_on_the_unreliable_tail() {
-        let conf = [0.2, 0.3, 0.35, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99];
-        let ok = [false, false, true, true, true, true, true, true, true, true];
-        // Below 0.35: 0/2 right; below 0.6: 1/3 right (< 0.5) → t = 0.6; capped at 30%.
-        assert_eq!(unknown_threshold(&conf, &ok, 0.5, 0.3), 0.6);
-        assert_eq!(unknown_threshold(&conf, &ok, 0.5, 0.1), 0.3);
-        assert_eq!(unknown_threshold(&conf, &[true; 10], 0.5, 0.3), 0.0);
+    fn the_coverage_curve_keeps_the_most_confident_answers() {
+        // Confidence rises with the index; the 4 least confident answers are the wrong ones.
+        let conf: Vec<f64> = (0..10).map(|i| f64::from(i) / 10.0).collect();
+        let truth = [0, 0, 1, 1, 0, 0, 0, 1, 1, 1];
+        let predicted = [1, 1, 0, 0, 0, 0, 0, 1, 1, 1];
+        let curve = coverage_curve(&conf, &truth, &predicted, 2, &[1.0, 0.6, 0.5]);
+        assert_eq!(curve[0].coverage, 1.0);
+        assert!((curve[0].accuracy - 0.6).abs() < 1e-12);
+        assert!((curve[1].coverage - 0.6).abs() < 1e-12 && curve[1].accuracy == 1.0);
+        assert_eq!(curve[1].confidence_threshold, 0.4);
+        assert!((curve[2].coverage - 0.5).abs() < 1e-12 && curve[2].balanced_accuracy == 1.0);
+    }
+
+    #[test]
+    fn coverage_threshold_answers_at_least_the_share_asked_for() {
+        let conf: Vec<f64> = (0..20).map(|i| f64::from(i) / 20.0).collect();
+        let t = coverage_threshold(&conf, 0.9);
+        assert_eq!(t, 0.1);
+        assert_eq!(conf.iter().filter(|&&c| c >= t).count(), 18);
+        // 0.93 of 20 is 18.6 images: 19 answered, one abstains.
+        let t = coverage_threshold(&conf, 0.93);
+        assert_eq!(conf.iter().filter(|&&c| c >= t).count(), 19);
+        assert_eq!(coverage_threshold(&conf, 1.0), 0.0);
+        assert_eq!(coverage_threshold(&[], 0.9), 0.0);
     }
 }
