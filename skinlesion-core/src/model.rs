@@ -167,6 +167,14 @@ pub enum GateScore {
     /// covariance).
     #[serde(rename = "mahalanobis")]
     Mahalanobis,
+    /// Computed by the network, as the column after its logits: the larger of two margins,
+    /// so that either refuses. A linear head's log-odds that the pooled features are not
+    /// dermoscopy (fitted against photographs, X-rays and generated images, with dermoscopy
+    /// of several sources and devices), and the log of the squared Mahalanobis distance to
+    /// the nearest training class mean over its limit (what is far from every dermoscopy the
+    /// head saw). 0 is where either rule starts refusing.
+    #[serde(rename = "dermoscopy_head")]
+    DermoscopyHead,
     /// The free energy of the logits, `-temperature · logsumexp(logits / temperature)`: needs
     /// no second output, so any model may have this gate.
     #[serde(rename = "energy")]
@@ -177,7 +185,7 @@ impl GateScore {
     /// Whether the network must return this score (as the column after its logits).
     pub fn from_network(self) -> bool {
         match self {
-            GateScore::Mahalanobis => true,
+            GateScore::Mahalanobis | GateScore::DermoscopyHead => true,
             GateScore::Energy => false,
         }
     }
@@ -231,7 +239,9 @@ impl Calibration {
         let gate = self.dermoscopy_gate.as_ref()?;
         match gate.score {
             // A missing network score fails closed: NaN is above no threshold, so refused.
-            GateScore::Mahalanobis => Some(network_score.unwrap_or(f32::NAN)),
+            GateScore::Mahalanobis | GateScore::DermoscopyHead => {
+                Some(network_score.unwrap_or(f32::NAN))
+            }
             GateScore::Energy => Some(self.energy(logits)),
         }
     }
@@ -533,7 +543,7 @@ pub struct Outputs {
     /// N×C logits.
     pub logits: Tensor,
     /// N out-of-distribution scores, from a network that computes them
-    /// ([`GateScore::Mahalanobis`]).
+    /// ([`GateScore::from_network`]).
     pub gate_scores: Option<Tensor>,
     /// N×C×h×w class activation maps, from a network exported with them ([`ClassMaps`]).
     pub class_maps: Option<Tensor>,

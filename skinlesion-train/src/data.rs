@@ -108,3 +108,51 @@ pub fn load_images(samples: &[Sample], spec: &InputSpec, threads: usize) -> Resu
     }
     Ok(Tensor::cat(&tensors, 0))
 }
+
+/// One image of the dermoscopy gate's fitting set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateSample {
+    pub sample: Sample,
+    /// `source/label` for dermoscopy (one class mean each), `None` for other images.
+    pub group: Option<String>,
+}
+
+/// Reads the gate's fitting set (`scripts/gate_fit_set.py`): columns `file` (relative to the
+/// CSV's folder), `dermoscopy` (1 or 0), `label` (the lesion class of dermoscopy), `source`.
+pub fn read_gate_set(csv_path: &Path) -> Result<Vec<GateSample>> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        file: PathBuf,
+        dermoscopy: u8,
+        label: String,
+        source: String,
+    }
+    let folder = csv_path.parent().unwrap_or(Path::new("."));
+    let mut reader = csv::Reader::from_path(csv_path)
+        .with_context(|| format!("reading {}", csv_path.display()))?;
+    let mut rows = Vec::new();
+    for (line, row) in reader.deserialize::<Row>().enumerate() {
+        let row = row.with_context(|| format!("{} row {}", csv_path.display(), line + 2))?;
+        let group = match (row.dermoscopy, row.label.trim()) {
+            (0, _) => None,
+            (1, label) if !label.is_empty() => Some(format!("{}/{label}", row.source)),
+            _ => bail!(
+                "{} row {}: dermoscopy must be 1 (with a label) or 0",
+                csv_path.display(),
+                line + 2
+            ),
+        };
+        rows.push(GateSample {
+            sample: Sample {
+                path: folder.join(row.file),
+                label: row.label,
+                split: None,
+            },
+            group,
+        });
+    }
+    if rows.is_empty() {
+        bail!("{}: no images", csv_path.display());
+    }
+    Ok(rows)
+}

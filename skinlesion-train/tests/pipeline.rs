@@ -543,7 +543,7 @@ fn training_and_serving_apply_one_calibration_to_real_logits() {
         .map(|s| classes.iter().position(|c| *c == s.class).unwrap())
         .collect();
     // Train side: a calibration fitted here (melanoma bias and Unknown threshold included).
-    let mut fitted = skinlesion_train::train::calibrate(&rows, &truth, &classes, 0.9);
+    let mut fitted = skinlesion_train::train::calibrate(&rows, &truth, &classes, 0.9, &[]);
     assert!(fitted.unknown_threshold > 0.0 || !fitted.log_prior.is_empty());
     assert!(fitted.decision_bias.is_empty());
     // The shipped network scores for its gate: the gate goes with it.

@@ -1,6 +1,7 @@
 //! Network architectures: each builds its network, names its input (size, normalisation,
 //! resize) and, where it has them, loads pretrained backbone weights.
 
+pub mod artifact;
 pub mod efficientnet;
 pub mod pretrained;
 

@@ -12,12 +12,13 @@ use crate::metrics;
 /// probabilities are balanced). The temperature then minimises the class-balanced NLL of
 /// `softmax((logits + offset) / T)`: probabilities calibrated for a population where every
 /// lesion type is equally common, whose most probable class is the answer. The Unknown
-/// threshold follows the rule of [`metrics::unknown_threshold`] on that answer's probability.
+/// threshold follows with [`abstain`] over the validation images `accepted` by the gate.
 pub fn calibrate(
     val_logits: &[Vec<f32>],
     val_truth: &[usize],
     classes: &[LesionClass],
     melanoma_sensitivity: f64,
+    accepted: &[bool],
 ) -> Calibration {
     let mut offset = vec![0f32; classes.len()];
     if let Some(mel) = classes.iter().position(|&c| c == LesionClass::Melanoma) {
@@ -34,32 +35,30 @@ pub fn calibrate(
     let weights = metrics::class_balanced_weights(val_truth, classes.len());
     let temperature = metrics::fit_temperature(val_logits, val_truth, &weights, at);
     let mut calibration = at(temperature);
-    let mut decisions = Vec::new();
-    let mut raw = Vec::new();
-    let (confidence, correct): (Vec<f64>, Vec<bool>) = val_logits
+    abstain(&mut calibration, val_logits, val_truth, classes, accepted);
+    let decisions: Vec<usize> = val_logits.iter().map(|l| calibration.decision(l)).collect();
+    let (raw, confidence, correct) = val_logits
         .iter()
+        .zip(&decisions)
         .zip(val_truth)
-        .map(|(l, &t)| {
-            // The library's own rule, so that what is fitted here is what is served.
-            let prediction = calibration.prediction(classes, l, None);
-            let decision = calibration.decision(l);
-            decisions.push(decision);
-            raw.push(metrics::softmax(l, 1.0)[decision]);
-            (f64::from(prediction.confidence()), decision == t)
+        .map(|((l, &d), &t)| {
+            let shown = calibration.prediction(classes, l, None).confidence();
+            (metrics::softmax(l, 1.0)[d], f64::from(shown), d == t)
         })
-        .unzip();
-    let threshold = metrics::unknown_threshold(
-        &confidence,
-        &correct,
-        UNKNOWN_MIN_ACCURACY,
-        UNKNOWN_MAX_ABSTAIN,
-    );
-    calibration.unknown_threshold = threshold as f32;
+        .fold(
+            (vec![], vec![], vec![]),
+            |(mut r, mut c, mut k), (a, b, d)| {
+                r.push(a);
+                c.push(b);
+                k.push(d);
+                (r, c, k)
+            },
+        );
     let matrix = metrics::confusion(val_truth, &decisions, classes.len());
     let ece = |c: &[f64]| metrics::expected_calibration_error(c, &correct, &weights, 15);
     eprintln!(
-        "calibration on val: temperature {temperature:.3}, melanoma offset {:.3}, Unknown below \
-         {threshold:.3}; val balanced accuracy {:.4}, class-balanced ECE {:.4} -> {:.4}",
+        "calibration on val: temperature {temperature:.3}, melanoma offset {:.3}; val balanced \
+         accuracy {:.4}, class-balanced ECE {:.4} -> {:.4}",
         offset.iter().copied().fold(0f32, f32::max),
         metrics::balanced_accuracy(&matrix),
         ece(&raw),
@@ -68,10 +67,48 @@ pub fn calibrate(
     calibration
 }
 
-/// The Unknown rule's parameters (see [`metrics::unknown_threshold`]): abstain on the least
-/// confident predictions while those are right less than half the time, at most 20% of them.
-pub const UNKNOWN_MIN_ACCURACY: f64 = 0.5;
-pub const UNKNOWN_MAX_ABSTAIN: f64 = 0.2;
+/// Sets the Unknown (`low_confidence`) threshold: the least confident validation answers
+/// among the images the gate `accepted`, so that at least [`UNKNOWN_COVERAGE`] of them are
+/// answered (the library's own rule computes the confidence, so what is fitted here is what
+/// is served). Prints how often the abstained and the answered images are right.
+pub fn abstain(
+    calibration: &mut Calibration,
+    val_logits: &[Vec<f32>],
+    val_truth: &[usize],
+    classes: &[LesionClass],
+    accepted: &[bool],
+) {
+    let (confidence, correct): (Vec<f64>, Vec<bool>) = val_logits
+        .iter()
+        .zip(val_truth)
+        .zip(accepted.iter().chain(std::iter::repeat(&true)))
+        .filter(|(_, &a)| a)
+        .map(|((l, &t), _)| {
+            let p = calibration.prediction(classes, l, None);
+            (f64::from(p.confidence()), calibration.decision(l) == t)
+        })
+        .unzip();
+    let threshold = metrics::coverage_threshold(&confidence, UNKNOWN_COVERAGE);
+    calibration.unknown_threshold = threshold as f32;
+    let share_right = |answered: bool| {
+        let (n, right) = confidence
+            .iter()
+            .zip(&correct)
+            .filter(|(&c, _)| (c >= threshold) == answered)
+            .fold((0, 0), |(n, r), (_, &k)| (n + 1, r + usize::from(k)));
+        (n, right as f64 / n.max(1) as f64)
+    };
+    let ((answered, right), (abstained, abstained_right)) = (share_right(true), share_right(false));
+    eprintln!(
+        "Unknown below {threshold:.3}: answers {answered} of {} val images (right {right:.3}), \
+         abstains on {abstained} (right {abstained_right:.3})",
+        confidence.len()
+    );
+}
+
+/// The Unknown rule: answer at least this share of the validation images the gate accepts,
+/// abstaining on the least confident rest (see the model card's coverage-accuracy table).
+pub const UNKNOWN_COVERAGE: f64 = 0.95;
 
 /// The log of each class's share of the training labels, Laplace-smoothed so that a class
 /// absent from training stays finite.
@@ -112,7 +149,7 @@ mod tests {
             .map(|r| r.to_vec())
             .collect();
         let truth = [0, 0, 0, 0, 1, 1, 1, 1];
-        let c = calibrate(&logits, &truth, &classes, 0.75);
+        let c = calibrate(&logits, &truth, &classes, 0.75, &[]);
         assert!(c.decision_bias.is_empty() && c.log_prior[0] > 0.0 && c.log_prior[1] == 0.0);
         let found = (0..4).filter(|&i| c.decision(&logits[i]) == 0).count();
         assert_eq!(found, 3);

@@ -108,6 +108,13 @@ pub struct TrainConfig {
     /// Stop after N optimiser steps in total (tests).
     #[arg(long)]
     pub max_steps: Option<usize>,
+    /// The dermoscopy gate's fitting set (`gate.csv` written by `scripts/gate_fit_set.py`):
+    /// with it the gate is a head fitted against photographs, X-rays and generated images
+    /// plus a distance limit; without it, the distance to `train` alone (see the model
+    /// card). An export setting: it may change when a finished run is resumed.
+    #[arg(long)]
+    #[serde(default)]
+    pub gate_set: Option<PathBuf>,
     #[arg(long, default_value = "skinlesion")]
     pub model_name: String,
     #[arg(long, default_value = "1.0.0")]
@@ -142,13 +149,14 @@ pub struct IncompatibleResume {
 /// The settings a resumed run may change: stopping limits, calibration and export settings,
 /// the artifact's name and version, and where files go. (Resuming a finished run re-exports
 /// it, e.g. recalibrated or as a new model version.)
-const RESUMABLE: [&str; 10] = [
+const RESUMABLE: [&str; 11] = [
     "epochs",
     "test_size",
     "max_steps",
     "patience",
     "melanoma_sensitivity",
     "tta_mirror",
+    "gate_set",
     "model_name",
     "model_version",
     "output",

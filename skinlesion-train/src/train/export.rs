@@ -11,10 +11,10 @@ use crate::nets::Net;
 use skinlesion_core::tch::{self, CModule, Tensor};
 use skinlesion_core::{Calibration, Classifier, InputSpec, LesionClass, PreparedImage};
 
-use super::calibrate::{UNKNOWN_MAX_ABSTAIN, UNKNOWN_MIN_ACCURACY};
+use super::calibrate::UNKNOWN_COVERAGE;
 use super::checkpoint::TrainState;
 use super::config::TrainConfig;
-use super::gate::{Mahalanobis, SHRINKAGE, VAL_REFUSED};
+use super::gate::Gate;
 
 /// What an export needs: the run, its result and the network to trace.
 pub struct Export<'a> {
@@ -28,9 +28,11 @@ pub struct Export<'a> {
     pub net: &'a mut dyn Net,
     /// The dermoscopy gate, traced in as the network's second output (the calibration holds
     /// its threshold).
-    pub gate: Option<Mahalanobis>,
+    pub gate: Option<Gate>,
     /// Validation images: one traces the network, a few check the written artifact.
     pub val_images: &'a Tensor,
+    /// Where the network came from when it was not trained by this run (`regate`).
+    pub network_from: Option<String>,
 }
 
 /// Traces the network into a TorchScript artifact at `config.output`, with its manifest, and
@@ -59,7 +61,7 @@ pub fn export(e: Export<'_>) -> Result<ModelMetadata> {
             format: WeightsFormat::TorchScript,
             sha256: String::new(),
         },
-        provenance: provenance(e.config, e.state)?,
+        provenance: provenance(e.config, e.state, e.gate.as_ref(), e.network_from)?,
     };
     let metadata = write_artifact(&module, metadata, &e.config.output)?;
     check_reproduces(&expected, &check, &e.config.output)?;
@@ -74,7 +76,7 @@ pub fn export(e: Export<'_>) -> Result<ModelMetadata> {
 /// What the exported network returns (a traced module has a single output): N×C logits,
 /// then with a gate its score as one more column, then for a network that has them its C
 /// class activation maps, flattened (see `skinlesion_core::model::OutputLayout`).
-fn run(net: &dyn Net, gate: Option<&Mahalanobis>, x: &Tensor) -> Tensor {
+fn run(net: &dyn Net, gate: Option<&Gate>, x: &Tensor) -> Tensor {
     if let Some(e) = net.explained(x) {
         let mut columns = vec![e.logits];
         columns.extend(gate.map(|g| g.scores(&e.features).unsqueeze(1)));
@@ -106,7 +108,7 @@ fn class_maps(net: &dyn Net, example: &Tensor) -> Result<Option<ClassMaps>> {
     }))
 }
 
-fn trace(net: &dyn Net, gate: Option<&Mahalanobis>, example: &Tensor) -> Result<CModule> {
+fn trace(net: &dyn Net, gate: Option<&Gate>, example: &Tensor) -> Result<CModule> {
     Ok(tch::no_grad(|| {
         CModule::create_by_tracing(
             "SkinLesionNet",
@@ -121,6 +123,8 @@ fn trace(net: &dyn Net, gate: Option<&Mahalanobis>, example: &Tensor) -> Result<
 fn provenance(
     config: &TrainConfig,
     state: &TrainState,
+    gate: Option<&Gate>,
+    network_from: Option<String>,
 ) -> Result<serde_json::Map<String, serde_json::Value>> {
     let mut provenance = serde_json::Map::new();
     provenance.insert("training_config".into(), serde_json::to_value(config)?);
@@ -136,22 +140,17 @@ fn provenance(
     provenance.insert(
         "unknown_rule".into(),
         serde_json::json!(format!(
-            "Unknown when the calibrated top probability is below the largest threshold t such that \
-             validation predictions below t are right less than {:.0}% of the time, abstaining on at \
-             most {:.0}% of validation images",
-            UNKNOWN_MIN_ACCURACY * 100.0,
-            UNKNOWN_MAX_ABSTAIN * 100.0
+            "Unknown (low confidence) when the calibrated top probability is below the threshold \
+             that answers at least {:.0}% of the validation images the dermoscopy gate accepts",
+            UNKNOWN_COVERAGE * 100.0
         )),
     );
-    provenance.insert(
-        "dermoscopy_gate_rule".into(),
-        serde_json::json!(format!(
-            "Unknown (not dermoscopy) when the smallest squared Mahalanobis distance of the pooled \
-             features to a training class mean (shared covariance, shrunk by {SHRINKAGE} of the \
-             mean variance) is above the threshold that {:.0}% of validation images exceed",
-            VAL_REFUSED * 100.0
-        )),
-    );
+    if let Some(gate) = gate {
+        provenance.insert("dermoscopy_gate_rule".into(), gate.rule().into());
+    }
+    if let Some(from) = network_from {
+        provenance.insert("network_from".into(), from.into());
+    }
     Ok(provenance)
 }
 
@@ -176,7 +175,7 @@ fn check_reproduces(expected: &Tensor, batch: &Tensor, manifest: &Path) -> Resul
     }
     if let Some(got) = exported.gate_scores {
         let want = expected.select(1, classes);
-        // Distances in the thousands: compare relative to their size.
+        // Distances run into the thousands: compare relative to their size.
         let diff = ((&want - &got).abs() / (want.abs() + 1.0))
             .max()
             .double_value(&[]);

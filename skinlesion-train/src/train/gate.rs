@@ -1,24 +1,40 @@
-//! The dermoscopy gate: how far an image's pooled features are from the training dermoscopy.
+//! The dermoscopy gate: is this a dermoscopic picture of skin at all?
 //!
-//! The score is the smallest squared Mahalanobis distance of the features to a training class
-//! mean, with one covariance shared by the classes (Lee et al., 2018), shrunk towards a
-//! multiple of the identity so that it inverts with fewer images than features. It is traced
-//! into the exported network as its second output, so the one forward pass that classifies
-//! also scores; the manifest holds the threshold. Fitted on `train` only; the threshold is the
-//! score above which [`VAL_REFUSED`] of `val` lies. Measured against natural photographs and
-//! generated images in `benches/ood` (no such image is used in fitting).
+//! Two scores of the pooled features, traced into the exported network as the column after
+//! its logits, so the one forward pass that classifies also gates:
+//!
+//! - [`Mahalanobis`]: the smallest squared Mahalanobis distance to a training class mean, with
+//!   one covariance shared by the classes (Lee et al., 2018), shrunk towards a multiple of the
+//!   identity so that it inverts with fewer images than features;
+//! - [`LinearHead`]: a logistic regression of "not dermoscopy" on the features, fitted on a
+//!   fitting set (`scripts/gate_fit_set.py`) of dermoscopy from several sources and shifted
+//!   as other devices take it, against photographs, X-rays and generated images.
+//!
+//! With a fitting set the gate is [`Gate::HeadOrDistance`]: refused when the head says "not
+//! dermoscopy" or the distance is beyond what [`DISTANCE_VAL_REFUSED`] of validation exceeds
+//! (far from every dermoscopy the head saw). Without one (tests, quick runs) it is v4.1's
+//! [`Gate::Distance`], refusing [`VAL_REFUSED`] of validation. Measured in `benches/ood`;
+//! no image it is measured on is fitted on.
 
 use anyhow::{bail, Result};
 use skinlesion_core::tch::{Kind, Tensor};
 use skinlesion_core::{DermoscopyGate, GateScore};
 
-/// The share of validation dermoscopy the gate may refuse.
+/// The share of validation dermoscopy the distance-only gate may refuse.
 pub const VAL_REFUSED: f64 = 0.05;
+/// The share of validation dermoscopy beyond the distance limit of [`Gate::HeadOrDistance`].
+pub const DISTANCE_VAL_REFUSED: f64 = 0.005;
 /// Weight of the identity in the shrunk covariance, relative to the mean variance.
 pub const SHRINKAGE: f64 = 0.01;
-/// Most training images per class the fit reads: the rare classes whole, nevi capped, so that
-/// no class dominates the shared covariance and export stays quick.
+/// Most training images per class the distance-only fit reads: the rare classes whole, nevi
+/// capped, so that no class dominates the shared covariance and export stays quick.
 pub const PER_CLASS: usize = 400;
+/// The head's L2 penalty on standardised features, against a loss whose weights sum to 1
+/// (half to each side): chosen on the fitting set's sources, measured in the model card.
+pub const HEAD_L2: f64 = 0.01;
+/// Newton steps of the head's fit (the penalised log-likelihood is strictly concave; it
+/// converges in well under this many).
+const NEWTON_STEPS: usize = 25;
 
 /// The fitted distance: `features · whitening` minus the whitened class means.
 #[derive(Debug)]
@@ -70,17 +86,163 @@ impl Mahalanobis {
             .sum_dim_intlist(2, false, Kind::Float)
             .amin(1, false)
     }
+}
 
-    /// The gate refusing [`VAL_REFUSED`] of validation images with these scores.
-    pub fn gate(&self, val_scores: &[f32]) -> DermoscopyGate {
-        let mut sorted = val_scores.to_vec();
-        sorted.sort_by(f32::total_cmp);
-        // The smallest threshold with at most VAL_REFUSED of the scores above it.
-        let keep = ((1.0 - VAL_REFUSED) * sorted.len() as f64).ceil() as usize;
-        let threshold = sorted.get(keep.max(1) - 1).copied().unwrap_or(f32::MAX);
-        DermoscopyGate {
-            score: GateScore::Mahalanobis,
-            threshold,
+/// The score that at most `share` of `val_scores` exceed (the smallest such).
+pub fn val_quantile(val_scores: &[f32], share: f64) -> f32 {
+    let mut sorted = val_scores.to_vec();
+    sorted.sort_by(f32::total_cmp);
+    let keep = ((1.0 - share) * sorted.len() as f64).ceil() as usize;
+    sorted.get(keep.max(1) - 1).copied().unwrap_or(f32::MAX)
+}
+
+/// Logistic regression of "not dermoscopy" on the pooled features: `features · weight + bias`
+/// is the log-odds, with the features' standardisation folded into both.
+#[derive(Debug)]
+pub struct LinearHead {
+    /// D.
+    weight: Tensor,
+    bias: f64,
+}
+
+impl LinearHead {
+    /// Fits the head on N×D `features`, `other[i]` true for what is not dermoscopy: each side
+    /// weighs half of the loss, the weights (not the bias) have an L2 penalty of [`HEAD_L2`]
+    /// on standardised features, solved by Newton's method in double precision.
+    pub fn fit(features: &Tensor, other: &[bool]) -> Result<Self> {
+        let f = features.to_kind(Kind::Double);
+        let (n, d) = f.size2()?;
+        let positives = other.iter().filter(|&&o| o).count();
+        if n as usize != other.len() || positives == 0 || positives == other.len() {
+            bail!("the gate's head needs features of both dermoscopy and other images");
+        }
+        let mean = f.mean_dim(0, false, None);
+        let std = f.std_dim(0, true, false) + 1e-6;
+        let z = Tensor::cat(
+            &[
+                (&f - &mean) / &std,
+                Tensor::ones([n, 1], (Kind::Double, f.device())),
+            ],
+            1,
+        );
+        let y = Tensor::from_slice(
+            &other
+                .iter()
+                .map(|&o| f64::from(u8::from(o)))
+                .collect::<Vec<_>>(),
+        );
+        let side = [
+            0.5 / (other.len() - positives) as f64,
+            0.5 / positives as f64,
+        ];
+        let w = Tensor::from_slice(
+            &other
+                .iter()
+                .map(|&o| side[usize::from(o)])
+                .collect::<Vec<_>>(),
+        );
+        let penalty = Tensor::ones([d + 1], (Kind::Double, f.device())) * HEAD_L2;
+        let _ = penalty.get(d).fill_(0.0);
+        let mut beta = Tensor::zeros([d + 1], (Kind::Double, f.device()));
+        for _ in 0..NEWTON_STEPS {
+            let p = z.mv(&beta).sigmoid();
+            let gradient = z.tr().mv(&(&w * (&p - &y))) + &penalty * &beta;
+            let curvature: Tensor = &w * &p * (1.0 - &p);
+            let hessian = (z.tr() * curvature.unsqueeze(0)).matmul(&z) + penalty.diag(0);
+            let step = Tensor::linalg_solve(&hessian, &gradient.unsqueeze(1), true).squeeze_dim(1);
+            beta -= &step;
+            if step.abs().max().double_value(&[]) < 1e-9 {
+                break;
+            }
+        }
+        let scaled = beta.narrow(0, 0, d) / &std;
+        let bias = beta.double_value(&[d]) - (&mean * &scaled).sum(Kind::Double).double_value(&[]);
+        Ok(Self {
+            weight: scaled.to_kind(Kind::Float),
+            bias,
+        })
+    }
+
+    /// The N log-odds of N×D features (traceable).
+    pub fn scores(&self, features: &Tensor) -> Tensor {
+        features.mv(&self.weight) + self.bias
+    }
+}
+
+/// A fitted gate, as traced into the network.
+#[derive(Debug)]
+pub enum Gate {
+    /// v4.1–v4.2: the distance, refused above `threshold`.
+    Distance {
+        distance: Mahalanobis,
+        threshold: f32,
+    },
+    /// Refused when the head's log-odds or `ln(distance / limit)` is above 0: the network's
+    /// score is the larger of the two.
+    HeadOrDistance {
+        head: LinearHead,
+        distance: Mahalanobis,
+        limit: f32,
+    },
+}
+
+impl Gate {
+    /// The N gate scores of N×D features (traceable).
+    pub fn scores(&self, features: &Tensor) -> Tensor {
+        match self {
+            Gate::Distance { distance, .. } => distance.scores(features),
+            Gate::HeadOrDistance {
+                head,
+                distance,
+                limit,
+            } => {
+                let far = (distance.scores(features) / f64::from(*limit)).log();
+                head.scores(features).maximum(&far)
+            }
+        }
+    }
+
+    /// Which of N×D features the gate accepts (as the library decides: refused above the
+    /// threshold, NaN refused).
+    pub fn accepts(&self, features: &Tensor) -> Result<Vec<bool>> {
+        let threshold = self.manifest().threshold;
+        let scores = Vec::<f32>::try_from(self.scores(features))?;
+        Ok(scores.iter().map(|&s| s <= threshold).collect())
+    }
+
+    /// What the manifest says of it.
+    pub fn manifest(&self) -> DermoscopyGate {
+        match self {
+            Gate::Distance { threshold, .. } => DermoscopyGate {
+                score: GateScore::Mahalanobis,
+                threshold: *threshold,
+            },
+            Gate::HeadOrDistance { .. } => DermoscopyGate {
+                score: GateScore::DermoscopyHead,
+                threshold: 0.0,
+            },
+        }
+    }
+
+    /// The rule in words, for the manifest's provenance.
+    pub fn rule(&self) -> String {
+        match self {
+            Gate::Distance { .. } => format!(
+                "Unknown (not dermoscopy) when the smallest squared Mahalanobis distance of the \
+                 pooled features to a training class mean (shared covariance, shrunk by \
+                 {SHRINKAGE} of the mean variance) is above the threshold that {:.0}% of \
+                 validation images exceed",
+                VAL_REFUSED * 100.0
+            ),
+            Gate::HeadOrDistance { .. } => format!(
+                "Unknown (not dermoscopy) when a logistic head on the pooled features (L2 \
+                 {HEAD_L2} on standardised features, fitted on dermoscopy of two sources with \
+                 shifted copies against photographs, X-rays and generated images) gives \
+                 positive log-odds of not dermoscopy, or when the smallest squared Mahalanobis \
+                 distance to a training class mean (shrinkage {SHRINKAGE}) is above the value \
+                 that {:.1}% of validation images exceed",
+                DISTANCE_VAL_REFUSED * 100.0
+            ),
         }
     }
 }
@@ -88,6 +250,7 @@ impl Mahalanobis {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skinlesion_core::tch::Device;
 
     #[test]
     fn scores_are_squared_mahalanobis_distances_to_the_nearest_class() {
@@ -110,15 +273,89 @@ mod tests {
     }
 
     #[test]
-    fn the_threshold_refuses_at_most_the_set_share_of_validation() {
-        let m = Mahalanobis::fit(
-            &Tensor::eye(3, (Kind::Float, skinlesion_core::tch::Device::Cpu)),
-            &[0, 1, 2],
-        )
-        .unwrap();
+    fn the_quantile_refuses_at_most_the_set_share_of_validation() {
         let scores: Vec<f32> = (1..=100).map(|i| i as f32).collect();
-        let gate = m.gate(&scores);
-        assert_eq!(gate.threshold, 95.0);
-        assert_eq!(scores.iter().filter(|&&s| s > gate.threshold).count(), 5);
+        let threshold = val_quantile(&scores, VAL_REFUSED);
+        assert_eq!(threshold, 95.0);
+        assert_eq!(scores.iter().filter(|&&s| s > threshold).count(), 5);
+    }
+
+    /// Two overlapping clouds in 3-D told apart along the first axis only.
+    fn clouds() -> (Tensor, Vec<bool>) {
+        let n = 200;
+        let x = Tensor::randn([n, 3], (Kind::Double, Device::Cpu));
+        let other: Vec<bool> = (0..n).map(|i| i % 4 == 0).collect();
+        let shift = Tensor::from_slice(
+            &other
+                .iter()
+                .map(|&o| if o { 1.5 } else { -1.5 })
+                .collect::<Vec<f64>>(),
+        );
+        let _ = x.select(1, 0).g_add_(&shift);
+        (x.to_kind(Kind::Float), other)
+    }
+
+    #[test]
+    fn the_head_separates_what_it_was_fitted_on_and_is_stationary() {
+        skinlesion_core::tch::manual_seed(3);
+        let (x, other) = clouds();
+        let head = LinearHead::fit(&x, &other).unwrap();
+        let s = Vec::<f32>::try_from(head.scores(&x)).unwrap();
+        let right = s
+            .iter()
+            .zip(&other)
+            .filter(|(s, &o)| (**s > 0.0) == o)
+            .count();
+        assert!(
+            right as f64 / s.len() as f64 > 0.9,
+            "{right} of {}",
+            s.len()
+        );
+        // The class-balanced log-likelihood's gradient vanishes at the fit: scores shifted
+        // either way fit worse.
+        let loss = |shift: f32| -> f64 {
+            let n_other = other.iter().filter(|&&o| o).count() as f64;
+            s.iter()
+                .zip(&other)
+                .map(|(&s, &o)| {
+                    let p = 1.0 / (1.0 + (-(f64::from(s + shift))).exp());
+                    let w = if o {
+                        0.5 / n_other
+                    } else {
+                        0.5 / (other.len() as f64 - n_other)
+                    };
+                    -w * if o { p.ln() } else { (1.0 - p).ln() }
+                })
+                .sum()
+        };
+        assert!(loss(0.0) < loss(0.1) && loss(0.0) < loss(-0.1));
+        // The first axis carries the separation; the others are noise.
+        let w = Vec::<f32>::try_from(&head.weight).unwrap();
+        assert!(w[0] > 5.0 * w[1].abs() && w[0] > 5.0 * w[2].abs(), "{w:?}");
+    }
+
+    #[test]
+    fn head_or_distance_refuses_when_either_rule_does() {
+        skinlesion_core::tch::manual_seed(4);
+        let (x, other) = clouds();
+        let dermoscopy: Vec<i64> = other.iter().map(|&o| i64::from(o)).collect();
+        let kept = Tensor::from_slice(
+            &(0..dermoscopy.len() as i64)
+                .filter(|&i| dermoscopy[i as usize] == 0)
+                .collect::<Vec<_>>(),
+        );
+        let distance =
+            Mahalanobis::fit(&x.index_select(0, &kept), &vec![0; kept.size()[0] as usize]).unwrap();
+        let gate = Gate::HeadOrDistance {
+            head: LinearHead::fit(&x, &other).unwrap(),
+            distance,
+            limit: 25.0,
+        };
+        assert_eq!(gate.manifest().score, GateScore::DermoscopyHead);
+        // Typical dermoscopy; far along the head's axis; far along an axis the head ignores.
+        let query =
+            Tensor::from_slice(&[-1.5f32, 0.0, 0.0, 4.0, 0.0, 0.0, -1.5, 0.0, 40.0]).view([3, 3]);
+        let s = Vec::<f32>::try_from(gate.scores(&query)).unwrap();
+        assert!(s[0] < 0.0 && s[1] > 0.0 && s[2] > 0.0, "{s:?}");
     }
 }

@@ -16,7 +16,9 @@ pub mod ema;
 pub mod export;
 pub mod gate;
 pub mod optim;
+pub mod regate;
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -25,7 +27,7 @@ use skinlesion_core::tch::nn::{self, ModuleT};
 use skinlesion_core::tch::{self, Device, Reduction, Tensor};
 use skinlesion_core::{InputSpec, LesionClass};
 
-pub use calibrate::{calibrate, UNKNOWN_MAX_ABSTAIN, UNKNOWN_MIN_ACCURACY};
+pub use calibrate::{abstain, calibrate, UNKNOWN_COVERAGE};
 pub use checkpoint::{Checkpoint, EpochLog, TrainState};
 pub use config::{IncompatibleResume, InvalidSetting, TrainConfig};
 
@@ -53,14 +55,18 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<TrainOutcome> {
 }
 
 /// Images decoded once into memory, with their class indices.
-struct Split {
+pub(crate) struct Split {
     images: Tensor,
     labels: Tensor,
     truth: Vec<usize>,
 }
 
 impl Split {
-    fn load(samples: &[Sample], classes: &[LesionClass], spec: &InputSpec) -> Result<Self> {
+    pub(crate) fn load(
+        samples: &[Sample],
+        classes: &[LesionClass],
+        spec: &InputSpec,
+    ) -> Result<Self> {
         let truth = samples
             .iter()
             .map(|s| {
@@ -328,16 +334,20 @@ impl<'a> Trainer<'a> {
             false => net,
         };
         let (val_logits, val_features) = outputs(net.as_ref(), &self.val_set.images, best.device());
-        let gate = match val_features {
+        let gate = match &val_features {
             Some(features) => Some(fit_gate(
                 config,
                 &self.classes,
                 &self.test_spec,
                 net.as_ref(),
                 best.device(),
-                &features,
+                features,
             )?),
             None => None,
+        };
+        let accepted = match gate.as_ref().zip(val_features.as_ref()) {
+            Some((gate, features)) => gate.accepts(features)?,
+            None => Vec::new(),
         };
         // Exported models are traced on the CPU, where every interface loads them.
         best.set_device(Device::Cpu);
@@ -346,8 +356,9 @@ impl<'a> Trainer<'a> {
             &self.val_set.truth,
             &self.classes,
             config.melanoma_sensitivity,
+            &accepted,
         );
-        calibration.dermoscopy_gate = gate.as_ref().map(|(_, g)| g.clone());
+        calibration.dermoscopy_gate = gate.as_ref().map(gate::Gate::manifest);
         state.seconds = self.previous_seconds + self.started.elapsed().as_secs_f64();
         let metadata = export::export(export::Export {
             config,
@@ -356,23 +367,46 @@ impl<'a> Trainer<'a> {
             calibration,
             state: &state,
             net: net.as_mut(),
-            gate: gate.map(|(m, _)| m),
+            gate,
             val_images: &self.val_set.images,
+            network_from: None,
         })?;
         Ok(TrainOutcome { metadata, state })
     }
 }
 
-/// Fits the dermoscopy gate on features of up to [`gate::PER_CLASS`] training images per class
-/// (read again at the exported input size) and sets its threshold on `val_features`.
-fn fit_gate(
+/// Fits the dermoscopy gate (see [`gate`]): on the fitting set `config.gate_set` when there is
+/// one, else v4.1's distance to up to [`gate::PER_CLASS`] training images per class (read
+/// again at the exported input size), with limits set on `val_features`.
+pub(crate) fn fit_gate(
     config: &TrainConfig,
     classes: &[LesionClass],
     spec: &InputSpec,
     net: &dyn Net,
     device: Device,
     val_features: &Tensor,
-) -> Result<(gate::Mahalanobis, skinlesion_core::DermoscopyGate)> {
+) -> Result<gate::Gate> {
+    let fitted = match &config.gate_set {
+        Some(set) => fit_head_or_distance(set, spec, net, device, val_features)?,
+        None => fit_distance(config, classes, spec, net, device, val_features)?,
+    };
+    let accepted = fitted.accepts(val_features)?;
+    eprintln!(
+        "dermoscopy gate: refuses {} of {} val images",
+        accepted.iter().filter(|&&a| !a).count(),
+        accepted.len()
+    );
+    Ok(fitted)
+}
+
+fn fit_distance(
+    config: &TrainConfig,
+    classes: &[LesionClass],
+    spec: &InputSpec,
+    net: &dyn Net,
+    device: Device,
+    val_features: &Tensor,
+) -> Result<gate::Gate> {
     let (mut samples, _) = read_splits(config)?;
     let mut taken = std::collections::HashMap::new();
     samples.retain(|s| {
@@ -383,22 +417,85 @@ fn fit_gate(
     let set = Split::load(&samples, classes, spec)?;
     let (_, features) = outputs(net, &set.images, device);
     let features = features.context("the network lost its features")?;
-    let mahalanobis = gate::Mahalanobis::fit(&features, &set.truth)?;
-    let val_scores = Vec::<f32>::try_from(mahalanobis.scores(val_features))?;
-    let fitted = mahalanobis.gate(&val_scores);
+    let distance = gate::Mahalanobis::fit(&features, &set.truth)?;
+    let val_scores = Vec::<f32>::try_from(distance.scores(val_features))?;
     eprintln!(
-        "dermoscopy gate: fitted on {} training images; refuses scores above {:.1} ({:.1}% of \
-         val)",
-        samples.len(),
-        fitted.threshold,
-        100.0 * val_scores.iter().filter(|&&s| s > fitted.threshold).count() as f64
-            / val_scores.len().max(1) as f64
+        "dermoscopy gate: distance fitted on {} training images",
+        samples.len()
     );
-    Ok((mahalanobis, fitted))
+    Ok(gate::Gate::Distance {
+        threshold: gate::val_quantile(&val_scores, gate::VAL_REFUSED),
+        distance,
+    })
+}
+
+/// The head on every image of the fitting set; the distance on its dermoscopy, one class
+/// mean per source and lesion class; the distance's limit on `val_features`.
+fn fit_head_or_distance(
+    set: &Path,
+    spec: &InputSpec,
+    net: &dyn Net,
+    device: Device,
+    val_features: &Tensor,
+) -> Result<gate::Gate> {
+    let rows = crate::data::read_gate_set(set)?;
+    let features = features_of(net, &rows, spec, device)?;
+    let other: Vec<bool> = rows.iter().map(|r| r.group.is_none()).collect();
+    let head = gate::LinearHead::fit(&features, &other)?;
+    let mut groups: Vec<&str> = rows.iter().filter_map(|r| r.group.as_deref()).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    let dermoscopy: Vec<i64> = (0..rows.len() as i64)
+        .filter(|&i| !other[i as usize])
+        .collect();
+    let truth: Vec<usize> = rows
+        .iter()
+        .filter_map(|r| r.group.as_deref())
+        .map(|g| groups.binary_search(&g).expect("collected above"))
+        .collect();
+    let distance = gate::Mahalanobis::fit(
+        &features.index_select(0, &Tensor::from_slice(&dermoscopy)),
+        &truth,
+    )?;
+    let val_scores = Vec::<f32>::try_from(distance.scores(val_features))?;
+    let limit = gate::val_quantile(&val_scores, gate::DISTANCE_VAL_REFUSED);
+    eprintln!(
+        "dermoscopy gate: head fitted on {} dermoscopy and {} other images, distance on {} \
+         class means, limit {limit:.1}",
+        dermoscopy.len(),
+        rows.len() - dermoscopy.len(),
+        groups.len()
+    );
+    Ok(gate::Gate::HeadOrDistance {
+        head,
+        distance,
+        limit,
+    })
+}
+
+/// The pooled features of the images `rows` names, decoded a chunk at a time (the fitting
+/// set is larger than memory would like as one tensor).
+fn features_of(
+    net: &dyn Net,
+    rows: &[crate::data::GateSample],
+    spec: &InputSpec,
+    device: Device,
+) -> Result<Tensor> {
+    let mut features = Vec::new();
+    let progress = crate::progress::bar(rows.len() as u64, "gate features");
+    for chunk in rows.chunks(512) {
+        let samples: Vec<Sample> = chunk.iter().map(|r| r.sample.clone()).collect();
+        let images = load_images(&samples, spec, skinlesion_core::available_cores())?;
+        let (_, f) = outputs(net, &images, device);
+        features.push(f.context("the network does not expose its features")?);
+        progress.inc(chunk.len() as u64);
+    }
+    progress.finish_and_clear();
+    Ok(Tensor::cat(&features, 0))
 }
 
 /// The `train` and `val` rows of the labels file (the first `max_train_images` of train).
-fn read_splits(config: &TrainConfig) -> Result<(Vec<Sample>, Vec<Sample>)> {
+pub(crate) fn read_splits(config: &TrainConfig) -> Result<(Vec<Sample>, Vec<Sample>)> {
     let all = read_labels(&config.labels, &config.images)?;
     if all.iter().all(|s| s.split.is_none()) {
         bail!(
@@ -465,7 +562,11 @@ fn argmax_f32(values: &[f32]) -> usize {
 
 /// Logits of the network (evaluation mode) for every image, in chunks, with its pooled features
 /// (N×D, on the CPU) if it exposes them.
-fn outputs(net: &dyn Net, images: &Tensor, device: Device) -> (Vec<Vec<f32>>, Option<Tensor>) {
+pub(crate) fn outputs(
+    net: &dyn Net,
+    images: &Tensor,
+    device: Device,
+) -> (Vec<Vec<f32>>, Option<Tensor>) {
     let chunk = 128;
     let n = images.size()[0];
     let mut logits = Vec::with_capacity(n as usize);
