@@ -234,7 +234,7 @@ pub enum ImageInput<'a> {
 /// ```no_run
 /// use skinlesion_core::{Classifier, Device};
 ///
-/// let classifier = Classifier::builder("models/skinlesion-v4.2.json")
+/// let classifier = Classifier::builder("models/skinlesion-v4.3.json")
 ///     .device(Device::Cpu)
 ///     .build()?;
 /// let prediction = classifier.classify_path("lesion.jpg")?;

@@ -38,7 +38,7 @@ pub const MANIFEST_FORMAT_1: &str = "skinlesion-model/1";
 
 /// The manifest of the model this release ships, in the repository's `models/` folder: the
 /// one place that names it.
-pub const SHIPPED_MODEL: &str = "skinlesion-v4.2.json";
+pub const SHIPPED_MODEL: &str = "skinlesion-v4.3.json";
 
 /// Where an application looks for [`SHIPPED_MODEL`] when the user names no model, in order:
 /// `models/` in the working directory; then `models/` beside the running executable or in any

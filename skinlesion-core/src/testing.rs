@@ -217,18 +217,39 @@ pub struct LabelledImage {
 
 /// Every labelled HAM10000 image, in file order.
 pub fn ham10000_images() -> Vec<LabelledImage> {
-    let dir = ham10000_dir();
-    let labels = std::fs::read_to_string(dir.join("labels.csv")).expect("labels.csv");
-    labels
-        .lines()
-        .skip(1)
+    labelled_images(&ham10000_dir())
+}
+
+/// The second source (`../shared/data/isic2017`, ISIC 2017: MEL, NV, BKL from other clinics),
+/// in file order; `SKINLESION_SECOND_SOURCE` overrides where it is.
+pub fn second_source_images() -> Vec<LabelledImage> {
+    let dir = std::env::var_os("SKINLESION_SECOND_SOURCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ham10000_dir().join("../isic2017"));
+    labelled_images(&dir)
+}
+
+/// The rows of `DIR/labels.csv` (columns `image_id`, `label`, `split`, found by name).
+fn labelled_images(dir: &Path) -> Vec<LabelledImage> {
+    let labels = std::fs::read_to_string(dir.join("labels.csv"))
+        .unwrap_or_else(|e| panic!("{}/labels.csv: {e}", dir.display()));
+    let mut lines = labels.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("{}/labels.csv has no {name} column", dir.display()))
+    };
+    let (id, label, split) = (column("image_id"), column("label"), column("split"));
+    lines
         .map(|line| {
             let f: Vec<&str> = line.split(',').collect();
             LabelledImage {
-                id: f[0].to_owned(),
-                class: LesionClass::from_str(f[2]).expect("an ISIC label"),
-                split: f[3].to_owned(),
-                path: dir.join("images").join(format!("{}.jpg", f[0])),
+                id: f[id].to_owned(),
+                class: LesionClass::from_str(f[label]).expect("an ISIC label"),
+                split: f[split].to_owned(),
+                path: dir.join("images").join(format!("{}.jpg", f[id])),
             }
         })
         .collect()
