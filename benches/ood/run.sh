@@ -39,6 +39,7 @@ classify() { # NAME FOLDER
     { cat "$out/$1.log"; exit 1; }
 }
 evaluate() { # NAME LABELS IMAGES [SPLIT]
+  mkdir -p "$(dirname "$out/$1")"
   "$bin" evaluate --model "$model" --labels "$2" --images "$3" ${4:+--split "$4"} \
     --out "$out/$1" >"$out/$1.log" 2>&1 || { cat "$out/$1.log"; exit 1; }
 }
