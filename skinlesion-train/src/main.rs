@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a model on a labelled image set and write a calibrated model artifact.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Score a model on a labelled set: metrics.json, predictions.csv, confusion matrix and
     /// reliability diagram PNGs.
     Evaluate(EvaluateArgs),

@@ -74,6 +74,7 @@ fn config(dir: &Path, labels: PathBuf, name: &str) -> TrainConfig {
         seed: 7,
         max_train_images: None,
         max_steps: None,
+        gate_set: None,
         model_name: "test".into(),
         model_version: "0.0.1".into(),
     }

@@ -31,6 +31,12 @@ pub struct RegateConfig {
     pub output: PathBuf,
     #[arg(long)]
     pub model_version: String,
+    /// The labels whose `val` split validates (default: those the model was trained with).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Their images' folder (default: the training's).
+    #[arg(long)]
+    pub images: Option<PathBuf>,
 }
 
 /// Refits the gate and the Unknown threshold of `config.model` on its validation set (the
@@ -47,6 +53,8 @@ pub fn regate(config: &RegateConfig) -> Result<ModelMetadata> {
     run.output = config.output.clone();
     run.model_version = config.model_version.clone();
     run.gate_set = Some(config.gate_set.clone());
+    run.labels = config.labels.clone().unwrap_or(run.labels);
+    run.images = config.images.clone().unwrap_or(run.images);
     tch_threads();
 
     let mut net = ArtifactNet::load(&config.network, &shipped, Device::Cpu)?;
