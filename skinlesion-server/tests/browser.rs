@@ -238,7 +238,7 @@ fn the_page_classifies_an_uploaded_image_and_shows_errors() {
 
     // A low-confidence abstention: its best guess is the longest bar, and the note explains.
     let path = skinlesion_core::testing::ham10000_dir()
-        .join("images/ISIC_0024364.jpg")
+        .join("images/ISIC_0024492.jpg")
         .canonicalize()
         .unwrap();
     let expected = in_process().classify_path(&path).unwrap();
