@@ -15,7 +15,7 @@ use skinlesion_core::{Classifier, Device, LesionClass, Prediction, UnknownReason
 use skinlesion_core::testing::shipped_model as manifest;
 
 /// SHA-256 of `models/skinlesion-v4.3.pt`, recorded when the model was shipped.
-const WEIGHTS_SHA256: &str = "5bb4dbfa3d57b1d97de612c7f5a9a5e808d3ba6c0cd1c8e1fb312aa94bd89736";
+const WEIGHTS_SHA256: &str = "0e3ba7c6aa1ff707bf5628a10969d8b6a5d00b2785779882b46041ecc2c35f53";
 
 /// (image id, answer, best guess, confidence, Unknown reason), recorded with `skinlesion-train
 /// evaluate` (predictions.csv) when the model was shipped.
