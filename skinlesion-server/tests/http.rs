@@ -43,7 +43,7 @@ fn every_endpoint_answers_in_the_original_shape() {
         ready["dermoscopy_gate"],
         serde_json::to_value(gate).unwrap()
     );
-    assert_eq!(ready["dermoscopy_gate"]["score"], "mahalanobis");
+    assert_eq!(ready["dermoscopy_gate"]["score"], "dermoscopy_head");
     let openapi = server.get("/openapi.yaml");
     assert_eq!(openapi.status, 200);
     assert!(openapi.text().contains("/predict/batch"));
