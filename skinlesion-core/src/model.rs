@@ -24,7 +24,7 @@ use tch::{CModule, Kind, Tensor};
 
 use crate::error::{Error, Result};
 use crate::prediction::Prediction;
-use crate::preprocess::InputSpec;
+use crate::preprocess::{channels_last, InputSpec};
 use crate::taxonomy::LesionClass;
 
 /// The manifest format this version of the library writes.
@@ -524,17 +524,6 @@ impl Model {
     pub fn device(&self) -> tch::Device {
         self.device
     }
-}
-
-/// The same N×C×H×W tensor stored channels-last (N×H×W×C in memory), the layout libtorch's
-/// CPU convolutions run fastest on: the shipped EfficientNet's forward pass took 16 % less
-/// time on one thread (`benches/RESULTS.md`, server load). Convolutions keep the layout, so
-/// one copy of the input converts the whole network.
-fn channels_last(batch: &Tensor) -> Tensor {
-    batch
-        .permute([0, 2, 3, 1])
-        .contiguous()
-        .permute([0, 3, 1, 2])
 }
 
 /// What one forward pass gives.

@@ -220,13 +220,17 @@ pub fn ham10000_images() -> Vec<LabelledImage> {
     labelled_images(&ham10000_dir())
 }
 
-/// The second source (`../shared/data/isic2017`, ISIC 2017: MEL, NV, BKL from other clinics),
-/// in file order; `SKINLESION_SECOND_SOURCE` overrides where it is.
-pub fn second_source_images() -> Vec<LabelledImage> {
-    let dir = std::env::var_os("SKINLESION_SECOND_SOURCE")
+/// The second source's folder (`../shared/data/isic2017`, ISIC 2017: MEL, NV, BKL from other
+/// clinics); `SKINLESION_SECOND_SOURCE` overrides where it is.
+pub fn second_source_dir() -> PathBuf {
+    std::env::var_os("SKINLESION_SECOND_SOURCE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| ham10000_dir().join("../isic2017"));
-    labelled_images(&dir)
+        .unwrap_or_else(|| ham10000_dir().join("../isic2017"))
+}
+
+/// The second source's labelled images, in file order.
+pub fn second_source_images() -> Vec<LabelledImage> {
+    labelled_images(&second_source_dir())
 }
 
 /// The rows of `DIR/labels.csv` (columns `image_id`, `label`, `split`, found by name).

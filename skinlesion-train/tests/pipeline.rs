@@ -9,6 +9,7 @@ use skinlesion_core::testing::{small_input, write_mean_colour_model, MeanColourW
 use skinlesion_core::{Calibration, Classifier, Device, LesionClass};
 use skinlesion_train::evaluate::{evaluate, EvalConfig};
 use skinlesion_train::nets::Architecture;
+use skinlesion_train::train::precision::TrainPrecision;
 use skinlesion_train::train::{train, IncompatibleResume, TrainConfig};
 
 /// libtorch's random generator is one per process and training reseeds it: tests that train
@@ -46,10 +47,29 @@ fn subset_csv(dir: &Path, per_class_train: usize, per_class_val: usize) -> PathB
     path
 }
 
+/// A generic CSV over a few second-source images of each of its classes.
+fn second_source_subset(dir: &Path, per_class_train: usize, per_class_val: usize) -> PathBuf {
+    let mut out = String::from("file,label,split\n");
+    let rows = skinlesion_core::testing::second_source_images();
+    for class in ["NV", "MEL", "BKL"] {
+        for (split, n) in [("train", per_class_train), ("val", per_class_val)] {
+            let chosen = rows
+                .iter()
+                .filter(|r| r.class.code() == class && r.split == split);
+            for row in chosen.take(n) {
+                out.push_str(&format!("{}.jpg,{class},{split}\n", row.id));
+            }
+        }
+    }
+    let path = dir.join("second-source.csv");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
 fn config(dir: &Path, labels: PathBuf, name: &str) -> TrainConfig {
     TrainConfig {
-        labels,
-        images: data_dir().join("images"),
+        labels: vec![labels],
+        images: vec![data_dir().join("images")],
         output: dir.join(format!("{name}.json")),
         checkpoint_dir: dir.join(format!("ckpt-{name}")),
         architecture: Architecture::ResNetLite,
@@ -75,6 +95,7 @@ fn config(dir: &Path, labels: PathBuf, name: &str) -> TrainConfig {
         max_train_images: None,
         max_steps: None,
         gate_set: None,
+        precision: TrainPrecision::Fp32,
         model_name: "test".into(),
         model_version: "0.0.1".into(),
     }
@@ -573,17 +594,19 @@ fn training_and_serving_apply_one_calibration_to_real_logits() {
     assert!((nll / rows.len() as f64 - fitted_nll).abs() < 1e-6);
 }
 
-/// A few steps from the ImageNet weights: the artifact loads and answers, the frozen blocks
-/// kept their pretrained weights while the others moved, and the new head trained.
+/// A few bfloat16 steps from the ImageNet weights on two sources: the artifact loads and
+/// answers, each source is validated apart, the frozen blocks kept their pretrained weights
+/// while the others moved, and the new head trained.
 #[test]
 fn a_short_fine_tune_of_the_pretrained_backbone_yields_a_loadable_model() {
     let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let labels = subset_csv(dir.path(), 6, 3);
+    let second = second_source_subset(dir.path(), 3, 2);
     let weights = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join(skinlesion_train::nets::pretrained::DEFAULT_EFFICIENTNET_LITE0);
-    let config = TrainConfig {
+    let mut config = TrainConfig {
         architecture: Architecture::EfficientNetLite0,
         pretrained: Some(weights.clone()),
         freeze_blocks: 3,
@@ -595,9 +618,20 @@ fn a_short_fine_tune_of_the_pretrained_backbone_yields_a_loadable_model() {
         batch_size: 8,
         tta_mirror: true,
         colour_cast: 0.0,
+        precision: TrainPrecision::Bf16,
         ..config(dir.path(), labels, "effnet")
     };
+    config.labels.push(second);
+    config
+        .images
+        .push(skinlesion_core::testing::second_source_dir().join("images"));
     let outcome = train(&config, false).unwrap();
+    // The epoch's score is the mean of the two sources' val balanced accuracies.
+    let epoch = &outcome.state.history[0];
+    let by_source = &epoch.val_source_balanced_accuracy;
+    assert_eq!(by_source.len(), 2);
+    assert!((epoch.val_balanced_accuracy - (by_source[0] + by_source[1]) / 2.0).abs() < 1e-12);
+    assert!(epoch.step_profile.steps > 0 && epoch.step_profile.backward > 0.0);
     assert_eq!(
         outcome.metadata.architecture,
         "efficientnet-lite0-80+mirror"
@@ -624,8 +658,9 @@ fn a_short_fine_tune_of_the_pretrained_backbone_yields_a_loadable_model() {
     assert_eq!(gate.score, skinlesion_core::GateScore::Mahalanobis);
     assert!(gate.threshold.is_finite() && gate.threshold > 0.0);
     assert!(prediction.ood_score().is_some_and(f32::is_finite));
-    // The threshold refuses at most 5 % of val: with this run's 3 val images per class, none.
-    let val: Vec<PathBuf> = std::fs::read_to_string(&config.labels)
+    // The threshold refuses at most 5 % of the calibration source's val: with this run's 3
+    // val images per class, none.
+    let val: Vec<PathBuf> = std::fs::read_to_string(&config.labels[0])
         .unwrap()
         .lines()
         .filter(|l| l.ends_with(",val"))

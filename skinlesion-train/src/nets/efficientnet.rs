@@ -6,7 +6,9 @@
 //! (for stride 2 the extra pixel goes bottom and right).
 
 use skinlesion_core::tch::nn::{self, ModuleT};
-use skinlesion_core::tch::{self, Tensor};
+use skinlesion_core::tch::{self, Kind, Tensor};
+
+use crate::train::precision::without_cpu_autocast;
 
 /// Batch-norm epsilon and momentum of the TensorFlow original (its decay 0.99).
 const BN_EPS: f64 = 1e-3;
@@ -97,6 +99,17 @@ impl ConvBn {
         }
     }
 
+    /// The same in fp32 under bfloat16 autocast: libtorch's bf16 backward pass of depthwise
+    /// convolutions is slower on the CPU than its fp32 one (the whole step was).
+    fn forward_fp32(&self, x: &Tensor, train: bool) -> Tensor {
+        match x.kind() {
+            Kind::BFloat16 => {
+                without_cpu_autocast(|| self.forward_t(&x.to_kind(Kind::Float), train))
+            }
+            _ => self.forward_t(x, train),
+        }
+    }
+
     /// Folds the batch norm into the convolution (w·γ/σ, β − μ·γ/σ): the same answers in
     /// evaluation mode with one operation less per layer.
     fn fold(&mut self) {
@@ -143,7 +156,7 @@ impl MbConv {
         if let Some(expand) = &self.expand {
             y = expand.forward_t(&y, train).relu6();
         }
-        y = self.depthwise.forward_t(&y, train).relu6();
+        y = self.depthwise.forward_fp32(&y, train).relu6();
         y = self.project.forward_t(&y, train);
         if !self.residual {
             return y;

@@ -55,6 +55,39 @@ pub struct EpochLog {
     pub val_accuracy: f64,
     pub learning_rate: f64,
     pub seconds: f64,
+    /// Each source's `val` balanced accuracy (`val_balanced_accuracy` is their mean).
+    #[serde(default)]
+    pub val_source_balanced_accuracy: Vec<f64>,
+    #[serde(default)]
+    pub step_profile: StepProfile,
+}
+
+/// Where an epoch's training steps spent their time, in seconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct StepProfile {
+    pub steps: usize,
+    /// Batch gathering, augmentation, mixup and layout.
+    pub data: f64,
+    /// Forward pass and loss.
+    pub forward: f64,
+    pub backward: f64,
+    /// Optimiser and weight average.
+    pub optimiser: f64,
+}
+
+impl std::fmt::Display for StepProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let per_step = |s: f64| 1000.0 * s / self.steps.max(1) as f64;
+        write!(
+            f,
+            "{:.0} ms per step: data {:.0}, forward {:.0}, backward {:.0}, optimiser {:.0}",
+            per_step(self.data + self.forward + self.backward + self.optimiser),
+            per_step(self.data),
+            per_step(self.forward),
+            per_step(self.backward),
+            per_step(self.optimiser)
+        )
+    }
 }
 
 /// `state.json`: the settings a checkpoint was made with, and how far it got.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use skinlesion_core::{ColourConstancy, Device};
 
+use super::precision::TrainPrecision;
 use crate::nets::Architecture;
 
 /// Everything that defines a training run. `skinlesion-train train` takes exactly these
@@ -13,11 +14,17 @@ use crate::nets::Architecture;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, clap::Args)]
 pub struct TrainConfig {
     /// Labels CSV: HAM10000 form (image_id,label,split,...) or generic (file,label,split).
-    #[arg(long)]
-    pub labels: PathBuf,
-    /// Folder of the images the CSV names.
-    #[arg(long)]
-    pub images: PathBuf,
+    /// Repeat it (with --images) to train on several sources: the first is the calibration
+    /// source (temperature, operating point, gate limits and Unknown threshold are fitted on
+    /// its `val` alone); the best epoch is the one with the highest mean of the sources' `val`
+    /// balanced accuracies.
+    #[arg(long, required = true)]
+    #[serde(deserialize_with = "one_or_more")]
+    pub labels: Vec<PathBuf>,
+    /// Folder of the images the CSV names (one per --labels, in the same order).
+    #[arg(long, required = true)]
+    #[serde(deserialize_with = "one_or_more")]
+    pub images: Vec<PathBuf>,
     /// Output manifest path; the weights go beside it with the `.pt` extension.
     #[arg(long, default_value = "artifacts/model.json")]
     pub output: PathBuf,
@@ -115,6 +122,12 @@ pub struct TrainConfig {
     #[arg(long)]
     #[serde(default)]
     pub gate_set: Option<PathBuf>,
+    /// Arithmetic of the forward pass in training: `auto` (bfloat16 autocast on a CPU with
+    /// AVX512-BF16, else fp32), `fp32` or `bf16`. Weights, optimiser and validation
+    /// stay fp32. A speed setting: it may change when a run is resumed.
+    #[arg(long, default_value = "auto")]
+    #[serde(default)]
+    pub precision: TrainPrecision,
     #[arg(long, default_value = "skinlesion")]
     pub model_name: String,
     #[arg(long, default_value = "1.0.0")]
@@ -123,6 +136,21 @@ pub struct TrainConfig {
 
 fn one() -> f64 {
     1.0
+}
+
+/// A path or a list of paths (checkpoints made before training took several sources hold
+/// one).
+fn one_or_more<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMore {
+        One(PathBuf),
+        More(Vec<PathBuf>),
+    }
+    Ok(match OneOrMore::deserialize(d)? {
+        OneOrMore::One(p) => vec![p],
+        OneOrMore::More(v) => v,
+    })
 }
 
 /// A training setting outside the range where it means anything: refused before any data is
@@ -149,8 +177,9 @@ pub struct IncompatibleResume {
 /// The settings a resumed run may change: stopping limits, calibration and export settings,
 /// the artifact's name and version, and where files go. (Resuming a finished run re-exports
 /// it, e.g. recalibrated or as a new model version.)
-const RESUMABLE: [&str; 11] = [
+const RESUMABLE: [&str; 12] = [
     "epochs",
+    "precision",
     "test_size",
     "max_steps",
     "patience",
@@ -189,6 +218,13 @@ impl TrainConfig {
             self.mixup,
             self.melanoma_sensitivity,
         );
+        let (labels, images) = (self.labels.len(), self.images.len());
+        check(
+            labels == images,
+            "--images",
+            "given once per --labels",
+            images,
+        )?;
         // The networks halve the resolution five times (the seed network needs 10 pixels).
         let size = self.input_size;
         check(size >= 32, "--input-size", "at least 32", size)?;
@@ -338,9 +374,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn several_sources_pair_labels_and_images_in_order_and_old_checkpoints_still_read() {
+        let args = [
+            "t", "--labels", "a.csv", "--images", "a", "--labels", "b.csv",
+        ];
+        let two = Cli::parse_from(args.iter().chain(&["--images", "b"])).config;
+        assert_eq!(two.labels, [PathBuf::from("a.csv"), "b.csv".into()]);
+        assert_eq!(two.images, [PathBuf::from("a"), "b".into()]);
+        assert_eq!(two.precision, TrainPrecision::Auto);
+        let unpaired = Cli::parse_from(args).config;
+        assert_eq!(unpaired.validate().unwrap_err().setting, "--images");
+        // A checkpoint's settings from before: one path each, no precision.
+        let mut old = serde_json::to_value(good()).unwrap();
+        old["labels"] = "labels.csv".into();
+        old["images"] = "images".into();
+        old.as_object_mut().unwrap().remove("precision");
+        let read: TrainConfig = serde_json::from_value(old).unwrap();
+        assert_eq!(read.labels, [PathBuf::from("labels.csv")]);
+        assert_eq!(read.resume_compatible(&good()), Ok(()));
+    }
+
+    #[test]
     fn settings_out_of_range_are_refused_by_name() {
         type Edit = fn(&mut TrainConfig);
-        let bad: [(Edit, &str); 20] = [
+        let bad: [(Edit, &str); 21] = [
+            (|c| c.images.push("more".into()), "--images"),
             (|c| c.test_size = Some(16), "--test-size"),
             (
                 |c| {

@@ -16,8 +16,10 @@ pub mod ema;
 pub mod export;
 pub mod gate;
 pub mod optim;
+pub mod precision;
 pub mod regate;
 
+use std::ops::Range;
 use std::path::Path;
 use std::time::Instant;
 
@@ -28,7 +30,7 @@ use skinlesion_core::tch::{self, Device, Reduction, Tensor};
 use skinlesion_core::{InputSpec, LesionClass};
 
 pub use calibrate::{abstain, calibrate, UNKNOWN_COVERAGE};
-pub use checkpoint::{Checkpoint, EpochLog, TrainState};
+pub use checkpoint::{Checkpoint, EpochLog, StepProfile, TrainState};
 pub use config::{IncompatibleResume, InvalidSetting, TrainConfig};
 
 use crate::data::{filter_split, load_images, read_labels, Sample};
@@ -37,6 +39,7 @@ use crate::nets::{MirrorAveraged, Net, NetShape};
 use checkpoint::Weights;
 use ema::Ema;
 use optim::{learning_rate, AdamW};
+use precision::Autocast;
 
 /// What a finished run produced.
 #[derive(Debug)]
@@ -99,7 +102,12 @@ pub struct Trainer<'a> {
     test_spec: InputSpec,
     classes: Vec<LesionClass>,
     train_set: Split,
+    /// Every source's `val` images, the calibration source's first.
     val_set: Split,
+    /// Where each source's images lie in `val_set`.
+    val_sources: Vec<Range<usize>>,
+    /// The forward pass in training runs in bfloat16 autocast.
+    bf16: bool,
     vs: nn::VarStore,
     net: Box<dyn Net>,
     ema: Ema,
@@ -120,11 +128,12 @@ impl<'a> Trainer<'a> {
         let arch = config.architecture;
         let spec = arch.input_spec(config.input_size, config.colour_constancy);
         let test_spec = arch.input_spec(config.test_size(), config.colour_constancy);
-        let (train_samples, val_samples) = read_splits(config)?;
-        let classes = class_list(&train_samples)?;
-        announce(config, &classes, train_samples.len(), val_samples.len());
-        let train_set = Split::load(&train_samples, &classes, &spec)?;
-        let val_set = Split::load(&val_samples, &classes, &test_spec)?;
+        let splits = read_splits(config)?;
+        let classes = class_list(&splits.train)?;
+        let bf16 = config.precision.bf16_on(device);
+        announce(config, &classes, &splits, bf16);
+        let train_set = Split::load(&splits.train, &classes, &spec)?;
+        let val_set = Split::load(&splits.val, &classes, &test_spec)?;
 
         let mut vs = nn::VarStore::new(device);
         tch::manual_seed(config.seed as i64);
@@ -168,6 +177,8 @@ impl<'a> Trainer<'a> {
             classes,
             train_set,
             val_set,
+            val_sources: splits.val_sources,
+            bf16,
             vs,
             net,
             ema,
@@ -203,24 +214,33 @@ impl<'a> Trainer<'a> {
         let label = format!("epoch {}", self.state.epoch + 1);
         let progress = crate::progress::bar(self.steps_per_epoch() as u64, &label);
         let (mut loss_sum, mut batches, mut lr) = (0.0, 0usize, 0.0);
+        let mut profile = StepProfile::default();
         for batch in order.chunks(self.config.batch_size) {
             // Batch norm needs two samples.
             if batch.len() < 2 || self.steps_exhausted() {
                 continue;
             }
-            let (loss, step_lr) = self.step(batch);
+            let (loss, step_lr) = self.step(batch, &mut profile);
             (loss_sum, batches, lr) = (loss_sum + loss, batches + 1, step_lr);
             progress.set_message(format!("loss {loss:.3}"));
             progress.inc(1);
         }
         progress.finish_and_clear();
-        let log = self.validate(loss_sum / batches.max(1) as f64, lr, epoch_started);
+        let mut log = self.validate(loss_sum / batches.max(1) as f64, lr, epoch_started);
+        eprintln!("           step time: {profile}");
+        log.step_profile = profile;
         self.record(log)
     }
 
-    /// One optimiser step on the training images at `batch`: (loss, learning rate).
-    fn step(&mut self, batch: &[usize]) -> (f64, f64) {
+    /// One optimiser step on the training images at `batch`: (loss, learning rate), with the
+    /// time of each phase added to `profile`.
+    fn step(&mut self, batch: &[usize], profile: &mut StepProfile) -> (f64, f64) {
         let config = self.config;
+        let mut clock = Instant::now();
+        let mut lap = |slot: &mut f64| {
+            *slot += clock.elapsed().as_secs_f64();
+            clock = Instant::now();
+        };
         // Per-step seeding makes augmentation and dropout identical after a resume.
         tch::manual_seed((config.seed as i64).wrapping_mul(1_000_003) + self.state.step as i64);
         let index = Tensor::from_slice(&batch.iter().map(|&i| i as i64).collect::<Vec<_>>());
@@ -238,10 +258,17 @@ impl<'a> Trainer<'a> {
             .index_select(0, &index)
             .to_device(device);
         let (x, mix) = augment::mixup(x, config.mixup);
+        // Channels-last is the layout oneDNN's convolutions run fastest on (16 % in inference).
+        let x = skinlesion_core::preprocess::channels_last(&x);
+        lap(&mut profile.data);
+        let out = {
+            let _autocast = Autocast::new(device, self.bf16);
+            self.net.forward_t(&x, true)
+        };
         // Logit adjustment (Menon et al., ICLR 2021): adding the log prior in the loss makes
         // the logits themselves score p(class | image) / p(class), so their argmax is the
         // balanced decision, with steadier gradients than inverse-frequency weights.
-        let out = self.net.forward_t(&x, true) + &self.log_prior;
+        let out = out.to_kind(tch::Kind::Float) + &self.log_prior;
         let loss_for = |target: &Tensor| {
             out.cross_entropy_loss::<&Tensor>(
                 target,
@@ -258,7 +285,10 @@ impl<'a> Trainer<'a> {
             None => loss_for(&y),
         };
         self.optimizer.zero_grad();
+        let loss_value = loss.double_value(&[]);
+        lap(&mut profile.forward);
         loss.backward();
+        lap(&mut profile.backward);
         let total_steps = self.steps_per_epoch() * config.epochs;
         let lr = learning_rate(
             config.learning_rate,
@@ -269,7 +299,9 @@ impl<'a> Trainer<'a> {
         self.optimizer.step(lr);
         self.ema.update(self.state.step);
         self.state.step += 1;
-        (loss.double_value(&[]), lr)
+        lap(&mut profile.optimiser);
+        profile.steps += 1;
+        (loss_value, lr)
     }
 
     /// Scores the weight average on validation.
@@ -277,18 +309,43 @@ impl<'a> Trainer<'a> {
         let device = self.vs.device();
         let val_logits = logits(self.ema.net.as_ref(), &self.val_set.images, device);
         let predicted: Vec<usize> = val_logits.iter().map(|l| argmax_f32(l)).collect();
-        let matrix = metrics::confusion(&self.val_set.truth, &predicted, self.classes.len());
+        let truth = &self.val_set.truth;
+        let by_source: Vec<f64> = self
+            .val_sources
+            .iter()
+            .map(|r| {
+                let m = metrics::confusion(
+                    &truth[r.clone()],
+                    &predicted[r.clone()],
+                    self.classes.len(),
+                );
+                metrics::balanced_accuracy(&m)
+            })
+            .collect();
         let log = EpochLog {
             epoch: self.state.epoch + 1,
             train_loss,
-            val_balanced_accuracy: metrics::balanced_accuracy(&matrix),
-            val_accuracy: metrics::accuracy(&self.val_set.truth, &predicted),
+            val_balanced_accuracy: by_source.iter().sum::<f64>() / by_source.len() as f64,
+            val_accuracy: metrics::accuracy(truth, &predicted),
             learning_rate: lr,
             seconds: started.elapsed().as_secs_f64(),
+            val_source_balanced_accuracy: by_source,
+            step_profile: StepProfile::default(),
         };
+        let sources: Vec<String> = log
+            .val_source_balanced_accuracy
+            .iter()
+            .map(|b| format!("{b:.4}"))
+            .collect();
         eprintln!(
-            "epoch {:>3}  loss {:.4}  val balanced acc {:.4}  val acc {:.4}  lr {:.2e}  {:.0}s",
-            log.epoch, log.train_loss, log.val_balanced_accuracy, log.val_accuracy, lr, log.seconds
+            "epoch {:>3}  loss {:.4}  val balanced acc {:.4} ({})  val acc {:.4}  lr {:.2e}  {:.0}s",
+            log.epoch,
+            log.train_loss,
+            log.val_balanced_accuracy,
+            sources.join(" / "),
+            log.val_accuracy,
+            lr,
+            log.seconds
         );
         log
     }
@@ -318,7 +375,8 @@ impl<'a> Trainer<'a> {
         Ok(self.state.history.last().expect("just pushed"))
     }
 
-    /// Exports the best epoch's weight average, calibrated on validation.
+    /// Exports the best epoch's weight average, calibrated on the calibration source's
+    /// validation images.
     pub fn finish(self) -> Result<TrainOutcome> {
         let Self {
             config, mut state, ..
@@ -333,7 +391,14 @@ impl<'a> Trainer<'a> {
             true => Box::new(MirrorAveraged(net)),
             false => net,
         };
-        let (val_logits, val_features) = outputs(net.as_ref(), &self.val_set.images, best.device());
+        let calibration_val = self.val_sources[0].clone();
+        let val_images = self.val_set.images.narrow(
+            0,
+            calibration_val.start as i64,
+            calibration_val.len() as i64,
+        );
+        let val_truth = &self.val_set.truth[calibration_val];
+        let (val_logits, val_features) = outputs(net.as_ref(), &val_images, best.device());
         let gate = match &val_features {
             Some(features) => Some(fit_gate(
                 config,
@@ -353,7 +418,7 @@ impl<'a> Trainer<'a> {
         best.set_device(Device::Cpu);
         let mut calibration = calibrate(
             &val_logits,
-            &self.val_set.truth,
+            val_truth,
             &self.classes,
             config.melanoma_sensitivity,
             &accepted,
@@ -368,7 +433,7 @@ impl<'a> Trainer<'a> {
             state: &state,
             net: net.as_mut(),
             gate,
-            val_images: &self.val_set.images,
+            val_images: &val_images,
             network_from: None,
         })?;
         Ok(TrainOutcome { metadata, state })
@@ -407,7 +472,7 @@ fn fit_distance(
     device: Device,
     val_features: &Tensor,
 ) -> Result<gate::Gate> {
-    let (mut samples, _) = read_splits(config)?;
+    let mut samples = read_splits(config)?.train;
     let mut taken = std::collections::HashMap::new();
     samples.retain(|s| {
         let n = taken.entry(s.label.clone()).or_insert(0);
@@ -494,30 +559,69 @@ fn features_of(
     Ok(Tensor::cat(&features, 0))
 }
 
-/// The `train` and `val` rows of the labels file (the first `max_train_images` of train).
-pub(crate) fn read_splits(config: &TrainConfig) -> Result<(Vec<Sample>, Vec<Sample>)> {
-    let all = read_labels(&config.labels, &config.images)?;
-    if all.iter().all(|s| s.split.is_none()) {
-        bail!(
-            "{}: training needs a `split` column with train and val rows",
-            config.labels.display()
-        );
-    }
-    let mut train_samples = filter_split(all.clone(), Some("train"))?;
-    if let Some(n) = config.max_train_images {
-        train_samples.truncate(n);
-    }
-    Ok((train_samples, filter_split(all, Some("val"))?))
+/// The `train` and `val` rows of every source.
+pub(crate) struct Splits {
+    /// Every source's `train` rows (the first `max_train_images` of them).
+    pub train: Vec<Sample>,
+    /// Every source's `val` rows, source by source.
+    pub val: Vec<Sample>,
+    /// Where each source's rows lie in `val`.
+    pub val_sources: Vec<Range<usize>>,
 }
 
-fn announce(config: &TrainConfig, classes: &[LesionClass], train: usize, val: usize) {
+impl Splits {
+    /// The calibration source's `val` rows.
+    pub fn calibration_val(&self) -> &[Sample] {
+        &self.val[self.val_sources[0].clone()]
+    }
+}
+
+/// Reads every source's labels file (`--labels` with its `--images`).
+pub(crate) fn read_splits(config: &TrainConfig) -> Result<Splits> {
+    let mut splits = Splits {
+        train: Vec::new(),
+        val: Vec::new(),
+        val_sources: Vec::new(),
+    };
+    for (labels, images) in config.labels.iter().zip(&config.images) {
+        let all = read_labels(labels, images)?;
+        if all.iter().all(|s| s.split.is_none()) {
+            bail!(
+                "{}: training needs a `split` column with train and val rows",
+                labels.display()
+            );
+        }
+        let with = |split| {
+            filter_split(all.clone(), Some(split)).with_context(|| labels.display().to_string())
+        };
+        splits.train.extend(with("train")?);
+        let start = splits.val.len();
+        splits.val.extend(with("val")?);
+        splits.val_sources.push(start..splits.val.len());
+    }
+    if let Some(n) = config.max_train_images {
+        splits.train.truncate(n);
+    }
+    Ok(splits)
+}
+
+fn announce(config: &TrainConfig, classes: &[LesionClass], splits: &Splits, bf16: bool) {
     let codes: Vec<_> = classes.iter().map(|c| c.code()).collect();
+    let val: Vec<String> = splits
+        .val_sources
+        .iter()
+        .map(|r| r.len().to_string())
+        .collect();
     eprintln!(
-        "training {} on {train} images ({} classes: {}), validating on {val}, {} threads",
+        "training {} on {} images ({} classes: {}), validating on {} (by source), {} threads, \
+         {}",
         config.architecture,
+        splits.train.len(),
         classes.len(),
         codes.join(" "),
-        skinlesion_core::available_cores()
+        val.join(" + "),
+        skinlesion_core::available_cores(),
+        if bf16 { "bfloat16 autocast" } else { "fp32" }
     );
 }
 
@@ -627,6 +731,33 @@ mod tests {
         let mut sorted = a.clone();
         sorted.sort();
         assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+    }
+
+    /// The shared data's fixed splits, as training reads them from both sources: a change in
+    /// either labels file would silently move images between training and validation.
+    #[test]
+    fn both_sources_are_read_in_their_fixed_splits() {
+        use skinlesion_core::testing::{ham10000_dir, second_source_dir};
+        let mut config = config::tests::good();
+        let (ham, second) = (ham10000_dir(), second_source_dir());
+        config.labels = vec![ham.join("labels.csv"), second.join("labels.csv")];
+        config.images = vec![ham.join("images"), second.join("images")];
+        let splits = read_splits(&config).unwrap();
+        assert_eq!(
+            (splits.train.len(), splits.val.len()),
+            (7528 + 1493, 1018 + 497)
+        );
+        assert_eq!(splits.val_sources, [0..1018, 1018..1515]);
+        assert_eq!(splits.calibration_val().len(), 1018);
+        let count = |rows: &[Sample], label: &str| rows.iter().filter(|s| s.label == label).count();
+        let (second_train, second_val) = (&splits.train[7528..], &splits.val[1018..]);
+        let counts = |rows| ["MEL", "NV", "BKL"].map(|l| count(rows, l));
+        assert_eq!(counts(second_train), [278, 1024, 191]);
+        assert_eq!(counts(second_val), [92, 342, 63]);
+        assert!(second_val.iter().all(|s| s.path.starts_with(&second)));
+        // `--max-train-images` takes the first source's images first.
+        config.max_train_images = Some(10);
+        assert_eq!(read_splits(&config).unwrap().train.len(), 10);
     }
 
     #[test]

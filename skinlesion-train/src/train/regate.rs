@@ -53,13 +53,17 @@ pub fn regate(config: &RegateConfig) -> Result<ModelMetadata> {
     run.output = config.output.clone();
     run.model_version = config.model_version.clone();
     run.gate_set = Some(config.gate_set.clone());
-    run.labels = config.labels.clone().unwrap_or(run.labels);
-    run.images = config.images.clone().unwrap_or(run.images);
+    if let Some(labels) = &config.labels {
+        run.labels = vec![labels.clone()];
+    }
+    if let Some(images) = &config.images {
+        run.images = vec![images.clone()];
+    }
     tch_threads();
 
     let mut net = ArtifactNet::load(&config.network, &shipped, Device::Cpu)?;
-    let (_, val_samples) = read_splits(&run)?;
-    let val = Split::load(&val_samples, &shipped.classes, &shipped.input)?;
+    let splits = read_splits(&run)?;
+    let val = Split::load(splits.calibration_val(), &shipped.classes, &shipped.input)?;
     let (val_logits, val_features) = outputs(&net, &val.images, Device::Cpu);
     let val_features = val_features.context("the network does not expose its features")?;
     let gate = fit_gate(
