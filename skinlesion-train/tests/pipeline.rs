@@ -90,6 +90,8 @@ fn config(dir: &Path, labels: PathBuf, name: &str) -> TrainConfig {
         colour_constancy: Default::default(),
         // On, so that the resume check below covers its random draws too.
         colour_cast: 0.2,
+        // On too, for the same reason.
+        acquisition_shifts: 0.3,
         patience: 5,
         seed: 7,
         max_train_images: None,

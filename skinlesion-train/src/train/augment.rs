@@ -12,8 +12,9 @@ const DRAWS: usize = 9;
 /// The augmented copy of a normalised N×3×H×W batch: per image a random resized crop (65–100%
 /// of the area, aspect 3:4–4:3), horizontal and vertical flips, a 90° rotation (square
 /// inputs), mild brightness, contrast and saturation jitter, and, when `colour_cast` s > 0, a
-/// per-channel gain e^u with u ~ U(−s, s).
-pub fn augment(batch: &Tensor, spec: &InputSpec, colour_cast: f64) -> Tensor {
+/// per-channel gain e^u with u ~ U(−s, s); then, when `shifts` p > 0, each acquisition shift
+/// of [`super::shifts`] with probability p.
+pub fn augment(batch: &Tensor, spec: &InputSpec, colour_cast: f64, shifts: f64) -> Tensor {
     let n = batch.size()[0];
     let random = Vec::<f32>::try_from(
         Tensor::rand([n, DRAWS as i64], (Kind::Float, Device::Cpu)).flatten(0, -1),
@@ -25,13 +26,18 @@ pub fn augment(batch: &Tensor, spec: &InputSpec, colour_cast: f64) -> Tensor {
         let u = Tensor::rand([n, 3, 1, 1], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
         (u * colour_cast).exp().to_device(batch.device())
     });
+    let seeds = (shifts > 0.0).then(|| super::shifts::seeds(n));
     let colour = Colour::new(spec, batch.device());
     let out: Vec<Tensor> = (0..n)
         .map(|i| {
             let r = &random[i as usize * DRAWS..(i as usize + 1) * DRAWS];
             let x = random_resized_crop(&batch.get(i), spec, &r[0..4]);
             let x = flip_and_rotate(x, &r[4..7]);
-            colour.jitter(&x, &r[7..9], gains.as_ref().map(|g| g.get(i)))
+            let x = colour.jitter(&x, &r[7..9], gains.as_ref().map(|g| g.get(i)));
+            match &seeds {
+                Some(seeds) => super::shifts::shift(&x, spec, shifts, seeds[i as usize]),
+                None => x,
+            }
         })
         .collect();
     Tensor::stack(&out, 0)
@@ -134,8 +140,12 @@ mod tests {
     use skinlesion_core::tch;
     use skinlesion_core::ColourConstancy;
 
+    /// libtorch's generator is one per process: tests that seed it take turns.
+    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn mixup_blends_each_image_with_one_partner() {
+        let _turn = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
         tch::manual_seed(3);
         let batch = Tensor::rand([6, 3, 8, 8], (Kind::Float, Device::Cpu));
         let (same, none) = mixup(batch.shallow_clone(), 0.0);
@@ -159,6 +169,7 @@ mod tests {
 
     #[test]
     fn augmentation_keeps_shape_and_range() {
+        let _turn = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
         let spec = Architecture::ResNetLite.input_spec(32, ColourConstancy::None);
         let to_rgb = |y: &Tensor| {
             y * Tensor::from_slice(&spec.std).view([1, 3, 1, 1])
@@ -168,16 +179,16 @@ mod tests {
         let x = Tensor::rand([4, 3, 32, 32], (Kind::Float, Device::Cpu));
         let x = (x - Tensor::from_slice(&spec.mean).view([1, 3, 1, 1]))
             / Tensor::from_slice(&spec.std).view([1, 3, 1, 1]);
-        for cast in [0.0, 0.25] {
+        for (cast, shifts) in [(0.0, 0.0), (0.25, 0.0), (0.25, 1.0)] {
             tch::manual_seed(2);
-            let y = augment(&x, &spec, cast);
+            let y = augment(&x, &spec, cast, shifts);
             assert_eq!(y.size(), [4, 3, 32, 32]);
             let rgb = to_rgb(&y);
             assert!(
                 rgb.min().double_value(&[]) >= -1e-5 && rgb.max().double_value(&[]) <= 1.0 + 1e-5
             );
             tch::manual_seed(2);
-            assert!(augment(&x, &spec, cast).allclose(&y, 1e-6, 1e-6, false));
+            assert!(augment(&x, &spec, cast, shifts).allclose(&y, 1e-6, 1e-6, false));
         }
     }
 
@@ -196,9 +207,11 @@ mod tests {
             Vec::<f32>::try_from(ratio).expect("float")
         };
         tch::manual_seed(3);
-        assert!(tint(augment(&grey, &spec, 0.0)).iter().all(|&r| r < 1.001));
+        assert!(tint(augment(&grey, &spec, 0.0, 0.0))
+            .iter()
+            .all(|&r| r < 1.001));
         tch::manual_seed(3);
-        let tinted = tint(augment(&grey, &spec, 0.25));
+        let tinted = tint(augment(&grey, &spec, 0.25, 0.0));
         // Gains lie in e^±0.25, so two channels differ by at most e^0.5 (saturation jitter
         // can only pull them together or push them apart by 10%).
         assert!(tinted.iter().all(|&r| r < 0.5f32.exp() * 1.1), "{tinted:?}");

@@ -97,6 +97,13 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = 0.0)]
     #[serde(default)]
     pub colour_cast: f64,
+    /// Acquisition shifts modelled on the shift bench (rotation with a black surround, zoom
+    /// out, squashing, low resolution, a round field stop, hairs, gamma, exposure, contrast,
+    /// blur, JPEG at quality 30-60): each applies to a training image with this probability.
+    /// 0 turns them off.
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(default)]
+    pub acquisition_shifts: f64,
     /// Stop when validation balanced accuracy has not improved for this many epochs (the
     /// default runs the whole cosine schedule: its low-learning-rate end is where the best
     /// epochs usually are, and small validation classes make the metric noisy).
@@ -262,6 +269,9 @@ impl TrainConfig {
             "in [0, 1]",
             cast,
         )?;
+        let shifts = self.acquisition_shifts;
+        let shifts_ok = (0.0..=1.0).contains(&shifts);
+        check(shifts_ok, "--acquisition-shifts", "in [0, 1]", shifts)?;
         let mel_ok = (0.0..=1.0).contains(&mel);
         check(mel_ok, "--melanoma-sensitivity", "in [0, 1]", mel)?;
         check(
@@ -397,7 +407,8 @@ pub(crate) mod tests {
     #[test]
     fn settings_out_of_range_are_refused_by_name() {
         type Edit = fn(&mut TrainConfig);
-        let bad: [(Edit, &str); 21] = [
+        let bad: [(Edit, &str); 22] = [
+            (|c| c.acquisition_shifts = 1.5, "--acquisition-shifts"),
             (|c| c.images.push("more".into()), "--images"),
             (|c| c.test_size = Some(16), "--test-size"),
             (

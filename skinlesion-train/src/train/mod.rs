@@ -18,6 +18,7 @@ pub mod gate;
 pub mod optim;
 pub mod precision;
 pub mod regate;
+pub mod shifts;
 
 use std::ops::Range;
 use std::path::Path;
@@ -251,7 +252,12 @@ impl<'a> Trainer<'a> {
             .images
             .index_select(0, &index)
             .to_device(device);
-        let x = augment::augment(&images, &self.spec, config.colour_cast);
+        let x = augment::augment(
+            &images,
+            &self.spec,
+            config.colour_cast,
+            config.acquisition_shifts,
+        );
         let y = self
             .train_set
             .labels
