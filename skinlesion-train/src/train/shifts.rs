@@ -87,7 +87,7 @@ pub fn shift(x: &Tensor, spec: &InputSpec, p: f64, seed: u64) -> Tensor {
             .pow_tensor_scalar(d.either((0.6, 0.8), (1.3, 1.6)));
     }
     if d.chance(p) {
-        rgb = rgb * d.either((0.6, 0.75), (1.2, 1.35));
+        rgb *= d.either((0.6, 0.75), (1.2, 1.35));
     }
     if d.chance(p) {
         let m = rgb.mean(Kind::Float);
