@@ -97,6 +97,12 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = 0.0)]
     #[serde(default)]
     pub colour_cast: f64,
+    /// Class-balanced epochs: each epoch trains on at most this many images of each class (a
+    /// new random subset of the larger classes every epoch), so that epochs do not spend
+    /// most of their time on nevi. The loss's logit adjustment uses the capped shares.
+    #[arg(long)]
+    #[serde(default)]
+    pub class_cap: Option<usize>,
     /// Acquisition shifts modelled on the shift bench (rotation with a black surround, zoom
     /// out, squashing, low resolution, a round field stop, hairs, gamma, exposure, contrast,
     /// blur, JPEG at quality 30-60): each applies to a training image with this probability.
@@ -269,6 +275,8 @@ impl TrainConfig {
             "in [0, 1]",
             cast,
         )?;
+        let cap = self.class_cap.unwrap_or(1);
+        check(cap >= 1, "--class-cap", "at least 1", cap)?;
         let shifts = self.acquisition_shifts;
         let shifts_ok = (0.0..=1.0).contains(&shifts);
         check(shifts_ok, "--acquisition-shifts", "in [0, 1]", shifts)?;
@@ -407,7 +415,8 @@ pub(crate) mod tests {
     #[test]
     fn settings_out_of_range_are_refused_by_name() {
         type Edit = fn(&mut TrainConfig);
-        let bad: [(Edit, &str); 22] = [
+        let bad: [(Edit, &str); 23] = [
+            (|c| c.class_cap = Some(0), "--class-cap"),
             (|c| c.acquisition_shifts = 1.5, "--acquisition-shifts"),
             (|c| c.images.push("more".into()), "--images"),
             (|c| c.test_size = Some(16), "--test-size"),

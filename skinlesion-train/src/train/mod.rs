@@ -154,7 +154,10 @@ impl<'a> Trainer<'a> {
         if pretrained.is_some() {
             optimizer.scale_learning_rate(config.backbone_lr_scale, &["_fc."]);
         }
-        let log_prior = calibrate::log_prior(&train_set.truth, classes.len());
+        let log_prior = calibrate::log_prior(
+            &class_counts(&train_set.truth, classes.len()),
+            config.class_cap,
+        );
         std::fs::create_dir_all(&config.checkpoint_dir)?;
         let state = match resume {
             false => TrainState::new(),
@@ -201,14 +204,18 @@ impl<'a> Trainer<'a> {
     }
 
     fn steps_per_epoch(&self) -> usize {
-        self.train_set.truth.len().div_ceil(self.config.batch_size)
+        let counts = class_counts(&self.train_set.truth, self.classes.len());
+        let cap = self.config.class_cap.unwrap_or(usize::MAX);
+        let images: usize = counts.iter().map(|&n| n.min(cap)).sum();
+        images.div_ceil(self.config.batch_size)
     }
 
     /// Trains one epoch, validates the weight average, and writes the checkpoint.
     pub fn epoch(&mut self) -> Result<&EpochLog> {
         let epoch_started = Instant::now();
-        let order = permutation(
-            self.train_set.truth.len(),
+        let order = epoch_order(
+            &self.train_set.truth,
+            self.config.class_cap,
             self.config.seed,
             self.state.epoch,
         );
@@ -650,6 +657,29 @@ fn class_list(samples: &[Sample]) -> Result<Vec<LesionClass>> {
     Ok(classes)
 }
 
+/// How many training images each class has.
+fn class_counts(truth: &[usize], classes: usize) -> Vec<usize> {
+    let mut counts = vec![0; classes];
+    for &t in truth {
+        counts[t] += 1;
+    }
+    counts
+}
+
+/// The images of one epoch, shuffled for (seed, epoch): every image, or with a class cap at
+/// most `cap` of each class, a different random subset of the larger classes each epoch.
+fn epoch_order(truth: &[usize], cap: Option<usize>, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order = permutation(truth.len(), seed, epoch);
+    if let Some(cap) = cap {
+        let mut taken = vec![0usize; truth.iter().max().map_or(0, |&m| m + 1)];
+        order.retain(|&i| {
+            taken[truth[i]] += 1;
+            taken[truth[i]] <= cap
+        });
+    }
+    order
+}
+
 /// A deterministic shuffle for (seed, epoch).
 fn permutation(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut state = seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -728,6 +758,26 @@ fn logits(net: &dyn ModuleT, images: &Tensor, device: Device) -> Vec<Vec<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_class_cap_takes_another_subset_of_the_large_classes_each_epoch() {
+        let truth: Vec<usize> = [vec![0; 50], vec![1; 8], vec![2; 20]].concat();
+        let all = epoch_order(&truth, None, 7, 0);
+        assert_eq!(all.len(), 78);
+        let capped = |epoch| epoch_order(&truth, Some(10), 7, epoch);
+        let first = capped(0);
+        let per_class =
+            |order: &[usize]| class_counts(&order.iter().map(|&i| truth[i]).collect::<Vec<_>>(), 3);
+        assert_eq!(per_class(&first), [10, 8, 10]);
+        assert_eq!(first, capped(0));
+        let second = capped(1);
+        assert_eq!(per_class(&second), [10, 8, 10]);
+        let mut a: Vec<_> = first.iter().filter(|&&i| truth[i] == 0).collect();
+        let mut b: Vec<_> = second.iter().filter(|&&i| truth[i] == 0).collect();
+        a.sort();
+        b.sort();
+        assert_ne!(a, b, "another subset of class 0");
+    }
 
     #[test]
     fn permutations_are_deterministic_and_complete() {
