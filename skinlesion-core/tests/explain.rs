@@ -129,10 +129,9 @@ fn pasted(image: &DynamicImage, quadrant: u32) -> (DynamicImage, (u32, u32, u32,
     (DynamicImage::ImageRgb8(canvas), (x0, y0, w / 2, h / 2))
 }
 
-#[test]
-fn a_lesion_pasted_into_one_quadrant_draws_the_heat_there() {
+/// (mean share of the heat in the pasted lesion's quadrant, images with more than half).
+fn localisation(images: &[DynamicImage], source: &str) -> (f64, usize) {
     let classifier = classifier();
-    let images = val_images(24);
     let mut shares = Vec::new();
     for (i, image) in images.iter().enumerate() {
         let (canvas, quadrant) = pasted(image, i as u32 % 4);
@@ -142,20 +141,52 @@ fn a_lesion_pasted_into_one_quadrant_draws_the_heat_there() {
     let mean = shares.iter().sum::<f64>() / shares.len() as f64;
     let majority = shares.iter().filter(|&&s| s > 0.5).count();
     eprintln!(
-        "heat in the lesion's quadrant: mean {mean:.3}, > 0.5 in {majority} of {}; {shares:.2?}",
+        "{source}: heat in the lesion's quadrant: mean {mean:.3}, > 0.5 in {majority} of {}; \
+         {shares:.2?}",
         shares.len()
     );
+    (mean, majority)
+}
+
+#[test]
+fn a_lesion_pasted_into_one_quadrant_draws_the_heat_there() {
+    let (mean, majority) = localisation(&val_images(24), "HAM10000 val");
     // A quarter of the canvas: 0.25 if the map ignored where the lesion is.
     assert!(mean >= LOCALISATION_MEAN, "mean share {mean:.3}");
-    assert!(
-        majority * 4 >= shares.len() * 3,
-        "{majority} of {}",
-        shares.len()
-    );
+    assert!(majority * 4 >= 24 * 3, "{majority} of 24");
 }
 
 /// Measured on these 24 val images: mean share 0.706, above 0.5 for 20 of 24 (v4.2).
 const LOCALISATION_MEAN: f64 = 0.5;
+
+/// The same check on other clinics' dermoscopy (8 second-source val images of each of MEL,
+/// NV, BKL), where v4.2's maps were weaker: the bound is what v4.3 measured, less a margin.
+#[test]
+fn the_heat_follows_the_lesion_on_the_second_source_too() {
+    let mut images = Vec::new();
+    for class in [
+        LesionClass::Melanoma,
+        LesionClass::MelanocyticNevi,
+        LesionClass::BenignKeratosis,
+    ] {
+        let chosen = skinlesion_core::testing::second_source_images()
+            .into_iter()
+            .filter(|i| i.split == "val" && i.class == class)
+            .take(8);
+        images.extend(chosen.map(|i| skinlesion_core::image::open(&i.path).unwrap()));
+    }
+    let (mean, majority) = localisation(&images, "second-source val");
+    assert!(
+        mean >= SECOND_SOURCE_LOCALISATION_MEAN,
+        "mean share {mean:.3}"
+    );
+    assert!(majority >= SECOND_SOURCE_MAJORITY, "{majority} of 24");
+}
+
+/// v4.3 measured a mean share of 0.556, above 0.5 for 12 of 24 (HAM10000 val: 0.706, 20 of
+/// 24): weaker off-source, as the held-out clinics showed. Bounds a little under that.
+const SECOND_SOURCE_LOCALISATION_MEAN: f64 = 0.5;
+const SECOND_SOURCE_MAJORITY: usize = 10;
 
 /// `image` with the pixels at `indices` (row-major) set to mid grey.
 fn greyed(image: &DynamicImage, indices: &[usize]) -> DynamicImage {
