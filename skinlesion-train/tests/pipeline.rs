@@ -93,6 +93,8 @@ fn config(dir: &Path, labels: PathBuf, name: &str) -> TrainConfig {
         // On too, for the same reason.
         acquisition_shifts: 0.3,
         class_cap: None,
+        early_size: None,
+        early_epochs: 0,
         patience: 5,
         seed: 7,
         max_train_images: None,
@@ -624,6 +626,9 @@ fn a_short_fine_tune_of_the_pretrained_backbone_yields_a_loadable_model() {
         precision: TrainPrecision::Bf16,
         // NV, MEL and BKL have 9 training images over both sources: 5 each an epoch.
         class_cap: Some(5),
+        // Progressive resizing: this one epoch trains at 48 px.
+        early_size: Some(48),
+        early_epochs: 1,
         ..config(dir.path(), labels, "effnet")
     };
     config.labels.push(second);

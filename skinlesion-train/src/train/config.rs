@@ -97,6 +97,16 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = 0.0)]
     #[serde(default)]
     pub colour_cast: f64,
+    /// Progressive resizing: the first --early-epochs epochs train at this side (augmented
+    /// batches scaled down from --input-size), the rest at --input-size: most of the schedule
+    /// at a fraction of the cost, the end at the resolution that is validated and exported.
+    #[arg(long, requires = "early_epochs")]
+    #[serde(default)]
+    pub early_size: Option<u32>,
+    /// How many epochs train at --early-size.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub early_epochs: usize,
     /// Class-balanced epochs: each epoch trains on at most this many images of each class (a
     /// new random subset of the larger classes every epoch), so that epochs do not spend
     /// most of their time on nevi. The loss's logit adjustment uses the capped shares.
@@ -275,6 +285,11 @@ impl TrainConfig {
             "in [0, 1]",
             cast,
         )?;
+        if let Some(early) = self.early_size {
+            let early_ok = early >= 32 && early <= size && self.architecture.any_input_size();
+            let expected = "32 to --input-size, for an architecture that takes any size";
+            check(early_ok, "--early-size", expected, early)?;
+        }
         let cap = self.class_cap.unwrap_or(1);
         check(cap >= 1, "--class-cap", "at least 1", cap)?;
         let shifts = self.acquisition_shifts;
@@ -415,7 +430,9 @@ pub(crate) mod tests {
     #[test]
     fn settings_out_of_range_are_refused_by_name() {
         type Edit = fn(&mut TrainConfig);
-        let bad: [(Edit, &str); 23] = [
+        let bad: [(Edit, &str); 25] = [
+            (|c| c.early_size = Some(16), "--early-size"),
+            (|c| c.early_size = Some(256), "--early-size"),
             (|c| c.class_cap = Some(0), "--class-cap"),
             (|c| c.acquisition_shifts = 1.5, "--acquisition-shifts"),
             (|c| c.images.push("more".into()), "--images"),

@@ -271,6 +271,13 @@ impl<'a> Trainer<'a> {
             .index_select(0, &index)
             .to_device(device);
         let (x, mix) = augment::mixup(x, config.mixup);
+        let x = match config.early_size {
+            Some(side) if self.state.epoch < config.early_epochs => {
+                let side = i64::from(side);
+                x.upsample_bilinear2d([side, side], false, None, None)
+            }
+            _ => x,
+        };
         // Channels-last is the layout oneDNN's convolutions run fastest on (16 % in inference).
         let x = skinlesion_core::preprocess::channels_last(&x);
         lap(&mut profile.data);
