@@ -276,6 +276,13 @@ impl Classifier {
         &self.metadata.classes
     }
 
+    /// Whether [`Classifier::explain`] can map `class`: the model has class maps and was
+    /// trained on it (else the explanation fails with [`crate::ErrorKind::NoClassMaps`] or
+    /// [`crate::ErrorKind::ClassNotInModel`]).
+    pub fn can_explain(&self, class: LesionClass) -> bool {
+        self.metadata.class_maps.is_some() && self.classes().contains(&class)
+    }
+
     /// The manifest this classifier was loaded from.
     pub fn manifest_path(&self) -> &Path {
         &self.paths.manifest

@@ -77,6 +77,17 @@ pub enum Error {
     #[error("this model has no class maps: {0}")]
     NoClassMaps(String),
 
+    /// A class was asked for (e.g. to explain) that the model was not trained on.
+    #[error(
+        "class not in model: {} is not among the classes the model was trained on ({})",
+        class.code(),
+        codes(trained)
+    )]
+    ClassNotInModel {
+        class: crate::LesionClass,
+        trained: Vec<crate::LesionClass>,
+    },
+
     /// Reading a file failed.
     #[error("I/O error on {}: {source}", path.display())]
     Io {
@@ -84,6 +95,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// ISIC codes, comma-separated.
+fn codes(classes: &[crate::LesionClass]) -> String {
+    let codes: Vec<_> = classes.iter().map(|c| c.code()).collect();
+    codes.join(", ")
 }
 
 impl Error {
@@ -109,6 +126,7 @@ impl Error {
             Error::Config(_) => ErrorKind::Config,
             Error::Io { .. } => ErrorKind::Io,
             Error::NoClassMaps(_) => ErrorKind::NoClassMaps,
+            Error::ClassNotInModel { .. } => ErrorKind::ClassNotInModel,
         }
     }
 }
@@ -150,6 +168,10 @@ impl Clone for Error {
             Error::Inference(m) => Error::Inference(m.clone()),
             Error::Config(m) => Error::Config(m.clone()),
             Error::NoClassMaps(m) => Error::NoClassMaps(m.clone()),
+            Error::ClassNotInModel { class, trained } => Error::ClassNotInModel {
+                class: *class,
+                trained: trained.clone(),
+            },
             Error::Io { path, source } => Error::Io {
                 path: path.clone(),
                 source: std::io::Error::new(source.kind(), source.to_string()),
@@ -158,112 +180,172 @@ impl Clone for Error {
     }
 }
 
-/// What kind of failure an [`Error`] is: the one table every interface maps from (the C status
-/// codes, the Python exception classes, the HTTP status), so a new kind is added here once.
+/// Who has to act on a failure: the grouping every interface derives its classes from (Python's
+/// exception bases, the HTTP status family).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    EmptyInput,
-    UnsupportedFormat,
-    Decode,
-    InputTooLarge,
-    ImageTooLarge,
-    InvalidPixels,
-    ModelNotFound,
-    ModelCorrupt,
-    ChecksumMismatch,
-    MetadataMismatch,
-    Inference,
-    Config,
-    Io,
-    NoClassMaps,
+pub enum ErrorFamily {
+    /// The input image is at fault (empty, unsupported, corrupt, too large, malformed pixels).
+    Input,
+    /// The request asks what the model cannot give (e.g. a class it was not trained on).
+    Request,
+    /// The model is missing, corrupt, inconsistent, or lacks what was asked of it.
+    Model,
+    /// The machine: inference, configuration, files.
+    Machine,
+}
+
+/// Defines [`ErrorKind`] and its table from one list: each row is the kind, its stable code
+/// (the C status), its stable name, family, short description, one-sentence explanation (the
+/// C and Python documentation), its C status name and its Python exception class.
+macro_rules! error_kinds {
+    ($($kind:ident = $code:literal, $name:literal, $family:ident, $description:literal,
+       $explanation:literal, c: $c:ident, python: $python:ident;)*) => {
+        /// What kind of failure an [`Error`] is: the one table every interface is generated or
+        /// mapped from (the C status enum, the Python exception classes and their stubs, the
+        /// HTTP status), so a new kind is one row here plus its tests.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ErrorKind {
+            $(#[doc = $explanation] $kind,)*
+        }
+
+        impl ErrorKind {
+            /// Every kind, in code order.
+            pub const ALL: &'static [ErrorKind] = &[$(ErrorKind::$kind),*];
+
+            const fn row(self) -> Row {
+                match self {
+                    $(ErrorKind::$kind => Row {
+                        code: $code,
+                        name: $name,
+                        family: ErrorFamily::$family,
+                        description: $description,
+                        explanation: $explanation,
+                        c_name: stringify!($c),
+                        python: stringify!($python),
+                    },)*
+                }
+            }
+        }
+    };
+}
+
+/// One row of the [`ErrorKind`] table.
+struct Row {
+    code: u32,
+    name: &'static str,
+    family: ErrorFamily,
+    description: &'static str,
+    explanation: &'static str,
+    c_name: &'static str,
+    python: &'static str,
+}
+
+// Codes 0-2 and 16 are the C API's own (success, a NULL or malformed argument, a caught panic).
+error_kinds! {
+    EmptyInput = 3, "empty_input", Input, "empty input",
+        "The image has no bytes.",
+        c: EmptyInput, python: EmptyInputError;
+    UnsupportedFormat = 4, "unsupported_format", Input, "unsupported image format",
+        "The bytes are not in a supported image format (JPEG, PNG, TIFF, BMP, WebP, GIF).",
+        c: UnsupportedFormat, python: UnsupportedFormatError;
+    Decode = 5, "decode", Input, "undecodable image",
+        "The image is corrupt or truncated.",
+        c: DecodeError, python: DecodeError;
+    InputTooLarge = 6, "input_too_large", Input, "input too large",
+        "The encoded image is larger than the configured byte limit (max_bytes).",
+        c: InputTooLarge, python: InputTooLargeError;
+    ImageTooLarge = 7, "image_too_large", Input, "image too large",
+        "The image has more pixels than the configured limit (max_pixels); refused before decoding.",
+        c: ImageTooLarge, python: ImageTooLargeError;
+    InvalidPixels = 8, "invalid_pixels", Input, "invalid pixel buffer",
+        "Raw pixels whose width, height, stride, layout and buffer length disagree.",
+        c: InvalidPixels, python: InvalidPixelsError;
+    ModelNotFound = 9, "model_not_found", Model, "model not found",
+        "No model at the given path.",
+        c: ModelNotFound, python: ModelNotFoundError;
+    ModelCorrupt = 10, "model_corrupt", Model, "corrupt model",
+        "The model or its metadata cannot be read or parsed.",
+        c: ModelCorrupt, python: ModelCorruptError;
+    ChecksumMismatch = 11, "checksum_mismatch", Model, "model checksum mismatch",
+        "The weights file does not match the checksum in the model's metadata.",
+        c: ChecksumMismatch, python: ChecksumMismatchError;
+    MetadataMismatch = 12, "metadata_mismatch", Model, "model metadata mismatch",
+        "The model's metadata and its network disagree.",
+        c: MetadataMismatch, python: MetadataMismatchError;
+    Inference = 13, "inference", Machine, "inference failed",
+        "The forward pass failed.",
+        c: InferenceError, python: InferenceError;
+    Config = 14, "config", Machine, "invalid configuration",
+        "An option cannot be used here (e.g. an unknown device, or CUDA without a GPU).",
+        c: ConfigError, python: ConfigError;
+    Io = 15, "io", Machine, "I/O error",
+        "A file could not be read.",
+        c: IoError, python: ImageReadError;
+    NoClassMaps = 17, "no_class_maps", Model, "model has no class maps",
+        "The model was exported without class activation maps: it classifies but cannot explain.",
+        c: NoClassMaps, python: NoClassMapsError;
+    ClassNotInModel = 18, "class_not_in_model", Request, "class not in model",
+        "A class was asked for that the model was not trained on.",
+        c: ClassNotInModel, python: ClassNotInModelError;
 }
 
 impl ErrorKind {
-    /// Every kind, in code order.
-    pub const ALL: [ErrorKind; 14] = [
-        ErrorKind::EmptyInput,
-        ErrorKind::UnsupportedFormat,
-        ErrorKind::Decode,
-        ErrorKind::InputTooLarge,
-        ErrorKind::ImageTooLarge,
-        ErrorKind::InvalidPixels,
-        ErrorKind::ModelNotFound,
-        ErrorKind::ModelCorrupt,
-        ErrorKind::ChecksumMismatch,
-        ErrorKind::MetadataMismatch,
-        ErrorKind::Inference,
-        ErrorKind::Config,
-        ErrorKind::Io,
-        ErrorKind::NoClassMaps,
-    ];
-
-    /// `(name, code, description)`: one row of the table.
-    const fn row(self) -> (&'static str, u32, &'static str) {
-        match self {
-            ErrorKind::EmptyInput => ("empty_input", 3, "empty input"),
-            ErrorKind::UnsupportedFormat => ("unsupported_format", 4, "unsupported image format"),
-            ErrorKind::Decode => ("decode", 5, "undecodable image"),
-            ErrorKind::InputTooLarge => ("input_too_large", 6, "input too large"),
-            ErrorKind::ImageTooLarge => ("image_too_large", 7, "image too large"),
-            ErrorKind::InvalidPixels => ("invalid_pixels", 8, "invalid pixel buffer"),
-            ErrorKind::ModelNotFound => ("model_not_found", 9, "model not found"),
-            ErrorKind::ModelCorrupt => ("model_corrupt", 10, "corrupt model"),
-            ErrorKind::ChecksumMismatch => ("checksum_mismatch", 11, "model checksum mismatch"),
-            ErrorKind::MetadataMismatch => ("metadata_mismatch", 12, "model metadata mismatch"),
-            ErrorKind::Inference => ("inference", 13, "inference failed"),
-            ErrorKind::Config => ("config", 14, "invalid configuration"),
-            ErrorKind::Io => ("io", 15, "I/O error"),
-            // 16 is the C API's own (a caught panic).
-            ErrorKind::NoClassMaps => ("no_class_maps", 17, "model has no class maps"),
-        }
-    }
-
     /// A stable, machine-readable name, e.g. `"decode"`.
     pub const fn name(self) -> &'static str {
-        self.row().0
+        self.row().name
     }
 
     /// A stable number, unique per kind (the C API's status code; 0–2 and 16 are the C API's
     /// own).
     pub const fn code(self) -> u32 {
-        self.row().1
+        self.row().code
     }
 
     /// A short description, e.g. `"undecodable image"`.
     pub const fn description(self) -> &'static str {
-        self.row().2
+        self.row().description
+    }
+
+    /// One sentence for documentation, e.g. `"The image is corrupt or truncated."`.
+    pub const fn explanation(self) -> &'static str {
+        self.row().explanation
+    }
+
+    /// Who has to act on it.
+    pub const fn family(self) -> ErrorFamily {
+        self.row().family
+    }
+
+    /// The C API's name of the status, e.g. `"DecodeError"` (`SKINLESION_STATUS_DECODE_ERROR`).
+    pub const fn c_name(self) -> &'static str {
+        self.row().c_name
+    }
+
+    /// The Python binding's exception class, e.g. `"DecodeError"`.
+    pub const fn python_exception(self) -> &'static str {
+        self.row().python
     }
 
     /// The kind with this [`ErrorKind::code`].
     pub fn from_code(code: u32) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.code() == code)
+        Self::ALL.iter().copied().find(|k| k.code() == code)
+    }
+
+    /// The kind with this [`ErrorKind::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.name() == name)
     }
 
     /// True when the input image (not the model or the machine) is at fault.
     pub const fn is_input_error(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::EmptyInput
-                | ErrorKind::UnsupportedFormat
-                | ErrorKind::Decode
-                | ErrorKind::InputTooLarge
-                | ErrorKind::ImageTooLarge
-                | ErrorKind::InvalidPixels
-        )
+        matches!(self.family(), ErrorFamily::Input)
     }
 
     /// True when the model (missing, corrupt, inconsistent, or lacking what was asked of it)
     /// is at fault.
     pub const fn is_model_error(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::ModelNotFound
-                | ErrorKind::ModelCorrupt
-                | ErrorKind::ChecksumMismatch
-                | ErrorKind::MetadataMismatch
-                | ErrorKind::NoClassMaps
-        )
+        matches!(self.family(), ErrorFamily::Model)
     }
 }
 
@@ -290,8 +372,10 @@ mod tests {
         codes.dedup();
         assert_eq!(names.len(), ErrorKind::ALL.len());
         assert_eq!(codes.len(), ErrorKind::ALL.len());
-        for kind in ErrorKind::ALL {
+        for &kind in ErrorKind::ALL {
             assert_eq!(ErrorKind::from_code(kind.code()), Some(kind));
+            assert_eq!(ErrorKind::from_name(kind.name()), Some(kind));
+            assert!(kind.explanation().ends_with('.'), "{kind}");
             assert!(!(kind.is_input_error() && kind.is_model_error()), "{kind}");
         }
         assert_eq!(ErrorKind::from_code(0), None);

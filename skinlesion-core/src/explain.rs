@@ -336,13 +336,9 @@ impl Classifier {
         self.classes()
             .iter()
             .position(|&c| c == class)
-            .ok_or_else(|| {
-                let codes: Vec<_> = self.classes().iter().map(|c| c.code()).collect();
-                Error::Config(format!(
-                    "this model was not trained on {}: it can explain {}",
-                    class.code(),
-                    codes.join(", ")
-                ))
+            .ok_or_else(|| Error::ClassNotInModel {
+                class,
+                trained: self.classes().to_vec(),
             })
     }
 

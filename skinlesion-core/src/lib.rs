@@ -38,7 +38,7 @@ pub mod testing;
 pub use classifier::{
     available_cores, Classifier, ClassifierBuilder, Device, ImageInput, PreparedImage,
 };
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorFamily, ErrorKind, Result};
 pub use explain::{ClassMap, Explanation, Heatmap};
 pub use model::{Calibration, ClassMaps, DermoscopyGate, GateScore, ModelMetadata};
 pub use prediction::{Prediction, UnknownReason};

@@ -288,11 +288,26 @@ fn bad_requests_get_the_same_typed_errors_as_classify() {
     let unknown = classifier
         .explain(&val_images(1)[0], Some(LesionClass::Unknown))
         .unwrap_err();
-    assert!(matches!(unknown, Error::Config(_)), "{unknown}");
+    assert!(
+        matches!(
+            unknown,
+            Error::ClassNotInModel {
+                class: LesionClass::Unknown,
+                ..
+            }
+        ),
+        "{unknown}"
+    );
+    assert_eq!(unknown.kind(), skinlesion_core::ErrorKind::ClassNotInModel);
     assert!(
         unknown.to_string().contains("MEL"),
         "names what it can explain: {unknown}"
     );
+    assert!(!classifier.can_explain(LesionClass::Unknown));
+    assert!(LesionClass::ALL
+        .iter()
+        .filter(|&&c| c != LesionClass::Unknown)
+        .all(|&c| classifier.can_explain(c)));
 
     // A batch: each input its own result, the good ones explained as alone.
     let good = std::fs::read(&ham10000_sample("val", 1)[0].path).unwrap();
@@ -330,4 +345,5 @@ fn a_model_without_class_maps_cannot_explain_but_still_classifies() {
     assert!(matches!(e, Error::NoClassMaps(_)), "{e}");
     assert_eq!(e.kind(), skinlesion_core::ErrorKind::NoClassMaps);
     assert!(e.to_string().contains("no class maps"), "{e}");
+    assert!(!classifier.can_explain(LesionClass::Melanoma));
 }

@@ -40,6 +40,9 @@
  * description `skinlesion_last_error_message()` returns.
  */
 typedef enum {
+  /**
+   * Success.
+   */
   SKINLESION_STATUS_OK = 0,
   /**
    * A required pointer argument was NULL.
@@ -54,7 +57,7 @@ typedef enum {
    */
   SKINLESION_STATUS_EMPTY_INPUT = 3,
   /**
-   * The bytes are not in a supported image format.
+   * The bytes are not in a supported image format (JPEG, PNG, TIFF, BMP, WebP, GIF).
    */
   SKINLESION_STATUS_UNSUPPORTED_FORMAT = 4,
   /**
@@ -62,15 +65,15 @@ typedef enum {
    */
   SKINLESION_STATUS_DECODE_ERROR = 5,
   /**
-   * The encoded input is larger than the configured byte limit.
+   * The encoded image is larger than the configured byte limit (max_bytes).
    */
   SKINLESION_STATUS_INPUT_TOO_LARGE = 6,
   /**
-   * The image has more pixels than the configured limit.
+   * The image has more pixels than the configured limit (max_pixels); refused before decoding.
    */
   SKINLESION_STATUS_IMAGE_TOO_LARGE = 7,
   /**
-   * Raw pixels whose width, height, stride and buffer length disagree.
+   * Raw pixels whose width, height, stride, layout and buffer length disagree.
    */
   SKINLESION_STATUS_INVALID_PIXELS = 8,
   /**
@@ -82,11 +85,11 @@ typedef enum {
    */
   SKINLESION_STATUS_MODEL_CORRUPT = 10,
   /**
-   * The weights file does not match the checksum in the metadata.
+   * The weights file does not match the checksum in the model's metadata.
    */
   SKINLESION_STATUS_CHECKSUM_MISMATCH = 11,
   /**
-   * The metadata and the network disagree.
+   * The model's metadata and its network disagree.
    */
   SKINLESION_STATUS_METADATA_MISMATCH = 12,
   /**
@@ -94,11 +97,11 @@ typedef enum {
    */
   SKINLESION_STATUS_INFERENCE_ERROR = 13,
   /**
-   * An option cannot be used here (e.g. CUDA without a GPU).
+   * An option cannot be used here (e.g. an unknown device, or CUDA without a GPU).
    */
   SKINLESION_STATUS_CONFIG_ERROR = 14,
   /**
-   * Reading a file failed.
+   * A file could not be read.
    */
   SKINLESION_STATUS_IO_ERROR = 15,
   /**
@@ -106,9 +109,13 @@ typedef enum {
    */
   SKINLESION_STATUS_PANIC = 16,
   /**
-   * An explanation was asked of a model exported without class activation maps.
+   * The model was exported without class activation maps: it classifies but cannot explain.
    */
   SKINLESION_STATUS_NO_CLASS_MAPS = 17,
+  /**
+   * A class was asked for that the model was not trained on.
+   */
+  SKINLESION_STATUS_CLASS_NOT_IN_MODEL = 18,
 } skinlesion_status;
 
 /**

@@ -8,8 +8,9 @@
 //!   and released by one `*_free`; `*_free(NULL)` does nothing.
 //! - Every fallible function returns a `skinlesion_status`; on failure,
 //!   `skinlesion_last_error_message()` describes it (per thread).
-//!   Statuses 3–15 and 17 are the core's error kinds (`skinlesion_core::ErrorKind::code`),
-//!   with their descriptions; 0–2 and 16 are this API's own.
+//!   Statuses 3–15 and 17 onwards are the core's error kinds (`skinlesion_core::ErrorKind`,
+//!   the table `src/status.rs` is generated from), with their descriptions; 0–2 and 16 are
+//!   this API's own.
 //! - Results are plain structs (`skinlesion_prediction`) written into caller-owned memory:
 //!   nothing in a result is ever freed by the caller.
 //! - Null pointers, zero lengths, wrong strides and undecodable data are errors, never crashes;
@@ -35,77 +36,16 @@ use skinlesion_core::{
 /// of `skinlesion_prediction.probabilities`.
 pub const SKINLESION_DIAGNOSIS_COUNT: usize = 8;
 
-/// Outcome of a call. `SKINLESION_STATUS_OK` is zero; every other value is a failure whose
-/// description `skinlesion_last_error_message()` returns.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum skinlesion_status {
-    Ok = 0,
-    /// A required pointer argument was NULL.
-    NullArgument = 1,
-    /// An argument is out of range or malformed (e.g. an unknown device name or pixel format).
-    InvalidArgument = 2,
-    /// The image has no bytes.
-    EmptyInput = 3,
-    /// The bytes are not in a supported image format.
-    UnsupportedFormat = 4,
-    /// The image is corrupt or truncated.
-    DecodeError = 5,
-    /// The encoded input is larger than the configured byte limit.
-    InputTooLarge = 6,
-    /// The image has more pixels than the configured limit.
-    ImageTooLarge = 7,
-    /// Raw pixels whose width, height, stride and buffer length disagree.
-    InvalidPixels = 8,
-    /// No model at the given path.
-    ModelNotFound = 9,
-    /// The model or its metadata cannot be read or parsed.
-    ModelCorrupt = 10,
-    /// The weights file does not match the checksum in the metadata.
-    ChecksumMismatch = 11,
-    /// The metadata and the network disagree.
-    MetadataMismatch = 12,
-    /// The forward pass failed.
-    InferenceError = 13,
-    /// An option cannot be used here (e.g. CUDA without a GPU).
-    ConfigError = 14,
-    /// Reading a file failed.
-    IoError = 15,
-    /// A bug inside the library was caught at the boundary; please report it.
-    Panic = 16,
-    /// An explanation was asked of a model exported without class activation maps.
-    NoClassMaps = 17,
-}
+mod status;
+pub use status::skinlesion_status;
 
 impl skinlesion_status {
-    /// Every status, in code order.
-    const ALL: [skinlesion_status; 18] = [
-        Self::Ok,
-        Self::NullArgument,
-        Self::InvalidArgument,
-        Self::EmptyInput,
-        Self::UnsupportedFormat,
-        Self::DecodeError,
-        Self::InputTooLarge,
-        Self::ImageTooLarge,
-        Self::InvalidPixels,
-        Self::ModelNotFound,
-        Self::ModelCorrupt,
-        Self::ChecksumMismatch,
-        Self::MetadataMismatch,
-        Self::InferenceError,
-        Self::ConfigError,
-        Self::IoError,
-        Self::Panic,
-        Self::NoClassMaps,
-    ];
-
     fn from_code(code: u32) -> Option<Self> {
         Self::ALL.into_iter().find(|s| *s as u32 == code)
     }
 }
 
-/// The core's error kinds carry their own codes; statuses 3–15 and 17 are those codes.
+/// The core's error kinds carry their own codes; the statuses are generated from them.
 impl From<ErrorKind> for skinlesion_status {
     fn from(kind: ErrorKind) -> Self {
         // A kind newer than this table is still a failure (the unit test keeps them in step).
@@ -1107,7 +1047,7 @@ mod tests {
 
     #[test]
     fn every_core_error_kind_has_its_own_status_and_description() {
-        for kind in ErrorKind::ALL {
+        for &kind in ErrorKind::ALL {
             let status = skinlesion_status::from(kind);
             assert_eq!(status as u32, kind.code(), "{kind}");
             assert_eq!(description(status as u32), kind.description(), "{kind}");
@@ -1117,7 +1057,8 @@ mod tests {
             assert!(ErrorKind::from_code(own).is_none());
             assert_ne!(description(own), "unknown status");
         }
-        assert_eq!(description(18), "unknown status");
-        assert_eq!(skinlesion_status::ALL.len(), 18);
+        let past = 1 + ErrorKind::ALL.iter().map(|k| k.code()).max().unwrap();
+        assert_eq!(description(past), "unknown status");
+        assert_eq!(skinlesion_status::ALL.len(), ErrorKind::ALL.len() + 4);
     }
 }

@@ -4,12 +4,13 @@
 //!
 //! Inputs cross as typed values (`OwnedInput`: bytes, a path, or a `Pixels` object the Python
 //! layer builds from numpy or PIL), so anything else is a `TypeError` naming what was passed.
-//! Every core error kind maps to one exception class (`exception_type`), which is also what the
-//! module registers.
+//! Every core error kind has one exception class, made from the core's table in a loop
+//! (`kind_classes`) and registered by the module.
 //!
 //! Decoding and inference run with the GIL released, on borrowed buffers where Python allows
 //! (bytes objects, C-contiguous uint8 buffers), so many Python threads can classify at once.
 
+use std::ffi::CString;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -18,10 +19,11 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyType};
 use skinlesion_core::{
-    Classifier, Device, Error, ErrorKind, ImageInput, LesionClass, PixelFormat, Prediction,
-    RawPixels, UnknownReason,
+    Classifier, Device, Error, ErrorFamily, ErrorKind, ImageInput, LesionClass, PixelFormat,
+    Prediction, RawPixels, UnknownReason,
 };
 
 create_exception!(
@@ -38,117 +40,44 @@ create_exception!(
 );
 create_exception!(
     skinlesion,
-    EmptyInputError,
-    InputError,
-    "The image has no bytes."
-);
-create_exception!(
-    skinlesion,
-    UnsupportedFormatError,
-    InputError,
-    "The bytes are not in a supported image format (JPEG, PNG, TIFF, BMP, WebP, GIF)."
-);
-create_exception!(
-    skinlesion,
-    DecodeError,
-    InputError,
-    "The image is corrupt or truncated."
-);
-create_exception!(
-    skinlesion,
-    InputTooLargeError,
-    InputError,
-    "The encoded image is larger than the classifier's byte limit (max_bytes)."
-);
-create_exception!(
-    skinlesion,
-    ImageTooLargeError,
-    InputError,
-    "The image has more pixels than the classifier's limit (max_pixels); refused before decoding."
-);
-create_exception!(
-    skinlesion,
-    InvalidPixelsError,
-    InputError,
-    "A pixel array whose shape, strides or size cannot be an image."
-);
-create_exception!(
-    skinlesion,
     ModelError,
     SkinLesionError,
     "The model cannot be used: missing, corrupt, wrong checksum, or inconsistent metadata."
 );
-create_exception!(
-    skinlesion,
-    ModelNotFoundError,
-    ModelError,
-    "No model at the given path."
-);
-create_exception!(
-    skinlesion,
-    ModelCorruptError,
-    ModelError,
-    "The model or its metadata cannot be read or parsed."
-);
-create_exception!(
-    skinlesion,
-    ChecksumMismatchError,
-    ModelError,
-    "The weights file does not match the checksum in the model's metadata."
-);
-create_exception!(
-    skinlesion,
-    MetadataMismatchError,
-    ModelError,
-    "The model's metadata and its network disagree."
-);
-create_exception!(
-    skinlesion,
-    InferenceError,
-    SkinLesionError,
-    "The forward pass failed."
-);
-create_exception!(
-    skinlesion,
-    ConfigError,
-    SkinLesionError,
-    "An option cannot be used here (e.g. an unknown device, or CUDA without a GPU)."
-);
-create_exception!(
-    skinlesion,
-    ImageReadError,
-    SkinLesionError,
-    "An image file could not be read."
-);
-create_exception!(
-    skinlesion,
-    NoClassMapsError,
-    ModelError,
-    "The model was exported without class activation maps: it classifies but cannot explain."
-);
 
-/// The Python exception class of each core error kind: the one map from the core's table,
-/// used to raise and to register them.
+/// One exception class per core error kind, made from the core's table when the module loads:
+/// named and documented there, a subclass of `InputError`, `ModelError` or `SkinLesionError`
+/// by the kind's family. A new kind in the core is a new class here with no edit.
+fn kind_classes(py: Python<'_>) -> &[(ErrorKind, Py<PyType>)] {
+    static CLASSES: PyOnceLock<Vec<(ErrorKind, Py<PyType>)>> = PyOnceLock::new();
+    CLASSES.get_or_init(py, || {
+        ErrorKind::ALL
+            .iter()
+            .map(|&kind| {
+                let base = match kind.family() {
+                    ErrorFamily::Input => py.get_type::<InputError>(),
+                    ErrorFamily::Model => py.get_type::<ModelError>(),
+                    _ => py.get_type::<SkinLesionError>(),
+                };
+                let name = format!("skinlesion.{}", kind.python_exception());
+                let name = CString::new(name).expect("no NUL in the table");
+                let doc = CString::new(kind.explanation()).expect("no NUL in the table");
+                let class = PyErr::new_type(py, &name, Some(&doc), Some(&base), None)
+                    .expect("Python makes an exception class");
+                (kind, class)
+            })
+            .collect()
+    })
+}
+
+/// The Python exception class of a core error kind.
 fn exception_type(py: Python<'_>, kind: ErrorKind) -> Bound<'_, PyType> {
-    match kind {
-        ErrorKind::EmptyInput => py.get_type::<EmptyInputError>(),
-        ErrorKind::UnsupportedFormat => py.get_type::<UnsupportedFormatError>(),
-        ErrorKind::Decode => py.get_type::<DecodeError>(),
-        ErrorKind::InputTooLarge => py.get_type::<InputTooLargeError>(),
-        ErrorKind::ImageTooLarge => py.get_type::<ImageTooLargeError>(),
-        ErrorKind::InvalidPixels => py.get_type::<InvalidPixelsError>(),
-        ErrorKind::ModelNotFound => py.get_type::<ModelNotFoundError>(),
-        ErrorKind::ModelCorrupt => py.get_type::<ModelCorruptError>(),
-        ErrorKind::ChecksumMismatch => py.get_type::<ChecksumMismatchError>(),
-        ErrorKind::MetadataMismatch => py.get_type::<MetadataMismatchError>(),
-        ErrorKind::Inference => py.get_type::<InferenceError>(),
-        ErrorKind::Config => py.get_type::<ConfigError>(),
-        ErrorKind::Io => py.get_type::<ImageReadError>(),
-        ErrorKind::NoClassMaps => py.get_type::<NoClassMapsError>(),
-        // A kind newer than this binding is still a skinlesion error (the Python tests check
-        // that every kind has its own class).
-        _ => py.get_type::<SkinLesionError>(),
-    }
+    let classes = kind_classes(py);
+    let found = classes.iter().find(|(k, _)| *k == kind);
+    found.map_or_else(
+        || py.get_type::<SkinLesionError>(),
+        |(_, c)| c.bind(py).clone(),
+    )
 }
 
 /// The Python exception for a core error, carrying the core's message.
@@ -156,10 +85,11 @@ fn to_py_err(e: Error) -> PyErr {
     Python::attach(|py| PyErr::from_type(exception_type(py, e.kind()), e.to_string()))
 }
 
-/// Every core error kind as (name, is_input_error, is_model_error, exception class), so the
-/// Python tests can check the map above is complete.
+/// Every core error kind as (name, is_input_error, is_model_error, exception class,
+/// explanation), so the Python tests can check the classes and generate the stubs.
 #[pyfunction]
-fn error_kinds(py: Python<'_>) -> Vec<(&'static str, bool, bool, Bound<'_, PyType>)> {
+#[allow(clippy::type_complexity)]
+fn error_kinds(py: Python<'_>) -> Vec<(&'static str, bool, bool, Bound<'_, PyType>, &'static str)> {
     ErrorKind::ALL
         .iter()
         .map(|&k| {
@@ -168,6 +98,7 @@ fn error_kinds(py: Python<'_>) -> Vec<(&'static str, bool, bool, Bound<'_, PyTyp
                 k.is_input_error(),
                 k.is_model_error(),
                 exception_type(py, k),
+                k.explanation(),
             )
         })
         .collect()
@@ -355,18 +286,18 @@ impl PyPixels {
     ) -> PyResult<Self> {
         let buffer = PyBuffer::<u8>::get(data)?;
         if !buffer.is_c_contiguous() {
-            return Err(InvalidPixelsError::new_err(
-                "the pixel buffer must be C-contiguous",
-            ));
+            return Err(to_py_err(Error::InvalidPixels(
+                "the pixel buffer must be C-contiguous".into(),
+            )));
         }
         let format = match channels {
             1 => PixelFormat::Gray8,
             3 => PixelFormat::Rgb8,
             4 => PixelFormat::Rgba8,
             n => {
-                return Err(InvalidPixelsError::new_err(format!(
+                return Err(to_py_err(Error::InvalidPixels(format!(
                     "{n} channels: expected 1 (grey), 3 (RGB) or 4 (RGBA)"
-                )))
+                ))))
             }
         };
         Ok(Self {
@@ -656,11 +587,11 @@ fn _skinlesion(m: &Bound<'_, PyModule>) -> PyResult<()> {
         py.get_type::<SkinLesionError>(),
         py.get_type::<InputError>(),
         py.get_type::<ModelError>(),
-    ]
-    .into_iter()
-    .chain(ErrorKind::ALL.map(|k| exception_type(py, k)))
-    {
+    ] {
         m.add(ty.name()?, ty)?;
+    }
+    for (kind, class) in kind_classes(py) {
+        m.add(kind.python_exception(), class.bind(py))?;
     }
     Ok(())
 }

@@ -377,14 +377,58 @@ def test_gil_is_released_during_inference(classifier, images):
 
 def test_every_core_error_kind_has_its_own_exception():
     kinds = skinlesion._skinlesion.error_kinds()
-    classes = [cls for _, _, _, cls in kinds]
+    classes = [cls for _, _, _, cls, _ in kinds]
     assert len(set(classes)) == len(kinds), classes
-    for name, is_input, is_model, cls in kinds:
+    for name, is_input, is_model, cls, explanation in kinds:
         assert getattr(skinlesion, cls.__name__) is cls, name
         assert cls.__name__ in skinlesion.__all__, name
+        assert cls.__doc__ == explanation, name
         assert issubclass(cls, skinlesion.SkinLesionError) and cls is not skinlesion.SkinLesionError
         assert issubclass(cls, skinlesion.InputError) == is_input, name
         assert issubclass(cls, skinlesion.ModelError) == is_model, name
+    # Raised as the core's kind says: an input error from the core is this class.
+    with pytest.raises(skinlesion.EmptyInputError):
+        skinlesion.Classifier(device="cpu").classify(b"")
+
+
+_PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "python" / "skinlesion"
+_BEGIN = "# BEGIN generated from the core's ErrorKind table by tests/test_skinlesion.py\n"
+_END = "# END generated\n"
+
+
+def _generated_blocks():
+    """The stub classes and the package's imports of them, from the core's table."""
+    kinds = skinlesion._skinlesion.error_kinds()
+
+    def base(is_input, is_model):
+        return "InputError" if is_input else "ModelError" if is_model else "SkinLesionError"
+
+    stubs = "".join(
+        f'class {cls.__name__}({base(i, m)}):\n    """{doc}"""\n\n' for _, i, m, cls, doc in kinds
+    )
+    names = [cls.__name__ for _, _, _, cls, _ in kinds]
+    imports = (
+        "from ._skinlesion import (  # noqa: E402\n"
+        + "".join(f"    {n},\n" for n in names)
+        + ")\n\n_ERROR_CLASSES = [\n"
+        + "".join(f'    "{n}",\n' for n in names)
+        + "]\n"
+    )
+    return {_PACKAGE / "_skinlesion.pyi": stubs.rstrip("\n") + "\n", _PACKAGE / "__init__.py": imports}
+
+
+def test_the_exception_stubs_and_imports_are_generated_from_the_core_table():
+    """Regenerate with ``SKINLESION_BLESS=1 bash skinlesion-py/tests/run.sh``."""
+    for path, block in _generated_blocks().items():
+        text = path.read_text()
+        head, rest = text.split(_BEGIN)
+        _, tail = rest.split(_END)
+        expected = head + _BEGIN + block + _END + tail
+        if os.environ.get("SKINLESION_BLESS"):
+            path.write_text(expected)
+        assert text == expected or os.environ.get("SKINLESION_BLESS"), (
+            f"{path} is out of date: SKINLESION_BLESS=1 bash skinlesion-py/tests/run.sh"
+        )
 
 
 def test_wrong_argument_kinds_are_type_errors_with_a_clear_message(classifier):
@@ -453,7 +497,7 @@ def test_explain_errors_are_those_of_classify(classifier, images):
             classifier.explain(bad)
     with pytest.raises(ValueError, match="unknown lesion class"):
         classifier.explain(images[0], "XYZ")
-    with pytest.raises(skinlesion.ConfigError, match="not trained on UNK"):
+    with pytest.raises(skinlesion.ClassNotInModelError, match="UNK is not among the classes"):
         classifier.explain(images[0], "UNK")
     with pytest.raises(TypeError):
         classifier.explain(images[0], 4)

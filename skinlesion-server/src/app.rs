@@ -17,7 +17,9 @@ use hyper::header::{
 };
 use hyper::{Method, Request, Response, StatusCode, Version};
 use serde_json::json;
-use skinlesion_core::{Classifier, Error as CoreError, ErrorKind, Prediction, DISCLAIMER};
+use skinlesion_core::{
+    Classifier, Error as CoreError, ErrorFamily, ErrorKind, Prediction, DISCLAIMER,
+};
 use tokio::sync::Semaphore;
 
 use crate::auth::{Access, Denied};
@@ -150,17 +152,18 @@ impl ApiError {
     }
 }
 
-/// The HTTP status for a kind of library error: the client's fault is 4xx, ours 5xx.
+/// The HTTP status for a kind of library error: the client's fault (the image or the request)
+/// is 4xx, ours 5xx; a few kinds have a more precise status.
 fn status_for(kind: ErrorKind) -> StatusCode {
     match kind {
-        ErrorKind::EmptyInput | ErrorKind::Decode | ErrorKind::InvalidPixels => {
-            StatusCode::BAD_REQUEST
-        }
         ErrorKind::UnsupportedFormat => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorKind::InputTooLarge | ErrorKind::ImageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         // The server's model cannot do what was asked; no request can change that.
         ErrorKind::NoClassMaps => StatusCode::NOT_IMPLEMENTED,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => match kind.family() {
+            ErrorFamily::Input | ErrorFamily::Request => StatusCode::BAD_REQUEST,
+            ErrorFamily::Model | ErrorFamily::Machine => StatusCode::INTERNAL_SERVER_ERROR,
+        },
     }
 }
 
@@ -600,22 +603,27 @@ fn query_class(query: Option<&str>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A class code or name the model was trained on, else 400 naming those it can explain.
+/// A class code or name, else 400 naming the model's classes (a class the model was not
+/// trained on is the core's `ClassNotInModel`, also 400).
 fn parse_class(state: &AppState, code: &str) -> Result<skinlesion_core::LesionClass, ApiError> {
-    let trained = state.classifier.classes();
-    match skinlesion_core::LesionClass::from_code_or_name(code) {
-        Some(class) if trained.contains(&class) => Ok(class),
-        _ => {
-            let codes: Vec<_> = trained.iter().map(|c| c.code()).collect();
-            Err(ApiError::new(
+    let class = skinlesion_core::LesionClass::from_code_or_name(code);
+    class
+        .filter(|&c| c != skinlesion_core::LesionClass::Unknown)
+        .ok_or_else(|| {
+            let codes: Vec<_> = state
+                .classifier
+                .classes()
+                .iter()
+                .map(|c| c.code())
+                .collect();
+            ApiError::new(
                 StatusCode::BAD_REQUEST,
                 format!(
                     "unknown class {code:?}: this model can explain {}",
                     codes.join(", ")
                 ),
-            ))
-        }
-    }
+            )
+        })
 }
 
 fn no_file() -> ApiError {
@@ -803,13 +811,10 @@ mod tests {
 
     #[test]
     fn every_core_error_kind_maps_to_a_status_by_whose_fault_it_is() {
-        for kind in ErrorKind::ALL {
+        for &kind in ErrorKind::ALL {
             let status = status_for(kind);
-            assert_eq!(
-                status.is_client_error(),
-                kind.is_input_error(),
-                "{kind}: {status}"
-            );
+            let clients = matches!(kind.family(), ErrorFamily::Input | ErrorFamily::Request);
+            assert_eq!(status.is_client_error(), clients, "{kind}: {status}");
             assert!(status.is_client_error() || status.is_server_error());
         }
     }

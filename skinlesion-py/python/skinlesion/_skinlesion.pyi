@@ -109,26 +109,27 @@ class SkinLesionError(Exception):
 class InputError(SkinLesionError):
     """The image is at fault."""
 
+class ModelError(SkinLesionError):
+    """The model cannot be used."""
+
+# BEGIN generated from the core's ErrorKind table by tests/test_skinlesion.py
 class EmptyInputError(InputError):
     """The image has no bytes."""
 
 class UnsupportedFormatError(InputError):
-    """The bytes are not in a supported image format."""
+    """The bytes are not in a supported image format (JPEG, PNG, TIFF, BMP, WebP, GIF)."""
 
 class DecodeError(InputError):
     """The image is corrupt or truncated."""
 
 class InputTooLargeError(InputError):
-    """The encoded image is larger than max_bytes."""
+    """The encoded image is larger than the configured byte limit (max_bytes)."""
 
 class ImageTooLargeError(InputError):
-    """The image has more pixels than max_pixels."""
+    """The image has more pixels than the configured limit (max_pixels); refused before decoding."""
 
 class InvalidPixelsError(InputError):
-    """A pixel array whose shape, strides or size cannot be an image."""
-
-class ModelError(SkinLesionError):
-    """The model cannot be used."""
+    """Raw pixels whose width, height, stride, layout and buffer length disagree."""
 
 class ModelNotFoundError(ModelError):
     """No model at the given path."""
@@ -137,10 +138,7 @@ class ModelCorruptError(ModelError):
     """The model or its metadata cannot be read or parsed."""
 
 class ChecksumMismatchError(ModelError):
-    """The weights file does not match the checksum in the metadata."""
-
-class NoClassMapsError(ModelError):
-    """The model was exported without class activation maps: it cannot explain."""
+    """The weights file does not match the checksum in the model's metadata."""
 
 class MetadataMismatchError(ModelError):
     """The model's metadata and its network disagree."""
@@ -149,7 +147,14 @@ class InferenceError(SkinLesionError):
     """The forward pass failed."""
 
 class ConfigError(SkinLesionError):
-    """An option cannot be used here."""
+    """An option cannot be used here (e.g. an unknown device, or CUDA without a GPU)."""
 
 class ImageReadError(SkinLesionError):
-    """An image file could not be read."""
+    """A file could not be read."""
+
+class NoClassMapsError(ModelError):
+    """The model was exported without class activation maps: it classifies but cannot explain."""
+
+class ClassNotInModelError(SkinLesionError):
+    """A class was asked for that the model was not trained on."""
+# END generated
