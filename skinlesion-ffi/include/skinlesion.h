@@ -123,14 +123,41 @@ typedef enum {
  * never has a probability.
  */
 typedef enum {
+  /**
+   * Actinic keratosis (AK), precancerous.
+   */
   SKINLESION_LESION_CLASS_ACTINIC_KERATOSIS = 0,
+  /**
+   * Basal cell carcinoma (BCC), cancerous.
+   */
   SKINLESION_LESION_CLASS_BASAL_CELL_CARCINOMA = 1,
+  /**
+   * Benign keratosis (BKL), benign.
+   */
   SKINLESION_LESION_CLASS_BENIGN_KERATOSIS = 2,
+  /**
+   * Dermatofibroma (DF), benign.
+   */
   SKINLESION_LESION_CLASS_DERMATOFIBROMA = 3,
+  /**
+   * Melanoma (MEL), cancerous.
+   */
   SKINLESION_LESION_CLASS_MELANOMA = 4,
+  /**
+   * Melanocytic nevi (NV), benign.
+   */
   SKINLESION_LESION_CLASS_MELANOCYTIC_NEVI = 5,
+  /**
+   * Squamous cell carcinoma (SCC), cancerous.
+   */
   SKINLESION_LESION_CLASS_SQUAMOUS_CELL_CARCINOMA = 6,
+  /**
+   * Vascular lesion (VASC), benign.
+   */
   SKINLESION_LESION_CLASS_VASCULAR_LESION = 7,
+  /**
+   * Unknown (UNK), undetermined.
+   */
   SKINLESION_LESION_CLASS_UNKNOWN = 8,
 } skinlesion_lesion_class;
 

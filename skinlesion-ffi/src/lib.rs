@@ -53,36 +53,12 @@ impl From<ErrorKind> for skinlesion_status {
     }
 }
 
-/// A lesion category. The eight diagnoses are in ISIC code order; UNKNOWN is the abstention and
-/// never has a probability.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum skinlesion_lesion_class {
-    ActinicKeratosis = 0,
-    BasalCellCarcinoma = 1,
-    BenignKeratosis = 2,
-    Dermatofibroma = 3,
-    Melanoma = 4,
-    MelanocyticNevi = 5,
-    SquamousCellCarcinoma = 6,
-    VascularLesion = 7,
-    Unknown = 8,
-}
+mod lesion_class;
+pub use lesion_class::skinlesion_lesion_class;
 
 impl From<LesionClass> for skinlesion_lesion_class {
     fn from(class: LesionClass) -> Self {
-        use skinlesion_lesion_class as C;
-        [
-            C::ActinicKeratosis,
-            C::BasalCellCarcinoma,
-            C::BenignKeratosis,
-            C::Dermatofibroma,
-            C::Melanoma,
-            C::MelanocyticNevi,
-            C::SquamousCellCarcinoma,
-            C::VascularLesion,
-            C::Unknown,
-        ][class_index(class)]
+        Self::ALL[class_index(class)]
     }
 }
 

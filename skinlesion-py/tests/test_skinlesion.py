@@ -392,12 +392,16 @@ def test_every_core_error_kind_has_its_own_exception():
 
 
 _PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "python" / "skinlesion"
-_BEGIN = "# BEGIN generated from the core's ErrorKind table by tests/test_skinlesion.py\n"
-_END = "# END generated\n"
+_ERRORS = ("# BEGIN generated from the core's ErrorKind table by tests/test_skinlesion.py\n", "# END generated\n")
+_CLASSES = (
+    "    # BEGIN generated from the core's LesionClass table by tests/test_skinlesion.py\n",
+    "    # END generated\n",
+)
 
 
 def _generated_blocks():
-    """The stub classes and the package's imports of them, from the core's table."""
+    """(file, markers, text between them): the exception stubs, the package's imports of them
+    and its LesionClass members, from the core's tables."""
     kinds = skinlesion._skinlesion.error_kinds()
 
     def base(is_input, is_model):
@@ -414,16 +418,23 @@ def _generated_blocks():
         + "".join(f'    "{n}",\n' for n in names)
         + "]\n"
     )
-    return {_PACKAGE / "_skinlesion.pyi": stubs.rstrip("\n") + "\n", _PACKAGE / "__init__.py": imports}
+    members = "".join(
+        f'    {code} = "{code}"  # {name}\n' for code, name, _ in skinlesion._skinlesion.lesion_classes()
+    )
+    return [
+        (_PACKAGE / "_skinlesion.pyi", _ERRORS, stubs.rstrip("\n") + "\n"),
+        (_PACKAGE / "__init__.py", _ERRORS, imports),
+        (_PACKAGE / "__init__.py", _CLASSES, members),
+    ]
 
 
-def test_the_exception_stubs_and_imports_are_generated_from_the_core_table():
+def test_the_exception_stubs_and_imports_and_classes_are_generated_from_the_core_tables():
     """Regenerate with ``SKINLESION_BLESS=1 bash skinlesion-py/tests/run.sh``."""
-    for path, block in _generated_blocks().items():
+    for path, (begin, end), block in _generated_blocks():
         text = path.read_text()
-        head, rest = text.split(_BEGIN)
-        _, tail = rest.split(_END)
-        expected = head + _BEGIN + block + _END + tail
+        head, rest = text.split(begin)
+        _, tail = rest.split(end, 1)
+        expected = head + begin + block + end + tail
         if os.environ.get("SKINLESION_BLESS"):
             path.write_text(expected)
         assert text == expected or os.environ.get("SKINLESION_BLESS"), (

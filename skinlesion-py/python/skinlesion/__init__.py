@@ -101,15 +101,17 @@ class LesionClass(str, enum.Enum):
     probability.
     """
 
-    AK = "AK"
-    BCC = "BCC"
-    BKL = "BKL"
-    DF = "DF"
-    MEL = "MEL"
-    NV = "NV"
-    SCC = "SCC"
-    VASC = "VASC"
-    UNK = "UNK"
+    # BEGIN generated from the core's LesionClass table by tests/test_skinlesion.py
+    AK = "AK"  # Actinic keratosis
+    BCC = "BCC"  # Basal cell carcinoma
+    BKL = "BKL"  # Benign keratosis
+    DF = "DF"  # Dermatofibroma
+    MEL = "MEL"  # Melanoma
+    NV = "NV"  # Melanocytic nevi
+    SCC = "SCC"  # Squamous cell carcinoma
+    VASC = "VASC"  # Vascular lesion
+    UNK = "UNK"  # Unknown
+    # END generated
 
     @property
     def code(self) -> str:
