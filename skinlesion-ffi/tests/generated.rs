@@ -7,6 +7,11 @@ use std::path::Path;
 
 use skinlesion_core::{ErrorKind, LesionClass};
 
+#[path = "support/bless.rs"]
+mod bless;
+
+const COMMAND: &str = "cargo test -p skinlesion-ffi --test generated";
+
 /// The C API's own statuses: (code, name, explanation).
 const OWN: [(u32, &str, &str); 4] = [
     (0, "Ok", "Success."),
@@ -96,25 +101,14 @@ fn generate_lesion_classes() -> String {
 
 #[test]
 fn the_status_enum_is_generated_from_the_core_table() {
-    check(Path::new("src/status.rs"), &generate());
+    bless::check(Path::new("src/status.rs"), &generate(), COMMAND);
 }
 
 #[test]
 fn the_lesion_class_enum_is_generated_from_the_core_table() {
-    check(Path::new("src/lesion_class.rs"), &generate_lesion_classes());
-}
-
-/// Writes `generated` to `relative` with SKINLESION_BLESS, else fails when they differ.
-fn check(relative: &Path, generated: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
-    if std::env::var_os("SKINLESION_BLESS").is_some() {
-        std::fs::write(&path, generated).unwrap();
-    }
-    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        checked_in == generated,
-        "{} is out of date; regenerate it with \
-         `SKINLESION_BLESS=1 cargo test -p skinlesion-ffi --test generated`",
-        path.display()
+    bless::check(
+        Path::new("src/lesion_class.rs"),
+        &generate_lesion_classes(),
+        COMMAND,
     );
 }

@@ -1,6 +1,9 @@
 //! The checked-in C header is exactly what the pinned cbindgen generates from the source.
 use std::path::Path;
 
+#[path = "support/bless.rs"]
+mod bless;
+
 #[test]
 fn header_is_up_to_date() {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -13,15 +16,6 @@ fn header_is_up_to_date() {
         .expect("cbindgen generates the header")
         .write(&mut generated);
     let generated = String::from_utf8(generated).unwrap();
-    let path = crate_dir.join("include/skinlesion.h");
-    if std::env::var_os("SKINLESION_BLESS").is_some() {
-        std::fs::write(&path, &generated).unwrap();
-    }
-    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        checked_in == generated,
-        "{} is out of date; regenerate it with \
-         `SKINLESION_BLESS=1 cargo test -p skinlesion-ffi --test header`",
-        path.display()
-    );
+    let command = "cargo test -p skinlesion-ffi --test header";
+    bless::check(Path::new("include/skinlesion.h"), &generated, command);
 }
