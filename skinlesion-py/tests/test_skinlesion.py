@@ -95,7 +95,7 @@ def test_paths_and_bytes_match_the_core(classifier, images, core):
         assert_matches_core(classifier.classify(memoryview(data)), row)
 
 
-def test_pixels_match_the_core_on_the_same_pixels(classifier, images):
+def test_pixels_match_the_core_on_the_same_pixels(classifier, images, tmp_path):
     """numpy and PIL inputs against the core decoding a lossless PNG of the very same pixels."""
     for path in images[:6]:
         rgb = np.asarray(Image.open(path).convert("RGB"))
@@ -105,9 +105,24 @@ def test_pixels_match_the_core_on_the_same_pixels(classifier, images):
         assert classifier.classify(rgb) == reference
         rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
         assert classifier.classify(rgba) == reference
-        assert classifier.classify(rgb[:, ::-1][:, ::-1]) == reference  # non-contiguous view
+        # Views that are not C-contiguous: mirrored twice over a mirrored copy, and every
+        # other column of an array twice as wide.
+        mirrored = np.ascontiguousarray(rgb[:, ::-1])[:, ::-1]
+        wide = np.zeros((rgb.shape[0], rgb.shape[1] * 2, 3), np.uint8)
+        wide[:, ::2] = rgb
+        for view in (mirrored, wide[:, ::2]):
+            assert not view.flags.c_contiguous
+            assert classifier.classify(view) == reference
+        # ndarray subclasses are arrays too.
+        mapped = np.memmap(tmp_path / "pixels.raw", np.uint8, "w+", shape=rgb.shape)
+        mapped[:] = rgb
+        assert classifier.classify(mapped) == reference
         assert classifier.classify(Image.fromarray(rgb)) == reference
-        assert classifier.classify(Image.fromarray(rgb).convert("P")).code  # palette → RGB
+        # A palette image is classified as its RGB pixels.
+        palette = Image.fromarray(rgb).convert("P")
+        palette_png = io.BytesIO()
+        palette.convert("RGB").save(palette_png, format="PNG")
+        assert classifier.classify(palette) == classifier.classify(palette_png.getvalue())
         grey = np.asarray(Image.open(path).convert("L"))
         grey_png = io.BytesIO()
         Image.fromarray(grey).save(grey_png, format="PNG")
@@ -259,19 +274,19 @@ def test_default_model_is_bundled():
 
 def test_input_errors(classifier, images, tmp_path):
     jpeg = images[0].read_bytes()
+    # Each error names what it found.
     cases = [
-        (b"", skinlesion.EmptyInputError),
-        (b"plain text, not an image", skinlesion.UnsupportedFormatError),
-        (jpeg[: len(jpeg) // 2], skinlesion.DecodeError),
-        (np.zeros((0, 0, 3), np.uint8), skinlesion.InvalidPixelsError),
-        (np.zeros((4, 4, 2), np.uint8), skinlesion.InvalidPixelsError),
-        (np.zeros((2, 4, 4, 3), np.uint8), skinlesion.InvalidPixelsError),
-        (str(tmp_path / "missing.jpg"), skinlesion.ImageReadError),
+        (b"", skinlesion.EmptyInputError, "empty input"),
+        (b"plain text, not an image", skinlesion.UnsupportedFormatError, "unsupported image format"),
+        (jpeg[: len(jpeg) // 2], skinlesion.DecodeError, "undecodable image"),
+        (np.zeros((0, 0, 3), np.uint8), skinlesion.InvalidPixelsError, "invalid pixel buffer"),
+        (np.zeros((4, 4, 2), np.uint8), skinlesion.InvalidPixelsError, r"shape \(4, 4, 2\)"),
+        (np.zeros((2, 4, 4, 3), np.uint8), skinlesion.InvalidPixelsError, r"shape \(2, 4, 4, 3\)"),
+        (str(tmp_path / "missing.jpg"), skinlesion.ImageReadError, "missing.jpg"),
     ]
-    for image, error in cases:
-        with pytest.raises(error) as info:
+    for image, error, message in cases:
+        with pytest.raises(error, match=message) as info:
             classifier.classify(image)
-        assert str(info.value), error
         assert isinstance(info.value, skinlesion.SkinLesionError)
     for wrong in (None, 42, 3.5, ["a.jpg"], np.zeros((4, 4, 3), np.float32), object()):
         with pytest.raises(TypeError):

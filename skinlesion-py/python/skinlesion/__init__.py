@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterable, List, Optional, Sequence, Union
 
@@ -345,10 +346,11 @@ def _to_input(image: Any) -> Any:
         return os.fspath(image)
     if isinstance(image, (bytes, bytearray, memoryview)):
         return image if isinstance(image, bytes) else bytes(image)
-    module = type(image).__module__
-    if module.startswith("PIL."):
+    # Only a program that imported numpy or PIL can pass their objects: no import here.
+    numpy, pil = sys.modules.get("numpy"), sys.modules.get("PIL.Image")
+    if pil is not None and isinstance(image, pil.Image):
         return _from_pil(image)
-    if module == "numpy" and type(image).__name__ == "ndarray":
+    if numpy is not None and isinstance(image, numpy.ndarray):  # subclasses too (np.memmap)
         return _from_numpy(image)
     raise TypeError(
         "image must be a path (str or os.PathLike), bytes, a numpy uint8 array or a PIL image, "
