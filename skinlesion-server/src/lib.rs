@@ -1,9 +1,10 @@
 //! The request handling of `skinlesion-server`, as a library: the binary (`src/main.rs`) serves
 //! it over TCP or TLS ([`tls`]), and the fuzz targets drive the same path over in-memory connections.
 //!
-//! [`app`] parses each request into a typed [`app::Route`] and answers it with one exhaustive
-//! `match`; library errors become HTTP statuses from the core's [`skinlesion_core::ErrorKind`]
-//! alone. [`batcher`] groups prepared images into forward passes and answers each with the
+//! [`routes`] is the table of endpoints (path, methods, token, caching, handler) that
+//! [`app::handle`] dispatches by; [`handlers`] answer with the typed bodies of [`responses`];
+//! library errors become HTTP statuses from the core's [`skinlesion_core::ErrorKind`] alone
+//! ([`errors`]). [`batcher`] groups prepared images into forward passes and answers each with the
 //! core's typed result; [`metrics`] renders Prometheus text.
 //!
 //! Research and education only; not a medical device.
@@ -11,8 +12,14 @@
 pub mod app;
 pub mod auth;
 pub mod batcher;
+pub mod errors;
+mod form;
+mod handlers;
+mod headers;
 pub mod linger;
 pub mod metrics;
+pub mod responses;
+pub mod routes;
 pub mod tls;
 
 use std::convert::Infallible;

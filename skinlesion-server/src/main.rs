@@ -25,12 +25,11 @@ use skinlesion_server::linger::Linger;
 use skinlesion_server::metrics::Metrics;
 use skinlesion_server::tls::{Tls, TlsFiles};
 
-/// Serves skinlesion over HTTP: GET / (web page), POST /predict (multipart field `file`),
-/// POST /predict/batch, GET /health, /live, /ready, /metrics, /openapi.yaml.
+/// Serves skinlesion over HTTP: the web page and the API listed below.
 ///
 /// Research and education only; not a medical device.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, after_help = skinlesion_server::routes::help())]
 struct Config {
     /// Model manifest (.json) or weights (.pt). Default: the shipped model, looked for as
     /// models/skinlesion-vN.json in the working directory, then in models/ beside the
@@ -41,7 +40,7 @@ struct Config {
     /// --api-tokens-file (or an explicit --no-auth): uploads are patient images.
     #[arg(long, env = "SKINLESION_HOST", default_value = "127.0.0.1")]
     host: std::net::IpAddr,
-    /// Bearer tokens that may use /predict, /predict/batch and /metrics: one per line (at
+    /// Bearer tokens that may use the endpoints marked `token` below: one per line (at
     /// least 16 characters; `#` starts a comment), reread on SIGHUP.
     #[arg(long, env = "SKINLESION_API_TOKENS_FILE")]
     api_tokens_file: Option<PathBuf>,
