@@ -23,14 +23,14 @@ fn main() {
     let packaged = manifest_dir.join("python/skinlesion/models");
     std::fs::create_dir_all(&packaged).expect("create the package's models folder");
     // The core names the shipped model (one place); its weights sit beside it, same stem.
-    let core_model = manifest_dir.join("../skinlesion-core/src/model.rs");
+    let core_model = manifest_dir.join("../skinlesion-core/src/model/shipped.rs");
     println!("cargo:rerun-if-changed={}", core_model.display());
-    let source = std::fs::read_to_string(&core_model).expect("read the core's model.rs");
+    let source = std::fs::read_to_string(&core_model).expect("read the core's model/shipped.rs");
     let manifest = source
         .lines()
         .find_map(|l| l.strip_prefix("pub const SHIPPED_MODEL: &str = \""))
         .and_then(|rest| rest.strip_suffix("\";"))
-        .expect("SHIPPED_MODEL in skinlesion-core/src/model.rs");
+        .expect("SHIPPED_MODEL in skinlesion-core/src/model/shipped.rs");
     let weights = Path::new(manifest).with_extension("pt");
     // Models of earlier releases are not shipped again.
     for stale in std::fs::read_dir(&packaged).into_iter().flatten().flatten() {

@@ -11,8 +11,8 @@ cd "$root"
 bash scripts/setup.sh >/dev/null
 data=../shared/data/ham10000
 work=target/colour-bench
-# The shipped model, as the core names it (skinlesion-core/src/model.rs: SHIPPED_MODEL).
-shipped=models/$(sed -n 's/^pub const SHIPPED_MODEL: &str = "\(.*\)";/\1/p' skinlesion-core/src/model.rs)
+# The shipped model, as the core names it (skinlesion-core/src/model/shipped.rs: SHIPPED_MODEL).
+shipped=models/$(sed -n 's/^pub const SHIPPED_MODEL: &str = "\(.*\)";/\1/p' skinlesion-core/src/model/shipped.rs)
 models=("$@")
 [ ${#models[@]} -gt 0 ] || models=("$shipped")
 cargo build --release -q -p skinlesion-train

@@ -87,8 +87,8 @@ run_levels() { # NAME URL PID
   echo "{\"server\": \"$name\", \"peak_rss_mb\": $(sum_status VmHWM "$pid")}" > "$out/$name-peak.json"
 }
 
-# The shipped model, as the core names it (skinlesion-core/src/model.rs: SHIPPED_MODEL).
-shipped=models/$(sed -n 's/^pub const SHIPPED_MODEL: &str = "\(.*\)";/\1/p' skinlesion-core/src/model.rs)
+# The shipped model, as the core names it (skinlesion-core/src/model/shipped.rs: SHIPPED_MODEL).
+shipped=models/$(sed -n 's/^pub const SHIPPED_MODEL: &str = "\(.*\)";/\1/p' skinlesion-core/src/model/shipped.rs)
 
 pid=
 trap '[ -z "$pid" ] || kill $pid 2>/dev/null || true' EXIT

@@ -18,7 +18,7 @@ cd "$root"
 bash scripts/setup.sh >/dev/null
 data=../shared/data
 work=target/ood-bench
-shipped=models/$(sed -n 's/^pub const SHIPPED_MODEL: &str = "\(.*\)";/\1/p' skinlesion-core/src/model.rs)
+shipped=models/$(sed -n 's/^pub const SHIPPED_MODEL: &str = "\(.*\)";/\1/p' skinlesion-core/src/model/shipped.rs)
 model=${1:-$shipped}
 name=$(basename "$model" .json)
 .venv/bin/python -c 'import skimage' 2>/dev/null ||

@@ -481,12 +481,11 @@ impl Classifier {
                 scores.len()
             )));
         }
-        Ok(rows
-            .chunks(c as usize)
+        rows.chunks(c as usize)
             .take(n as usize)
             .zip(scores)
             .map(|(row, score)| calibration.prediction(classes, row, score))
-            .collect())
+            .collect()
     }
 
     fn classify_prepared_results(

@@ -3,6 +3,7 @@
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::model::argmax;
 use crate::taxonomy::LesionClass;
 
 /// One classification: the answer, how sure the model is, the calibrated probability of every
@@ -65,16 +66,9 @@ impl Prediction {
         probabilities: impl IntoIterator<Item = (LesionClass, f32)>,
         unknown_threshold: f32,
     ) -> Self {
-        let probabilities: Vec<(LesionClass, f32)> = probabilities.into_iter().collect();
-        let decision = probabilities
-            .iter()
-            .copied()
-            .reduce(|best, next| match next.1.partial_cmp(&best.1) {
-                Some(std::cmp::Ordering::Greater) => next,
-                Some(std::cmp::Ordering::Equal) if next.0 < best.0 => next,
-                _ => best,
-            })
-            .map_or(LesionClass::Unknown, |(c, _)| c);
+        let mut probabilities: Vec<(LesionClass, f32)> = probabilities.into_iter().collect();
+        probabilities.sort_by_key(|(class, _)| *class);
+        let decision = most_probable(&probabilities).unwrap_or(LesionClass::Unknown);
         Self::with_decision(probabilities, decision, unknown_threshold)
     }
 
@@ -198,6 +192,12 @@ impl Serialize for Prediction {
     }
 }
 
+/// The most probable class (of equal ones, the first listed); `None` for none.
+fn most_probable(probabilities: &[(LesionClass, f32)]) -> Option<LesionClass> {
+    let best = argmax(probabilities.iter().map(|&(_, p)| f64::from(p)));
+    probabilities.get(best).map(|&(class, _)| class)
+}
+
 /// The wire shape, for reading predictions back (e.g. an HTTP client).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -218,11 +218,7 @@ impl<'de> Deserialize<'de> for Prediction {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = Wire::deserialize(deserializer)?;
         let probabilities: Vec<_> = wire.all_predictions.into_iter().collect();
-        let best_guess = probabilities
-            .iter()
-            .copied()
-            .reduce(|best, next| if next.1 > best.1 { next } else { best })
-            .map_or(wire.class_name, |(c, _)| c);
+        let best_guess = most_probable(&probabilities).unwrap_or(wire.class_name);
         let unknown_reason = match wire.class_name {
             LesionClass::Unknown => wire.unknown_reason.or(Some(UnknownReason::LowConfidence)),
             _ => None,

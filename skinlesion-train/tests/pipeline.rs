@@ -591,7 +591,7 @@ fn training_and_serving_apply_one_calibration_to_real_logits() {
     let served = refit.predictions_from_outputs(&outputs).unwrap();
     let mut nll = 0.0;
     for (((row, p), &t), &score) in rows.iter().zip(&served).zip(&truth).zip(&scores) {
-        assert_eq!(*p, fitted.prediction(&classes, row, Some(score)));
+        assert_eq!(*p, fitted.prediction(&classes, row, Some(score)).unwrap());
         nll -= f64::from(p.probability(classes[t]).unwrap()).ln();
     }
     let ones = vec![1.0; rows.len()];

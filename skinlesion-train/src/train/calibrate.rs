@@ -35,14 +35,14 @@ pub fn calibrate(
     let weights = metrics::class_balanced_weights(val_truth, classes.len());
     let temperature = metrics::fit_temperature(val_logits, val_truth, &weights, at);
     let mut calibration = at(temperature);
-    abstain(&mut calibration, val_logits, val_truth, classes, accepted);
+    abstain(&mut calibration, val_logits, val_truth, accepted);
     let decisions: Vec<usize> = val_logits.iter().map(|l| calibration.decision(l)).collect();
     let (raw, confidence, correct) = val_logits
         .iter()
         .zip(&decisions)
         .zip(val_truth)
         .map(|((l, &d), &t)| {
-            let shown = calibration.prediction(classes, l, None).confidence();
+            let shown = calibration.confidence(l);
             (metrics::softmax(l, 1.0)[d], f64::from(shown), d == t)
         })
         .fold(
@@ -75,7 +75,6 @@ pub fn abstain(
     calibration: &mut Calibration,
     val_logits: &[Vec<f32>],
     val_truth: &[usize],
-    classes: &[LesionClass],
     accepted: &[bool],
 ) {
     let (confidence, correct): (Vec<f64>, Vec<bool>) = val_logits
@@ -84,8 +83,8 @@ pub fn abstain(
         .zip(accepted.iter().chain(std::iter::repeat(&true)))
         .filter(|(_, &a)| a)
         .map(|((l, &t), _)| {
-            let p = calibration.prediction(classes, l, None);
-            (f64::from(p.confidence()), calibration.decision(l) == t)
+            let shown = calibration.confidence(l);
+            (f64::from(shown), calibration.decision(l) == t)
         })
         .unzip();
     let threshold = metrics::coverage_threshold(&confidence, UNKNOWN_COVERAGE);
@@ -155,7 +154,7 @@ mod tests {
         let found = (0..4).filter(|&i| c.decision(&logits[i]) == 0).count();
         assert_eq!(found, 3);
         for row in &logits {
-            let p = c.prediction(&classes, row, None);
+            let p = c.prediction(&classes, row, None).unwrap();
             let top = p
                 .probabilities()
                 .iter()

@@ -77,13 +77,7 @@ pub fn regate(config: &RegateConfig) -> Result<ModelMetadata> {
     let mut calibration = shipped.calibration.clone();
     calibration.dermoscopy_gate = Some(gate.manifest());
     let accepted = gate.accepts(&val_features)?;
-    abstain(
-        &mut calibration,
-        &val_logits,
-        &val.truth,
-        &shipped.classes,
-        &accepted,
-    );
+    abstain(&mut calibration, &val_logits, &val.truth, &accepted);
 
     let state = TrainState {
         best_epoch: shipped

@@ -1,40 +1,12 @@
-//! Image decoding and preprocessing: the one path from an image to the network's input tensor,
-//! shared by inference and training so the two cannot drift apart.
-
-use std::io::Cursor;
+//! An image to the network's input tensor: resize, colour constancy, normalise.
 
 use image::imageops::{self, FilterType};
-use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, RgbImage};
+use image::{DynamicImage, RgbImage};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use super::{decode_image, DecodeLimits};
 use crate::error::{Error, Result};
-
-/// Limits applied before and while decoding untrusted images.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DecodeLimits {
-    /// Most pixels (width × height) an image may declare; checked from the header, before any
-    /// pixel buffer is allocated, so a decompression bomb is refused cheaply.
-    pub max_pixels: u64,
-    /// Most bytes of encoded input accepted.
-    pub max_bytes: u64,
-}
-
-impl DecodeLimits {
-    /// 50 megapixels: more than any dermatoscope or phone camera produces.
-    pub const DEFAULT_MAX_PIXELS: u64 = 50_000_000;
-    /// 64 MiB of encoded input.
-    pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
-}
-
-impl Default for DecodeLimits {
-    fn default() -> Self {
-        Self {
-            max_pixels: Self::DEFAULT_MAX_PIXELS,
-            max_bytes: Self::DEFAULT_MAX_BYTES,
-        }
-    }
-}
 
 /// How an image of any aspect ratio is brought to the network's input size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,207 +118,6 @@ impl InputSpec {
     }
 }
 
-/// Decodes encoded image bytes (JPEG, PNG, TIFF, BMP, WebP, GIF) into an upright image.
-///
-/// Enforces `limits` (input bytes, then declared pixels before allocating) and applies the EXIF
-/// orientation, so a photo taken with the camera on its side is classified upright.
-pub fn decode_image(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage> {
-    if bytes.is_empty() {
-        return Err(Error::EmptyInput);
-    }
-    let len = bytes.len() as u64;
-    if len > limits.max_bytes {
-        return Err(Error::InputTooLarge {
-            bytes: len,
-            max_bytes: limits.max_bytes,
-        });
-    }
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| Error::Decode(e.to_string()))?;
-    if reader.format().is_none() {
-        return Err(Error::UnsupportedFormat(
-            "not a recognised image; expected JPEG, PNG, TIFF, BMP, WebP or GIF".into(),
-        ));
-    }
-    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_has_end_marker(bytes) {
-        // The JPEG decoder grey-fills missing data instead of failing; a classifier must not
-        // guess from half an image.
-        return Err(Error::Decode(
-            "truncated JPEG: the data ends before the end-of-image marker".into(),
-        ));
-    }
-    let mut reader = reader;
-    // A second guard inside the decoder: no allocation beyond what the pixel limit allows
-    // (16-bit RGBA is 8 bytes a pixel), whatever the header claimed.
-    let mut decoder_limits = image::Limits::default();
-    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(1 << 20));
-    reader.limits(decoder_limits);
-
-    let mut decoder = reader.into_decoder().map_err(image_error)?;
-    let (width, height) = decoder.dimensions();
-    if u64::from(width) * u64::from(height) > limits.max_pixels {
-        return Err(Error::ImageTooLarge {
-            width,
-            height,
-            max_pixels: limits.max_pixels,
-        });
-    }
-    if width == 0 || height == 0 {
-        return Err(Error::Decode(format!(
-            "image has no pixels ({width}x{height})"
-        )));
-    }
-    // A broken EXIF block should not reject an otherwise good image: treat it as upright.
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
-    image.apply_orientation(orientation);
-    Ok(image)
-}
-
-/// Whether a JPEG's entropy-coded data reaches an end-of-image marker (FF D9).
-///
-/// Walks the marker segments by their lengths (so an EXIF thumbnail's own end marker does not
-/// count) to the first start-of-scan, then looks for FF D9: inside scan data a 0xFF byte is
-/// always followed by 0x00 or a restart marker, so FF D9 there is the real end.
-fn jpeg_has_end_marker(bytes: &[u8]) -> bool {
-    let mut i = 2; // after SOI
-    while i + 1 < bytes.len() {
-        if bytes[i] != 0xFF {
-            return false;
-        }
-        let marker = bytes[i + 1];
-        match marker {
-            0xFF => i += 1, // fill byte
-            0xDA => return bytes[i + 2..].windows(2).any(|w| w == [0xFF, 0xD9]),
-            0x01 | 0xD0..=0xD7 => i += 2,
-            _ => {
-                let Some(len) = bytes.get(i + 2..i + 4) else {
-                    return false;
-                };
-                i += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
-            }
-        }
-    }
-    false
-}
-
-fn image_error(e: ImageError) -> Error {
-    match e {
-        ImageError::Unsupported(u) => Error::UnsupportedFormat(u.to_string()),
-        ImageError::Limits(l) => Error::Decode(format!("decoder limit exceeded: {l}")),
-        other => Error::Decode(other.to_string()),
-    }
-}
-
-/// Channel layout of a raw pixel buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PixelFormat {
-    Gray8,
-    Rgb8,
-    Rgba8,
-}
-
-impl PixelFormat {
-    pub const fn channels(self) -> usize {
-        match self {
-            PixelFormat::Gray8 => 1,
-            PixelFormat::Rgb8 => 3,
-            PixelFormat::Rgba8 => 4,
-        }
-    }
-}
-
-/// A borrowed buffer of raw interleaved 8-bit pixels (as cameras, scanners, numpy arrays and
-/// C callers hold them): `height` rows of `stride` bytes, each starting with `width` pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RawPixels<'a> {
-    pub data: &'a [u8],
-    pub width: u32,
-    pub height: u32,
-    /// Bytes from the start of one row to the next; at least `width × channels`.
-    pub stride: usize,
-    pub format: PixelFormat,
-}
-
-impl<'a> RawPixels<'a> {
-    /// Tightly packed rows (`stride = width × channels`).
-    pub fn packed(data: &'a [u8], width: u32, height: u32, format: PixelFormat) -> Self {
-        Self {
-            data,
-            width,
-            height,
-            stride: width as usize * format.channels(),
-            format,
-        }
-    }
-
-    /// Copies the pixels into an image, checking every size against the buffer and `limits`.
-    pub fn to_image(&self, limits: &DecodeLimits) -> Result<DynamicImage> {
-        image_from_pixels(
-            self.data,
-            self.width,
-            self.height,
-            self.stride,
-            self.format,
-            limits,
-        )
-    }
-}
-
-/// Builds an image from raw interleaved 8-bit pixels, row by row with `stride` bytes per row
-/// (at least `width × channels`), checking every size against `data` and `limits`.
-pub fn image_from_pixels(
-    data: &[u8],
-    width: u32,
-    height: u32,
-    stride: usize,
-    format: PixelFormat,
-    limits: &DecodeLimits,
-) -> Result<DynamicImage> {
-    if width == 0 || height == 0 {
-        return Err(Error::InvalidPixels(format!(
-            "image has no pixels ({width}x{height})"
-        )));
-    }
-    if u64::from(width) * u64::from(height) > limits.max_pixels {
-        return Err(Error::ImageTooLarge {
-            width,
-            height,
-            max_pixels: limits.max_pixels,
-        });
-    }
-    let row = width as usize * format.channels();
-    if stride < row {
-        return Err(Error::InvalidPixels(format!(
-            "stride {stride} is less than width × channels = {row}"
-        )));
-    }
-    // The last row needs only `row` bytes, not a whole stride.
-    let needed = stride
-        .checked_mul(height as usize - 1)
-        .and_then(|n| n.checked_add(row))
-        .ok_or_else(|| Error::InvalidPixels("stride × height overflows".into()))?;
-    if data.len() < needed {
-        return Err(Error::InvalidPixels(format!(
-            "buffer has {} bytes, {width}x{height} with stride {stride} needs {needed}",
-            data.len()
-        )));
-    }
-    let mut packed = Vec::with_capacity(row * height as usize);
-    for y in 0..height as usize {
-        packed.extend_from_slice(&data[y * stride..y * stride + row]);
-    }
-    let image = match format {
-        PixelFormat::Gray8 => image::GrayImage::from_raw(width, height, packed).map(Into::into),
-        PixelFormat::Rgb8 => image::RgbImage::from_raw(width, height, packed).map(Into::into),
-        PixelFormat::Rgba8 => image::RgbaImage::from_raw(width, height, packed).map(Into::into),
-    };
-    image.ok_or_else(|| Error::InvalidPixels("buffer does not match its dimensions".into()))
-}
-
 /// Converts to 8-bit RGB and brings the image to the spec's size: the resampling step alone,
 /// for callers (training) that cache resized pixels.
 ///
@@ -416,56 +187,6 @@ pub fn preprocess(bytes: &[u8], spec: &InputSpec, limits: &DecodeLimits) -> Resu
     Ok(preprocess_image(&decode_image(bytes, limits)?, spec))
 }
 
-/// Reads an image file, refusing one longer than `limits.max_bytes` before reading it.
-pub fn read_image_file(path: &std::path::Path, limits: &DecodeLimits) -> Result<Vec<u8>> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let len = std::fs::metadata(path).map_err(io)?.len();
-    if len > limits.max_bytes {
-        return Err(Error::InputTooLarge {
-            bytes: len,
-            max_bytes: limits.max_bytes,
-        });
-    }
-    std::fs::read(path).map_err(io)
-}
-
-/// Applies `prepare` to every item on up to `threads` scoped threads (contiguous chunks),
-/// keeping order: how the classifier prepares a batch and training decodes its data set. A
-/// panic in `prepare` (a decoder bug) fails that chunk's items, never the caller.
-pub fn prepare_parallel<T: Sync, R: Send>(
-    items: &[T],
-    threads: usize,
-    prepare: impl Fn(&T) -> Result<R> + Sync,
-) -> Vec<Result<R>> {
-    let workers = threads.min(items.len());
-    if workers <= 1 {
-        return items.iter().map(&prepare).collect();
-    }
-    let chunk = items.len().div_ceil(workers);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| {
-                let handle = s.spawn(|| part.iter().map(&prepare).collect::<Vec<_>>());
-                (part.len(), handle)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|(len, h)| {
-                h.join().unwrap_or_else(|_| {
-                    (0..len)
-                        .map(|_| Err(Error::Decode("the image decoder failed internally".into())))
-                        .collect()
-                })
-            })
-            .collect()
-    })
-}
-
 /// The same N×C×H×W tensor stored channels-last (N×H×W×C in memory), the layout libtorch's
 /// CPU convolutions run fastest on: the shipped EfficientNet's forward pass took 16 % less
 /// time on one thread (`benches/RESULTS.md`, server load). Convolutions keep the layout, so
@@ -480,26 +201,6 @@ pub fn channels_last(batch: &Tensor) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parallel_preparation_keeps_order_and_contains_a_panicking_item() {
-        let items: Vec<u32> = (0..37).collect();
-        for threads in [1, 2, 5, 64] {
-            let out = prepare_parallel(&items, threads, |&i| Ok(i * 2));
-            let got: Vec<u32> = out.into_iter().map(|r| r.unwrap()).collect();
-            assert_eq!(got, items.iter().map(|i| i * 2).collect::<Vec<_>>());
-        }
-        // A panic fails its own chunk (here 10 items of 4 chunks), never the caller.
-        let out = prepare_parallel(&items, 4, |&i| {
-            if i == 15 {
-                panic!("decoder bug");
-            }
-            Ok(i)
-        });
-        let failed: Vec<usize> = (0..out.len()).filter(|&k| out[k].is_err()).collect();
-        assert_eq!(failed, (10..20).collect::<Vec<_>>());
-        assert!(matches!(out[15], Err(Error::Decode(_))));
-    }
 
     fn spec(colour_constancy: ColourConstancy) -> InputSpec {
         InputSpec {
@@ -593,33 +294,5 @@ mod tests {
         assert_eq!(center_crop_box(150, 200, 128, 128), (0, 25, 150, 150));
         assert_eq!(center_crop_box(128, 128, 128, 128), (0, 0, 128, 128));
         assert_eq!(center_crop_box(1, 10_000, 128, 128), (0, 4999, 1, 1));
-    }
-
-    #[test]
-    fn pixels_need_consistent_sizes() {
-        let limits = DecodeLimits::default();
-        let data = vec![7u8; 4 * 3 * 2 + 4];
-        let img = image_from_pixels(&data, 4, 2, 16, PixelFormat::Rgb8, &limits).unwrap();
-        assert_eq!((img.width(), img.height()), (4, 2));
-        let short = image_from_pixels(&data, 4, 3, 16, PixelFormat::Rgb8, &limits);
-        assert!(matches!(short, Err(Error::InvalidPixels(_))));
-        let narrow = image_from_pixels(&data, 4, 2, 11, PixelFormat::Rgb8, &limits);
-        assert!(matches!(narrow, Err(Error::InvalidPixels(_))));
-        let empty = image_from_pixels(&data, 0, 2, 12, PixelFormat::Rgb8, &limits);
-        assert!(matches!(empty, Err(Error::InvalidPixels(_))));
-        let huge = image_from_pixels(&data, 100_000, 100_000, 300_000, PixelFormat::Rgb8, &limits);
-        assert!(matches!(huge, Err(Error::ImageTooLarge { .. })));
-        let overflow = image_from_pixels(
-            &data,
-            1,
-            u32::MAX,
-            usize::MAX,
-            PixelFormat::Gray8,
-            &DecodeLimits {
-                max_pixels: u64::MAX,
-                max_bytes: 1,
-            },
-        );
-        assert!(matches!(overflow, Err(Error::InvalidPixels(_))));
     }
 }

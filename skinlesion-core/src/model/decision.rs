@@ -1,0 +1,160 @@
+//! The whole rule from one row of logits to an answer.
+
+use super::{Calibration, GateScore};
+use crate::error::{Error, Result};
+use crate::prediction::Prediction;
+use crate::taxonomy::LesionClass;
+
+impl Calibration {
+    /// The calibrated probabilities of one row of logits, `softmax(logits / temperature +
+    /// log_prior)`, computed in `f64`. Training, evaluation and serving all call this.
+    pub fn probabilities(&self, logits: &[f32]) -> Vec<f64> {
+        let scaled = self.scaled(logits);
+        let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let exp: Vec<f64> = scaled.iter().map(|l| (l - max).exp()).collect();
+        let sum: f64 = exp.iter().sum();
+        exp.iter().map(|e| e / sum).collect()
+    }
+
+    fn scaled(&self, logits: &[f32]) -> Vec<f64> {
+        let temperature = f64::from(self.temperature);
+        logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| {
+                f64::from(l) / temperature + self.log_prior.get(i).map_or(0.0, |&p| f64::from(p))
+            })
+            .collect()
+    }
+
+    /// The index of the answer for one row of logits (the first on ties): the most probable
+    /// class, or for a format-1 calibration with a `decision_bias` the largest `logit + bias`.
+    pub fn decision(&self, logits: &[f32]) -> usize {
+        let scores: Vec<f64> = match self.decision_bias.is_empty() {
+            true => self.scaled(logits),
+            false => logits
+                .iter()
+                .zip(&self.decision_bias)
+                .map(|(&l, &b)| f64::from(l + b))
+                .collect(),
+        };
+        argmax(scores)
+    }
+
+    /// The calibrated probability of the answer for one row of logits (what a prediction
+    /// shows as its confidence, before the Unknown threshold).
+    pub fn confidence(&self, logits: &[f32]) -> f32 {
+        let probabilities = self.probabilities(logits);
+        probabilities
+            .get(self.decision(logits))
+            .map_or(f32::NAN, |&p| p as f32)
+    }
+
+    /// The gate's score for one row of logits and the network's own score (its second output,
+    /// if it has one); `None` without a gate.
+    pub fn gate_score(&self, logits: &[f32], network_score: Option<f32>) -> Option<f32> {
+        let gate = self.dermoscopy_gate.as_ref()?;
+        match gate.score {
+            // A missing network score fails closed: NaN is above no threshold, so refused.
+            GateScore::Mahalanobis | GateScore::DermoscopyHead => {
+                Some(network_score.unwrap_or(f32::NAN))
+            }
+            GateScore::Energy => Some(self.energy(logits)),
+        }
+    }
+
+    /// `-T · logsumexp(logits / T)`: low for inputs like the training data.
+    pub fn energy(&self, logits: &[f32]) -> f32 {
+        let t = f64::from(self.temperature);
+        let scaled: Vec<f64> = logits.iter().map(|&l| f64::from(l) / t).collect();
+        let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = scaled.iter().map(|l| (l - max).exp()).sum();
+        (-t * (max + sum.ln())) as f32
+    }
+
+    /// The whole rule for one row of logits of a network trained on `classes` (in output
+    /// order), with the network's out-of-distribution score if it returns one: calibrated
+    /// probabilities, the answer, Unknown when the gate refuses the image or the answer is
+    /// below the threshold. A row that is not one logit per class is
+    /// [`Error::MetadataMismatch`].
+    pub fn prediction(
+        &self,
+        classes: &[LesionClass],
+        logits: &[f32],
+        network_score: Option<f32>,
+    ) -> Result<Prediction> {
+        if logits.len() != classes.len() || classes.is_empty() {
+            return Err(Error::MetadataMismatch(format!(
+                "{} logits for {} classes",
+                logits.len(),
+                classes.len()
+            )));
+        }
+        let probabilities = self.probabilities(logits);
+        let prediction = Prediction::with_decision(
+            classes
+                .iter()
+                .copied()
+                .zip(probabilities.iter().map(|&p| p as f32)),
+            classes[self.decision(logits)],
+            self.unknown_threshold,
+        );
+        match (
+            self.gate_score(logits, network_score),
+            &self.dermoscopy_gate,
+        ) {
+            (Some(score), Some(gate)) => Ok(prediction.gated(score, gate.threshold)),
+            _ => Ok(prediction),
+        }
+    }
+}
+
+impl Default for Calibration {
+    fn default() -> Self {
+        Self {
+            temperature: 1.0,
+            unknown_threshold: 0.0,
+            log_prior: Vec::new(),
+            decision_bias: Vec::new(),
+            dermoscopy_gate: None,
+        }
+    }
+}
+
+/// The index of the largest score, the first on ties; NaN never wins (all NaN: 0). The one
+/// argmax of the crate: the answer, the best guess and a prediction read back all use it, so
+/// they break ties alike.
+pub(crate) fn argmax(scores: impl IntoIterator<Item = f64>) -> usize {
+    let mut best = (0, f64::NAN);
+    for (i, score) in scores.into_iter().enumerate() {
+        if score > best.1 || (best.1.is_nan() && !score.is_nan()) {
+            best = (i, score);
+        }
+    }
+    best.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_of_ties_and_never_nan() {
+        assert_eq!(argmax([1.0, 3.0, 3.0, 2.0]), 1);
+        assert_eq!(argmax([f64::NAN, 0.5, f64::NAN, 0.7]), 3);
+        assert_eq!(argmax([0.2, f64::NAN]), 0);
+        assert_eq!(argmax([f64::NAN, f64::NAN]), 0);
+        assert_eq!(argmax(std::iter::empty()), 0);
+    }
+
+    #[test]
+    fn a_row_of_logits_that_does_not_fit_the_classes_is_an_error() {
+        let classes = [LesionClass::Melanoma, LesionClass::MelanocyticNevi];
+        let calibration = Calibration::default();
+        assert!(calibration.prediction(&classes, &[0.1, 0.9], None).is_ok());
+        for logits in [&[0.1, 0.9, 3.0][..], &[0.1][..], &[][..]] {
+            let e = calibration.prediction(&classes, logits, None).unwrap_err();
+            assert!(matches!(e, Error::MetadataMismatch(_)), "{e}");
+        }
+    }
+}

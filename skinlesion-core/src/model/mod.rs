@@ -1,0 +1,33 @@
+//! The model artifact: network weights plus the metadata needed to use them correctly.
+//!
+//! An artifact is two files side by side:
+//!
+//! - `NAME.pt`: the network, a TorchScript module mapping a N×3×H×W `f32` batch to N×C logits,
+//!   then one out-of-distribution score when the manifest has a [`DermoscopyGate`] scored by
+//!   the network, then C·h·w class activation maps when the manifest has [`ClassMaps`];
+//! - `NAME.json`: the manifest ([`ModelMetadata`]): class list in output order, input size and
+//!   normalisation, calibration (softmax temperature, class prior, "Unknown" threshold, the
+//!   out-of-distribution gate), version, and the SHA-256 of `NAME.pt`.
+//!
+//! Loading verifies the weights against the manifest's checksum and runs one dry forward pass to
+//! check that the output width equals the class count, so a manifest that belongs to other
+//! weights fails loudly instead of mislabelling predictions. The weights format lives behind
+//! [`Model`] alone, so that moving from TorchScript (deprecated upstream) to another format
+//! touches only this file.
+//!
+//! [`manifest`] is what the JSON says and how it is checked; [`decision`] is the whole rule
+//! from logits to an answer (probabilities, the one argmax, the gate, Unknown); [`torchscript`]
+//! is the network itself, its output columns and how training writes an artifact.
+
+mod decision;
+mod manifest;
+mod shipped;
+mod torchscript;
+
+pub(crate) use decision::argmax;
+pub use manifest::{
+    read_metadata, Calibration, ClassMaps, DermoscopyGate, GateScore, ModelMetadata, ModelPaths,
+    WeightsFormat, WeightsRef, MANIFEST_FORMAT, MANIFEST_FORMAT_1,
+};
+pub use shipped::{find_shipped_model, shipped_model_candidates, SHIPPED_MODEL};
+pub use torchscript::{sha256_hex, write_artifact, Model, OutputLayout, Outputs};

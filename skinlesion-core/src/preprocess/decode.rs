@@ -1,0 +1,144 @@
+//! Untrusted bytes to an upright image, within limits.
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageDecoder, ImageError, ImageReader};
+
+use crate::error::{Error, Result};
+
+/// Limits applied before and while decoding untrusted images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Most pixels (width × height) an image may declare; checked from the header, before any
+    /// pixel buffer is allocated, so a decompression bomb is refused cheaply.
+    pub max_pixels: u64,
+    /// Most bytes of encoded input accepted.
+    pub max_bytes: u64,
+}
+
+impl DecodeLimits {
+    /// 50 megapixels: more than any dermatoscope or phone camera produces.
+    pub const DEFAULT_MAX_PIXELS: u64 = 50_000_000;
+    /// 64 MiB of encoded input.
+    pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self {
+            max_pixels: Self::DEFAULT_MAX_PIXELS,
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+/// Decodes encoded image bytes (JPEG, PNG, TIFF, BMP, WebP, GIF) into an upright image.
+///
+/// Enforces `limits` (input bytes, then declared pixels before allocating) and applies the EXIF
+/// orientation, so a photo taken with the camera on its side is classified upright.
+pub fn decode_image(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage> {
+    if bytes.is_empty() {
+        return Err(Error::EmptyInput);
+    }
+    let len = bytes.len() as u64;
+    if len > limits.max_bytes {
+        return Err(Error::InputTooLarge {
+            bytes: len,
+            max_bytes: limits.max_bytes,
+        });
+    }
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::Decode(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(Error::UnsupportedFormat(
+            "not a recognised image; expected JPEG, PNG, TIFF, BMP, WebP or GIF".into(),
+        ));
+    }
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_has_end_marker(bytes) {
+        // The JPEG decoder grey-fills missing data instead of failing; a classifier must not
+        // guess from half an image.
+        return Err(Error::Decode(
+            "truncated JPEG: the data ends before the end-of-image marker".into(),
+        ));
+    }
+    let mut reader = reader;
+    // A second guard inside the decoder: no allocation beyond what the pixel limit allows
+    // (16-bit RGBA is 8 bytes a pixel), whatever the header claimed.
+    let mut decoder_limits = image::Limits::default();
+    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(1 << 20));
+    reader.limits(decoder_limits);
+
+    let mut decoder = reader.into_decoder().map_err(image_error)?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > limits.max_pixels {
+        return Err(Error::ImageTooLarge {
+            width,
+            height,
+            max_pixels: limits.max_pixels,
+        });
+    }
+    if width == 0 || height == 0 {
+        return Err(Error::Decode(format!(
+            "image has no pixels ({width}x{height})"
+        )));
+    }
+    // A broken EXIF block should not reject an otherwise good image: treat it as upright.
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
+    image.apply_orientation(orientation);
+    Ok(image)
+}
+
+/// Whether a JPEG's entropy-coded data reaches an end-of-image marker (FF D9).
+///
+/// Walks the marker segments by their lengths (so an EXIF thumbnail's own end marker does not
+/// count) to the first start-of-scan, then looks for FF D9: inside scan data a 0xFF byte is
+/// always followed by 0x00 or a restart marker, so FF D9 there is the real end.
+fn jpeg_has_end_marker(bytes: &[u8]) -> bool {
+    let mut i = 2; // after SOI
+    while i + 1 < bytes.len() {
+        if bytes[i] != 0xFF {
+            return false;
+        }
+        let marker = bytes[i + 1];
+        match marker {
+            0xFF => i += 1, // fill byte
+            0xDA => return bytes[i + 2..].windows(2).any(|w| w == [0xFF, 0xD9]),
+            0x01 | 0xD0..=0xD7 => i += 2,
+            _ => {
+                let Some(len) = bytes.get(i + 2..i + 4) else {
+                    return false;
+                };
+                i += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+            }
+        }
+    }
+    false
+}
+
+fn image_error(e: ImageError) -> Error {
+    match e {
+        ImageError::Unsupported(u) => Error::UnsupportedFormat(u.to_string()),
+        ImageError::Limits(l) => Error::Decode(format!("decoder limit exceeded: {l}")),
+        other => Error::Decode(other.to_string()),
+    }
+}
+
+/// Reads an image file, refusing one longer than `limits.max_bytes` before reading it.
+pub fn read_image_file(path: &std::path::Path, limits: &DecodeLimits) -> Result<Vec<u8>> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > limits.max_bytes {
+        return Err(Error::InputTooLarge {
+            bytes: len,
+            max_bytes: limits.max_bytes,
+        });
+    }
+    std::fs::read(path).map_err(io)
+}

@@ -1,0 +1,19 @@
+//! Image decoding and preprocessing: the one path from an image to the network's input tensor,
+//! shared by inference and training so the two cannot drift apart.
+//!
+//! [`decode`] turns untrusted bytes into an upright image within [`DecodeLimits`]; [`pixels`]
+//! takes raw buffers from callers that decoded already; [`transform`] is the one resize,
+//! colour-constancy and normalisation step; [`parallel`] prepares a batch on scoped threads.
+
+mod decode;
+mod parallel;
+mod pixels;
+mod transform;
+
+pub use decode::{decode_image, read_image_file, DecodeLimits};
+pub use parallel::prepare_parallel;
+pub use pixels::{image_from_pixels, PixelFormat, RawPixels};
+pub use transform::{
+    center_crop_box, channels_last, normalize, preprocess, preprocess_image, resize_rgb,
+    ColourConstancy, InputSpec, ResizePolicy,
+};
