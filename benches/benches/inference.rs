@@ -5,11 +5,11 @@
 //!   JPEG and a 3000×2000 JPEG (a real image upscaled, as a phone or dermatoscope camera gives).
 //! - `forward/batch{1,8,32}_1thread`: the network alone (images/s via throughput);
 //!   `batch1_1thread` is the model card's target (≤ 5 ms).
-//! - `overhead/*`: `Classifier::classify_bytes` end to end against the same steps done by hand
+//! - `overhead/*`: `Classifier::classify` of encoded bytes end to end against the same steps done by hand
 //!   with `image` and `tch` (decode, resize, normalise, forward, softmax): the library's
 //!   overhead is the ratio of the two.
-//! - `batch_threads/*`: `classify_batch_bytes` of 32 images with 1 thread and with every core.
-//! - `explain/*`: `explain_bytes` against `classify_bytes` for one real 200×150 image on one
+//! - `batch_threads/*`: `classify_batch` of 32 encoded images with 1 thread and with every core.
+//! - `explain/*`: `explain` against `classify` of the bytes of one real 200×150 image on one
 //!   thread, and with the heatmap's PNG (what `POST /explain` sends): the cost of an
 //!   explanation is the ratio (target ≤ 1.15).
 //!
@@ -21,9 +21,9 @@ use std::io::Cursor;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use skinlesion_benches::{data_dir, shipped_model};
 use skinlesion_core::image::{self, imageops::FilterType, ImageFormat};
-use skinlesion_core::preprocess::preprocess;
-use skinlesion_core::tch::{self, CModule, Kind, Tensor};
+use skinlesion_core::training::preprocess;
 use skinlesion_core::{available_cores, Classifier, Device};
+use tch::{CModule, Kind, Tensor};
 
 fn classifier(threads: usize) -> Classifier {
     Classifier::builder(shipped_model())
@@ -145,7 +145,7 @@ fn overhead(c: &mut Criterion) {
     let mut group = c.benchmark_group("overhead");
     group.throughput(Throughput::Elements(1));
     group.bench_function("classify_bytes", |b| {
-        b.iter(|| classifier.classify_bytes(&bytes).unwrap())
+        b.iter(|| classifier.classify(&bytes).unwrap())
     });
     group.bench_function("by_hand_tch", |b| b.iter(|| by_hand.classify(&bytes)));
     group.finish();
@@ -160,7 +160,7 @@ fn batch_threads(c: &mut Criterion) {
     for threads in thread_counts {
         let classifier = classifier(threads);
         group.bench_function(format!("classify_batch32_{threads}threads"), |b| {
-            b.iter(|| classifier.classify_batch_bytes(&images))
+            b.iter(|| classifier.classify_batch(&images))
         });
     }
     group.finish();
@@ -172,14 +172,14 @@ fn explain(c: &mut Criterion) {
     let mut group = c.benchmark_group("explain");
     group.throughput(Throughput::Elements(1));
     group.bench_function("classify_bytes", |b| {
-        b.iter(|| classifier.classify_bytes(&bytes).unwrap())
+        b.iter(|| classifier.classify(&bytes).unwrap())
     });
     group.bench_function("explain_bytes", |b| {
-        b.iter(|| classifier.explain_bytes(&bytes, None).unwrap())
+        b.iter(|| classifier.explain(&bytes, None).unwrap())
     });
     group.bench_function("explain_bytes_png", |b| {
         b.iter(|| {
-            let explained = classifier.explain_bytes(&bytes, None).unwrap();
+            let explained = classifier.explain(&bytes, None).unwrap();
             explained.heatmap().to_png()
         })
     });

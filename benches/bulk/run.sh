@@ -17,7 +17,7 @@ data=../shared/data/ham10000
 rm -rf "$work/images" && mkdir -p "$work/images"
 awk -F, -v n="$images" 'NR > 1 && NR <= n + 1 { print $1 }' "$data/labels.csv" |
   while read -r id; do ln -s "$(realpath "$data/images/$id.jpg")" "$work/images/$id.jpg"; done
-# The Python package as the wheel has it (bulk.py is pure Python, the native module is built).
+# The Python package as the wheel has it (skinlesion/bulk/ is pure Python, the native module is built).
 .venv/bin/python -c 'import skinlesion.bulk' || { echo "bench: run the Python tests once to install the wheel" >&2; exit 1; }
 runs=$work/runs.jsonl
 : >"$runs"

@@ -10,7 +10,7 @@ use skinlesion_core::Classifier;
 fuzz_target!(|data: &[u8]| {
     static CLASSIFIER: OnceLock<Classifier> = OnceLock::new();
     let classifier = CLASSIFIER.get_or_init(skinlesion_fuzz::classifier);
-    if let Ok(prediction) = classifier.classify_bytes(data) {
+    if let Ok(prediction) = classifier.classify(data) {
         skinlesion_fuzz::check(&prediction);
     }
 });

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use skinlesion_core::model::Calibration;
+use skinlesion_core::Calibration;
 use skinlesion_core::testing::{write_gated_mean_colour_model, MeanColourWeights};
 use skinlesion_core::{Classifier, DermoscopyGate, Device, GateScore, LesionClass, UnknownReason};
 

@@ -9,7 +9,7 @@ use skinlesion_core::{Classifier, DISCLAIMER};
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let shipped = skinlesion_core::model::find_shipped_model();
+    let shipped = skinlesion_core::find_shipped_model();
     let mut model = shipped.map_or_else(String::new, |p| p.display().to_string());
     if let Some(i) = args.iter().position(|a| a == "--model") {
         if i + 1 >= args.len() {
@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     eprintln!("{DISCLAIMER}");
     let mut failed = false;
     for path in &args {
-        match classifier.classify_path(path) {
+        match classifier.classify(path) {
             Ok(p) => println!("{path}\t{}", serde_json::to_string(&p).expect("serializes")),
             Err(e) => {
                 eprintln!("{path}: error: {e}");

@@ -9,16 +9,18 @@ use image::DynamicImage;
 use tch::Tensor;
 
 use crate::error::{Error, Result};
+use crate::input::ImageInput;
 use crate::model::{read_metadata, Model, ModelMetadata, ModelPaths, OutputLayout, Outputs};
 use crate::prediction::Prediction;
 use crate::preprocess::{
-    decode_image, prepare_parallel, preprocess_image, read_image_file, DecodeLimits, RawPixels,
+    decode_image, prepare_parallel, preprocess_image, read_image_file, DecodeLimits,
 };
 use crate::taxonomy::LesionClass;
 
 /// Where inference runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Device {
+    /// The CPU, on [`Classifier::threads`] libtorch threads.
     Cpu,
     /// The CUDA GPU with this index.
     Cuda(usize),
@@ -63,7 +65,7 @@ impl Device {
     }
 
     /// The concrete libtorch device; an error when the requested GPU is not usable.
-    pub fn resolve(self) -> Result<tch::Device> {
+    pub(crate) fn resolve(self) -> Result<tch::Device> {
         match self {
             Device::Cpu => Ok(tch::Device::Cpu),
             Device::Auto => Ok(tch::Device::cuda_if_available()),
@@ -198,34 +200,7 @@ impl ClassifierBuilder {
 /// Preparing is the CPU-heavy, parallelisable half of classification; a server prepares on
 /// many threads and runs [`Classifier::classify_prepared`] once for the whole batch.
 #[derive(Debug)]
-pub struct PreparedImage(Tensor);
-
-impl PreparedImage {
-    /// Wraps a tensor that [`crate::preprocess::preprocess_image`] produced (1×3×H×W `f32`);
-    /// for callers that preprocess themselves, such as training.
-    pub fn from_tensor(tensor: Tensor) -> Self {
-        Self(tensor)
-    }
-
-    /// The 1×3×H×W input tensor.
-    pub fn tensor(&self) -> &Tensor {
-        &self.0
-    }
-}
-
-/// One image in any form a caller may hold it, for [`Classifier::classify_inputs`], which takes
-/// a mixed batch (the Python and C bindings pass theirs through here).
-#[derive(Debug, Clone, Copy)]
-pub enum ImageInput<'a> {
-    /// Encoded bytes: JPEG, PNG, TIFF, BMP, WebP or GIF.
-    Encoded(&'a [u8]),
-    /// Raw interleaved 8-bit pixels.
-    Pixels(RawPixels<'a>),
-    /// An already decoded image.
-    Decoded(&'a DynamicImage),
-    /// An image file to read.
-    File(&'a Path),
-}
+pub struct PreparedImage(pub(crate) Tensor);
 
 /// A loaded skin-lesion classifier.
 ///
@@ -237,7 +212,7 @@ pub enum ImageInput<'a> {
 /// let classifier = Classifier::builder("models/skinlesion-v4.3.json")
 ///     .device(Device::Cpu)
 ///     .build()?;
-/// let prediction = classifier.classify_path("lesion.jpg")?;
+/// let prediction = classifier.classify("lesion.jpg")?;
 /// println!("{} ({:.0}%)", prediction.class(), prediction.confidence() * 100.0);
 /// # Ok::<(), skinlesion_core::Error>(())
 /// ```
@@ -297,100 +272,60 @@ impl Classifier {
         }
     }
 
+    /// libtorch intra-op threads of a forward pass, and the threads that prepare a batch.
     pub fn threads(&self) -> usize {
         self.threads
     }
 
+    /// The limits every input is read and decoded within.
     pub fn decode_limits(&self) -> &DecodeLimits {
         &self.limits
     }
 
-    /// Classifies a decoded image.
-    pub fn classify(&self, image: &DynamicImage) -> Result<Prediction> {
-        let mut out = self.classify_prepared(&[self.prepare_image(image)])?;
-        Ok(out.remove(0))
+    /// Classifies one image: encoded bytes (`&[u8]`, `&Vec<u8>`), a file (`&Path`, `&str`),
+    /// a decoded `&DynamicImage` or [`RawPixels`] (see [`ImageInput`]). Reading and decoding
+    /// keep within the [`DecodeLimits`].
+    pub fn classify<'a>(&self, input: impl Into<ImageInput<'a>>) -> Result<Prediction> {
+        let prepared = self.prepare(input)?;
+        let mut out = self.classify_prepared(std::slice::from_ref(&prepared))?;
+        out.pop()
+            .ok_or_else(|| Error::Inference("the forward pass answered no image".into()))
     }
 
-    /// Classifies encoded image bytes (JPEG, PNG, TIFF, BMP, WebP, GIF).
-    pub fn classify_bytes(&self, bytes: &[u8]) -> Result<Prediction> {
-        let mut out = self.classify_prepared(&[self.prepare(bytes)?])?;
-        Ok(out.remove(0))
-    }
-
-    /// Reads and classifies an image file.
-    pub fn classify_path(&self, path: impl AsRef<Path>) -> Result<Prediction> {
-        self.classify_input(ImageInput::File(path.as_ref()))
-    }
-
-    /// Classifies raw interleaved 8-bit pixels (checked against the decode limits).
-    pub fn classify_pixels(&self, pixels: RawPixels<'_>) -> Result<Prediction> {
-        self.classify_input(ImageInput::Pixels(pixels))
-    }
-
-    /// Classifies one image given in any form.
-    pub fn classify_input(&self, input: ImageInput<'_>) -> Result<Prediction> {
-        let mut out = self.classify_prepared(&[self.prepare_input(input)?])?;
-        Ok(out.remove(0))
-    }
-
-    /// Classifies a mixed batch with one forward pass over the inputs that can be read and
-    /// decoded; each input gets its own result, in order.
-    pub fn classify_inputs(&self, inputs: &[ImageInput<'_>]) -> Vec<Result<Prediction>> {
-        let prepared = self.prepare_parallel(inputs, |i| self.prepare_input(*i));
-        self.classify_prepared_results(prepared)
-    }
-
-    /// Classifies many decoded images with one forward pass.
-    pub fn classify_batch(&self, images: &[DynamicImage]) -> Result<Vec<Prediction>> {
-        let prepared = self.prepare_parallel(images, |i| Ok(self.prepare_image(i)));
-        self.classify_prepared(&prepared.into_iter().collect::<Result<Vec<_>>>()?)
-    }
-
-    /// Classifies many encoded images with one forward pass over those that decode; each
-    /// input gets its own result, in order.
-    pub fn classify_batch_bytes<B: AsRef<[u8]> + Sync>(
+    /// Classifies many images, of one form or mixed, with one forward pass over those that
+    /// can be read and decoded (prepared on up to [`Classifier::threads`] threads); each input
+    /// gets its own result, in order.
+    pub fn classify_batch<'a, I: Into<ImageInput<'a>>>(
         &self,
-        inputs: &[B],
+        inputs: impl IntoIterator<Item = I>,
     ) -> Vec<Result<Prediction>> {
-        let prepared = self.prepare_parallel(inputs, |b| self.prepare(b.as_ref()));
-        self.classify_prepared_results(prepared)
+        self.classify_prepared_results(self.prepare_batch(inputs))
     }
 
-    /// Reads and classifies many image files with one forward pass; a result per file, in order.
-    pub fn classify_batch_paths<P: AsRef<Path> + Sync>(
+    /// Reads or decodes (within the decode limits) and preprocesses one image: the CPU-heavy
+    /// half of [`Classifier::classify`], for callers that batch themselves.
+    pub fn prepare<'a>(&self, input: impl Into<ImageInput<'a>>) -> Result<PreparedImage> {
+        let image = self.decode(input)?;
+        Ok(PreparedImage(preprocess_image(
+            &image,
+            &self.metadata.input,
+        )))
+    }
+
+    /// [`Classifier::prepare`] for many images on up to [`Classifier::threads`] threads,
+    /// keeping order.
+    pub fn prepare_batch<'a, I: Into<ImageInput<'a>>>(
         &self,
-        paths: &[P],
-    ) -> Vec<Result<Prediction>> {
-        self.classify_prepared_results(self.prepare_paths(paths))
-    }
-
-    /// Reads, decodes and preprocesses files on up to [`Classifier::threads`] threads.
-    pub fn prepare_paths<P: AsRef<Path> + Sync>(&self, paths: &[P]) -> Vec<Result<PreparedImage>> {
-        self.prepare_parallel(paths, |p| self.prepare_input(ImageInput::File(p.as_ref())))
-    }
-
-    /// Applies `prepare` to every item, spread over the classifier's threads, keeping order.
-    fn prepare_parallel<T: Sync>(
-        &self,
-        items: &[T],
-        prepare: impl Fn(&T) -> Result<PreparedImage> + Sync,
+        inputs: impl IntoIterator<Item = I>,
     ) -> Vec<Result<PreparedImage>> {
-        prepare_parallel(items, self.threads, prepare)
+        let inputs: Vec<ImageInput<'a>> = inputs.into_iter().map(Into::into).collect();
+        prepare_parallel(&inputs, self.threads, |&input| self.prepare(input))
     }
 
-    /// Decodes (within the decode limits) and preprocesses encoded bytes.
-    pub fn prepare(&self, bytes: &[u8]) -> Result<PreparedImage> {
-        Ok(self.prepare_image(&decode_image(bytes, &self.limits)?))
-    }
-
-    /// Reads or decodes (within the decode limits) and preprocesses one input of any form.
-    pub fn prepare_input(&self, input: ImageInput<'_>) -> Result<PreparedImage> {
-        Ok(self.prepare_image(&*self.decode_input(input)?))
-    }
-
-    /// Reads or decodes (within the decode limits) one input of any form.
-    pub fn decode_input<'a>(&self, input: ImageInput<'a>) -> Result<Cow<'a, DynamicImage>> {
-        Ok(match input {
+    /// Reads or decodes one image within the decode limits, as classification does (a
+    /// decoded image is borrowed, not copied).
+    pub fn decode<'a>(&self, input: impl Into<ImageInput<'a>>) -> Result<Cow<'a, DynamicImage>> {
+        Ok(match input.into() {
             ImageInput::Encoded(bytes) => Cow::Owned(decode_image(bytes, &self.limits)?),
             ImageInput::Pixels(pixels) => Cow::Owned(pixels.to_image(&self.limits)?),
             ImageInput::Decoded(image) => Cow::Borrowed(image),
@@ -401,27 +336,17 @@ impl Classifier {
         })
     }
 
-    /// Preprocesses a decoded image.
-    pub fn prepare_image(&self, image: &DynamicImage) -> PreparedImage {
-        PreparedImage(preprocess_image(image, &self.metadata.input))
-    }
-
     /// Runs one forward pass over prepared images and applies calibration and the Unknown rule.
     pub fn classify_prepared(&self, images: &[PreparedImage]) -> Result<Vec<Prediction>> {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        self.predictions_from_outputs(&self.forward(images)?)
-    }
-
-    /// The raw, uncalibrated N×C logits of one forward pass (for evaluation and calibration).
-    pub fn logits(&self, images: &[PreparedImage]) -> Result<Tensor> {
-        Ok(self.forward(images)?.logits)
+        self.predictions(&self.run(images)?)
     }
 
     /// Everything one forward pass gives: the raw logits and, from a network that scores its
     /// inputs for the dermoscopy gate, those scores.
-    pub fn forward(&self, images: &[PreparedImage]) -> Result<Outputs> {
+    pub(crate) fn run(&self, images: &[PreparedImage]) -> Result<Outputs> {
         if images.is_empty() {
             return Err(Error::Inference("no images to run".into()));
         }
@@ -441,19 +366,8 @@ impl Classifier {
         }
     }
 
-    /// Calibrated predictions from raw N×C logits of this model (a model whose gate needs the
-    /// network's own scores refuses every image this way: use
-    /// [`Classifier::predictions_from_outputs`]).
-    pub fn predictions_from_logits(&self, logits: &Tensor) -> Result<Vec<Prediction>> {
-        self.predictions_from_outputs(&Outputs {
-            logits: logits.shallow_clone(),
-            gate_scores: None,
-            class_maps: None,
-        })
-    }
-
     /// Calibrated, gated predictions from one forward pass of this model.
-    pub fn predictions_from_outputs(&self, outputs: &Outputs) -> Result<Vec<Prediction>> {
+    pub(crate) fn predictions(&self, outputs: &Outputs) -> Result<Vec<Prediction>> {
         let logits = &outputs.logits;
         let classes = &self.metadata.classes;
         let calibration = &self.metadata.calibration;
@@ -511,10 +425,10 @@ impl Classifier {
         slots
             .into_iter()
             .map(|s| {
-                s.map(|()| {
-                    predictions
-                        .next()
-                        .expect("one prediction per prepared image")
+                s.and_then(|()| {
+                    predictions.next().ok_or_else(|| {
+                        Error::Inference("the forward pass answered fewer images".into())
+                    })
                 })
             })
             .collect()

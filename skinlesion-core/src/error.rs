@@ -23,7 +23,12 @@ pub enum Error {
 
     /// The encoded input is longer than the configured limit.
     #[error("input too large: {bytes} bytes, the limit is {max_bytes} bytes")]
-    InputTooLarge { bytes: u64, max_bytes: u64 },
+    InputTooLarge {
+        /// The input's length.
+        bytes: u64,
+        /// The limit.
+        max_bytes: u64,
+    },
 
     /// The image declares more pixels than the configured limit; refused before decoding.
     #[error(
@@ -31,8 +36,11 @@ pub enum Error {
         (*width as u64) * (*height as u64)
     )]
     ImageTooLarge {
+        /// The declared width in pixels.
         width: u32,
+        /// The declared height in pixels.
         height: u32,
+        /// The limit on width × height.
         max_pixels: u64,
     },
 
@@ -42,11 +50,19 @@ pub enum Error {
 
     /// No model file at the given path.
     #[error("model not found: {}", path.display())]
-    ModelNotFound { path: PathBuf },
+    ModelNotFound {
+        /// The path as given.
+        path: PathBuf,
+    },
 
     /// The model or its metadata cannot be read or parsed.
     #[error("corrupt model {}: {reason}", path.display())]
-    ModelCorrupt { path: PathBuf, reason: String },
+    ModelCorrupt {
+        /// The manifest or weights file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// The weights file is not the one the metadata was written for.
     #[error(
@@ -54,8 +70,11 @@ pub enum Error {
         path.display()
     )]
     ChecksumMismatch {
+        /// The weights file.
         path: PathBuf,
+        /// The SHA-256 the manifest names.
         expected: String,
+        /// The file's SHA-256.
         actual: String,
     },
 
@@ -84,14 +103,18 @@ pub enum Error {
         codes(trained)
     )]
     ClassNotInModel {
+        /// The class asked for.
         class: crate::LesionClass,
+        /// The classes the model was trained on, in output order.
         trained: Vec<crate::LesionClass>,
     },
 
     /// Reading a file failed.
     #[error("I/O error on {}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the operating system said.
         #[source]
         source: std::io::Error,
     },

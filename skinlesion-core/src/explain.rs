@@ -7,15 +7,15 @@
 //! (the resize policy undone), with a colour rendering and an overlay for people.
 
 use std::borrow::Cow;
-use std::path::Path;
 
 use image::{DynamicImage, Rgb, RgbImage, Rgba, RgbaImage};
 
-use crate::classifier::{Classifier, ImageInput};
+use crate::classifier::Classifier;
 use crate::error::{Error, Result};
+use crate::input::ImageInput;
 use crate::model::ClassMaps;
 use crate::prediction::Prediction;
-use crate::preprocess::{center_crop_box, prepare_parallel, InputSpec, RawPixels, ResizePolicy};
+use crate::preprocess::{center_crop_box, InputSpec, ResizePolicy};
 use crate::taxonomy::LesionClass;
 
 /// A prediction with the evidence for one class.
@@ -85,10 +85,12 @@ impl ClassMap {
         }
     }
 
+    /// Width in cells.
     pub fn width(&self) -> u32 {
         self.width
     }
 
+    /// Height in cells.
     pub fn height(&self) -> u32 {
         self.height
     }
@@ -164,10 +166,12 @@ pub struct Heatmap {
 }
 
 impl Heatmap {
+    /// Width in pixels (the image's own).
     pub fn width(&self) -> u32 {
         self.width
     }
 
+    /// Height in pixels (the image's own).
     pub fn height(&self) -> u32 {
         self.height
     }
@@ -241,51 +245,27 @@ fn jet(t: f32) -> [u8; 3] {
 }
 
 impl Classifier {
-    /// Classifies a decoded image and explains one class: `class`, else the best guess.
-    pub fn explain(&self, image: &DynamicImage, class: Option<LesionClass>) -> Result<Explanation> {
-        self.explain_input(ImageInput::Decoded(image), class)
-    }
-
-    /// [`Classifier::explain`] for encoded image bytes.
-    pub fn explain_bytes(&self, bytes: &[u8], class: Option<LesionClass>) -> Result<Explanation> {
-        self.explain_input(ImageInput::Encoded(bytes), class)
-    }
-
-    /// [`Classifier::explain`] for an image file.
-    pub fn explain_path(
+    /// Classifies one image (any [`ImageInput`] form, as [`Classifier::classify`] takes)
+    /// and explains one class: `class`, else the best guess.
+    pub fn explain<'a>(
         &self,
-        path: impl AsRef<Path>,
+        input: impl Into<ImageInput<'a>>,
         class: Option<LesionClass>,
     ) -> Result<Explanation> {
-        self.explain_input(ImageInput::File(path.as_ref()), class)
+        let mut out = self.explain_batch([input.into()], class);
+        out.pop()
+            .unwrap_or_else(|| Err(Error::Inference("no explanation for the image".into())))
     }
 
-    /// [`Classifier::explain`] for raw interleaved 8-bit pixels.
-    pub fn explain_pixels(
-        &self,
-        pixels: RawPixels<'_>,
-        class: Option<LesionClass>,
-    ) -> Result<Explanation> {
-        self.explain_input(ImageInput::Pixels(pixels), class)
-    }
-
-    /// [`Classifier::explain`] for one input of any form.
-    pub fn explain_input(
-        &self,
-        input: ImageInput<'_>,
-        class: Option<LesionClass>,
-    ) -> Result<Explanation> {
-        self.explain_inputs(&[input], class).remove(0)
-    }
-
-    /// Explains many inputs with one forward pass over those that can be read and decoded;
+    /// Explains many images with one forward pass over those that can be read and decoded;
     /// each input gets its own result, in order. An unusable `class` or a model without maps
     /// fails every input alike.
-    pub fn explain_inputs(
+    pub fn explain_batch<'a, I: Into<ImageInput<'a>>>(
         &self,
-        inputs: &[ImageInput<'_>],
+        inputs: impl IntoIterator<Item = I>,
         class: Option<LesionClass>,
     ) -> Vec<Result<Explanation>> {
+        let inputs: Vec<ImageInput<'a>> = inputs.into_iter().map(Into::into).collect();
         let checked = self.class_maps().and_then(|maps| {
             let index = class.map(|c| self.class_index(c)).transpose()?;
             Ok((maps, index))
@@ -296,7 +276,7 @@ impl Classifier {
         };
         let decoded: Vec<Result<DynamicImage>> = inputs
             .iter()
-            .map(|i| self.decode_input(*i).map(Cow::into_owned))
+            .map(|&i| self.decode(i).map(Cow::into_owned))
             .collect();
         let good: Vec<&DynamicImage> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
         let mut explained = match self.explain_decoded(&good, maps, index) {
@@ -305,18 +285,14 @@ impl Classifier {
         };
         decoded
             .into_iter()
-            .map(|d| d.map(|_| explained.next().expect("one explanation per image")))
+            .map(|d| {
+                d.and_then(|_| {
+                    explained.next().ok_or_else(|| {
+                        Error::Inference("the forward pass explained fewer images".into())
+                    })
+                })
+            })
             .collect()
-    }
-
-    /// Explains many decoded images with one forward pass.
-    pub fn explain_batch(
-        &self,
-        images: &[DynamicImage],
-        class: Option<LesionClass>,
-    ) -> Result<Vec<Explanation>> {
-        let inputs: Vec<_> = images.iter().map(ImageInput::Decoded).collect();
-        self.explain_inputs(&inputs, class).into_iter().collect()
     }
 
     /// The manifest's class maps, or why this model cannot explain.
@@ -351,10 +327,10 @@ impl Classifier {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        let prepared = prepare_parallel(images, self.threads(), |i| Ok(self.prepare_image(i)));
+        let prepared = self.prepare_batch(images.iter().copied());
         let prepared = prepared.into_iter().collect::<Result<Vec<_>>>()?;
-        let outputs = self.forward(&prepared)?;
-        let predictions = self.predictions_from_outputs(&outputs)?;
+        let outputs = self.run(&prepared)?;
+        let predictions = self.predictions(&outputs)?;
         let all_maps = outputs
             .class_maps
             .as_ref()

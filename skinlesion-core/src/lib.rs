@@ -12,46 +12,54 @@
 //! use skinlesion_core::Classifier;
 //!
 //! let classifier = Classifier::load("models/skinlesion-v4.3.json")?;
-//! let prediction = classifier.classify_path("lesion.jpg")?;
+//! let prediction = classifier.classify("lesion.jpg")?;
 //! println!("{}", serde_json::to_string_pretty(&prediction).unwrap());
 //! # Ok::<(), skinlesion_core::Error>(())
 //! ```
 //!
-//! The pieces: [`LesionClass`] (the taxonomy), [`Classifier`] (load a model, classify images,
-//! bytes, files or batches), [`Prediction`] (the answer), [`preprocess`] (the one preprocessing
-//! path, shared with training, and its parallel preparation), [`model`] (the model artifact, its
-//! metadata and [`Calibration`], the one home of probabilities, decision and the Unknown rule),
-//! [`error`] ([`Error`] and [`ErrorKind`], the table the C, Python and HTTP interfaces map
-//! from), [`explain`] (where the model looked: [`Explanation`], [`Heatmap`]). With the `testing` feature, `testing` offers tiny models with known weights and the
+//! The pieces: [`LesionClass`] (the taxonomy), [`Classifier`] (load a model; classify and
+//! explain any [`ImageInput`]: bytes, a file, a decoded image or raw pixels, one or a batch),
+//! [`Prediction`] (the answer, with [`UnknownReason`] when it abstains), [`Explanation`] (where
+//! the model looked), [`ModelMetadata`] and [`Calibration`] (the model artifact's manifest and
+//! the one rule from logits to an answer), [`Error`] and [`ErrorKind`] (the table the C,
+//! Python and HTTP interfaces are generated or mapped from).
+//!
+//! Features: `training` opens what training and evaluation need beyond this (tensors in and
+//! out, the preprocessing steps one by one, writing artifacts; it moves with `tch`, so it is
+//! not part of the stable API); `testing` offers tiny models with known weights and the
 //! workspace's data paths for tests built on this crate.
 
-pub mod classifier;
-pub mod error;
-pub mod explain;
-pub mod model;
-pub mod prediction;
-pub mod preprocess;
-pub mod taxonomy;
+#![deny(missing_docs)]
+
+mod classifier;
+mod error;
+mod explain;
+mod input;
+mod model;
+mod prediction;
+mod preprocess;
+mod taxonomy;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+#[cfg(feature = "training")]
+pub mod training;
 
-pub use classifier::{
-    available_cores, Classifier, ClassifierBuilder, Device, ImageInput, PreparedImage,
-};
+pub use classifier::{available_cores, Classifier, ClassifierBuilder, Device, PreparedImage};
 pub use error::{Error, ErrorFamily, ErrorKind, Result};
 pub use explain::{ClassMap, Explanation, Heatmap};
-pub use model::{Calibration, ClassMaps, DermoscopyGate, GateScore, ModelMetadata};
+pub use input::ImageInput;
+pub use model::{
+    find_shipped_model, shipped_model_candidates, Calibration, ClassMaps, DermoscopyGate,
+    GateScore, ModelMetadata, WeightsFormat, WeightsRef, SHIPPED_MODEL,
+};
 pub use prediction::{Prediction, UnknownReason};
 pub use preprocess::{
     ColourConstancy, DecodeLimits, InputSpec, PixelFormat, RawPixels, ResizePolicy,
 };
 pub use taxonomy::{LesionClass, Malignancy};
 
-/// The image crate this crate decodes with, re-exported for [`Classifier::classify`]'s argument.
+/// The image crate this crate decodes with, re-exported for [`ImageInput::Decoded`].
 pub use image;
-/// The libtorch bindings this crate is built on, re-exported so that dependents (training,
-/// tests) use the very same version.
-pub use tch;
 
 /// The statement every interface shows.
 pub const DISCLAIMER: &str = "skinlesion is a research and education tool, not a medical device. \

@@ -38,8 +38,11 @@ pub enum LesionClass {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Malignancy {
+    /// Not cancer (nevi, benign keratoses, dermatofibroma, vascular lesions).
     Benign,
+    /// May become cancer (actinic keratosis).
     Precancerous,
+    /// Cancer (melanoma, basal and squamous cell carcinoma).
     Cancerous,
     /// The abstention: nothing is claimed.
     Undetermined,
@@ -100,6 +103,7 @@ impl LesionClass {
         }
     }
 
+    /// Whether the class is cancer, may become it, or is benign.
     pub const fn malignancy(self) -> Malignancy {
         match self {
             Self::Melanoma | Self::BasalCellCarcinoma | Self::SquamousCellCarcinoma => {

@@ -34,7 +34,9 @@ pub fn small_input() -> InputSpec {
 /// shape 3 × `outputs` (row-major) and `bias` of length `outputs`.
 #[derive(Debug, Clone)]
 pub struct MeanColourWeights {
+    /// 3 × `outputs`, row-major.
     pub weight: Vec<f32>,
+    /// One per output.
     pub bias: Vec<f32>,
 }
 
@@ -209,9 +211,13 @@ pub fn ham10000_dir() -> PathBuf {
 /// One row of HAM10000's `labels.csv`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelledImage {
+    /// The image id (`ISIC_…`).
     pub id: String,
+    /// Its diagnosis.
     pub class: LesionClass,
+    /// `train`, `val` or `test`.
     pub split: String,
+    /// The image file.
     pub path: PathBuf,
 }
 

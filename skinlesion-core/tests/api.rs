@@ -7,14 +7,15 @@ use std::sync::Arc;
 
 use common::*;
 use skinlesion_core::image::ImageFormat;
-use skinlesion_core::model::sha256_hex;
-use skinlesion_core::preprocess::{preprocess, DecodeLimits};
-use skinlesion_core::tch::{Kind, Tensor};
 use skinlesion_core::testing::{small_input, write_mean_colour_model, MeanColourWeights};
+use skinlesion_core::training::preprocess;
+use skinlesion_core::training::sha256_hex;
+use skinlesion_core::DecodeLimits;
 use skinlesion_core::{
     Calibration, Classifier, Device, Error, ImageInput, LesionClass, PixelFormat, Prediction,
     RawPixels,
 };
+use tch::{Kind, Tensor};
 
 const CLASSES: [LesionClass; 8] = LesionClass::DIAGNOSES;
 
@@ -72,7 +73,7 @@ fn probabilities_are_the_calibrated_softmax_of_known_logits() {
     let classifier = cpu(&fx.manifest);
     for path in real_images(8) {
         let bytes = read(&path);
-        let prediction = classifier.classify_bytes(&bytes).unwrap();
+        let prediction = classifier.classify(&bytes).unwrap();
 
         let input = preprocess(&bytes, &small_input(), &DecodeLimits::default()).unwrap();
         let expected = (fx.weights.logits(&input) / f64::from(fx.calibration.temperature))
@@ -129,7 +130,7 @@ fn the_answer_is_the_most_probable_class_under_the_prior() {
     let classifier = cpu(&fx.manifest);
     for path in real_images(6) {
         let bytes = read(&path);
-        let prediction = classifier.classify_bytes(&bytes).unwrap();
+        let prediction = classifier.classify(&bytes).unwrap();
         let input = preprocess(&bytes, &small_input(), &DecodeLimits::default()).unwrap();
         let logits = fx.weights.logits(&input);
         let expected = (&logits / 0.8 + Tensor::from_slice(&log_prior)).softmax(1, Kind::Float);
@@ -172,7 +173,7 @@ fn model_output_order_is_mapped_to_the_stable_order() {
     .unwrap();
     let classifier = cpu(&manifest);
     let bytes = read(&real_images(1)[0]);
-    let prediction = classifier.classify_bytes(&bytes).unwrap();
+    let prediction = classifier.classify(&bytes).unwrap();
     let order: Vec<_> = prediction.probabilities().iter().map(|(c, _)| *c).collect();
     assert_eq!(order, CLASSES);
     let input = preprocess(&bytes, &small_input(), &DecodeLimits::default()).unwrap();
@@ -194,21 +195,21 @@ fn every_input_kind_agrees() {
         .collect();
     let one_by_one: Vec<_> = paths
         .iter()
-        .map(|p| classifier.classify_path(p).unwrap())
+        .map(|p| classifier.classify(p).unwrap())
         .collect();
 
-    let batch = classifier.classify_batch(&images).unwrap();
+    let batch: Vec<_> = classifier.classify_batch(&images);
     let bytes: Vec<_> = paths.iter().map(read).collect();
-    let batch_bytes = classifier.classify_batch_bytes(&bytes);
-    let batch_paths = classifier.classify_batch_paths(&paths);
+    let batch_bytes = classifier.classify_batch(&bytes);
+    let batch_paths = classifier.classify_batch(&paths);
     assert_eq!(batch.len(), paths.len());
     for i in 0..paths.len() {
         assert_close(&classifier.classify(&images[i]).unwrap(), &one_by_one[i]);
-        assert_close(&batch[i], &one_by_one[i]);
+        assert_close(batch[i].as_ref().unwrap(), &one_by_one[i]);
         assert_close(batch_bytes[i].as_ref().unwrap(), &one_by_one[i]);
         assert_close(batch_paths[i].as_ref().unwrap(), &one_by_one[i]);
     }
-    assert!(classifier.classify_batch(&[]).unwrap().is_empty());
+    assert!(classifier.classify_batch::<&str>([]).is_empty());
 
     // Raw pixels: packed RGB, and RGBA with padded rows, as a camera SDK would hand them over.
     let rgb: Vec<_> = images.iter().map(|i| i.to_rgb8()).collect();
@@ -234,11 +235,8 @@ fn every_input_kind_agrees() {
             stride: w as usize * 4 + 12,
             format: PixelFormat::Rgba8,
         };
-        assert_close(&classifier.classify_pixels(packed).unwrap(), &one_by_one[i]);
-        assert_close(
-            &classifier.classify_pixels(strided).unwrap(),
-            &one_by_one[i],
-        );
+        assert_close(&classifier.classify(packed).unwrap(), &one_by_one[i]);
+        assert_close(&classifier.classify(strided).unwrap(), &one_by_one[i]);
         mixed.push(match i % 4 {
             0 => ImageInput::Encoded(&bytes[i]),
             1 => ImageInput::Pixels(strided),
@@ -246,7 +244,7 @@ fn every_input_kind_agrees() {
             _ => ImageInput::File(&paths[i]),
         });
     }
-    for (got, want) in classifier.classify_inputs(&mixed).iter().zip(&one_by_one) {
+    for (got, want) in classifier.classify_batch(&mixed).iter().zip(&one_by_one) {
         assert_close(got.as_ref().unwrap(), want);
     }
 }
@@ -257,8 +255,8 @@ fn a_batch_with_bad_inputs_answers_each_one() {
     let classifier = cpu(&fx.manifest);
     let good = read(&real_images(1)[0]);
     let inputs: Vec<Vec<u8>> = vec![good.clone(), Vec::new(), noise(300, 1), good.clone()];
-    let results = classifier.classify_batch_bytes(&inputs);
-    let single = classifier.classify_bytes(&good).unwrap();
+    let results = classifier.classify_batch(&inputs);
+    let single = classifier.classify(&good).unwrap();
     assert_close(results[0].as_ref().unwrap(), &single);
     assert!(matches!(results[1], Err(Error::EmptyInput)));
     assert!(matches!(results[2], Err(Error::UnsupportedFormat(_))));
@@ -272,7 +270,7 @@ fn a_batch_with_bad_inputs_answers_each_one() {
         stride,
         format: PixelFormat::Rgb8,
     };
-    let results = classifier.classify_inputs(&[
+    let results = classifier.classify_batch([
         ImageInput::Pixels(pixels(5)),
         ImageInput::Encoded(&good),
         ImageInput::Pixels(pixels(6)),
@@ -297,7 +295,7 @@ fn many_threads_share_one_classifier() {
     let paths = real_images(16);
     let expected: Vec<_> = paths
         .iter()
-        .map(|p| classifier.classify_path(p).unwrap())
+        .map(|p| classifier.classify(p).unwrap())
         .collect();
     std::thread::scope(|s| {
         for t in 0..8 {
@@ -306,10 +304,9 @@ fn many_threads_share_one_classifier() {
             s.spawn(move || {
                 for round in 0..4 {
                     let i = (t * 5 + round * 3) % paths.len();
-                    let got = classifier.classify_path(&paths[i]).unwrap();
+                    let got = classifier.classify(&paths[i]).unwrap();
                     assert_close(&got, &expected[i]);
-                    let batch =
-                        classifier.classify_batch_paths(&paths[i..(i + 3).min(paths.len())]);
+                    let batch = classifier.classify_batch(&paths[i..(i + 3).min(paths.len())]);
                     assert_close(batch[0].as_ref().unwrap(), &expected[i]);
                 }
             });
@@ -344,8 +341,8 @@ fn a_format_1_decision_bias_still_moves_the_answer_but_not_the_probabilities() {
     for path in real_images(4) {
         let bytes = read(&path);
         let (a, b) = (
-            plain.classify_bytes(&bytes).unwrap(),
-            biased_classifier.classify_bytes(&bytes).unwrap(),
+            plain.classify(&bytes).unwrap(),
+            biased_classifier.classify(&bytes).unwrap(),
         );
         assert_eq!(b.best_guess(), LesionClass::Melanoma);
         assert_eq!(a.probabilities(), b.probabilities());
@@ -391,7 +388,7 @@ fn a_format_1_manifest_without_bias_answers_its_largest_logit_as_before() {
             .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
             .unwrap();
         assert_eq!(
-            classifier.classify_bytes(&bytes).unwrap().best_guess(),
+            classifier.classify(&bytes).unwrap().best_guess(),
             CLASSES[largest]
         );
     }
@@ -405,9 +402,7 @@ fn low_confidence_is_unknown_with_probabilities_kept() {
         ..Default::default()
     });
     let classifier = cpu(&fx.manifest);
-    let prediction = classifier
-        .classify_bytes(&read(&real_images(1)[0]))
-        .unwrap();
+    let prediction = classifier.classify(&read(&real_images(1)[0])).unwrap();
     assert_eq!(prediction.class(), LesionClass::Unknown);
     assert!(!prediction.is_cancerous());
     assert!(prediction.confidence() < 0.5 && prediction.confidence() > 0.125);
@@ -431,22 +426,19 @@ fn image_errors_are_typed() {
         .unwrap();
     let jpeg = read(&real_images(1)[0]);
 
-    assert!(matches!(
-        classifier.classify_bytes(&[]),
-        Err(Error::EmptyInput)
-    ));
-    let random = classifier.classify_bytes(&noise(4096, 7));
+    assert!(matches!(classifier.classify(&[]), Err(Error::EmptyInput)));
+    let random = classifier.classify(&noise(4096, 7));
     assert!(
         matches!(random, Err(Error::UnsupportedFormat(_))),
         "{random:?}"
     );
-    let text = classifier.classify_bytes(b"hello, this is not an image");
+    let text = classifier.classify(b"hello, this is not an image");
     assert!(matches!(text, Err(Error::UnsupportedFormat(_))), "{text:?}");
-    let truncated = classifier.classify_bytes(&jpeg[..jpeg.len() / 3]);
+    let truncated = classifier.classify(&jpeg[..jpeg.len() / 3]);
     assert!(matches!(truncated, Err(Error::Decode(_))), "{truncated:?}");
-    let almost = classifier.classify_bytes(&jpeg[..jpeg.len() - 2]);
+    let almost = classifier.classify(&jpeg[..jpeg.len() - 2]);
     assert!(matches!(almost, Err(Error::Decode(_))), "{almost:?}");
-    let header_only = classifier.classify_bytes(&jpeg[..200]);
+    let header_only = classifier.classify(&jpeg[..200]);
     assert!(
         matches!(header_only, Err(Error::Decode(_))),
         "{header_only:?}"
@@ -455,7 +447,7 @@ fn image_errors_are_typed() {
         &skinlesion_core::image::load_from_memory(&jpeg).unwrap(),
         ImageFormat::Png,
     );
-    let truncated_png = classifier.classify_bytes(&png[..png.len() / 2]);
+    let truncated_png = classifier.classify(&png[..png.len() / 2]);
     assert!(
         matches!(truncated_png, Err(Error::Decode(_))),
         "{truncated_png:?}"
@@ -463,11 +455,11 @@ fn image_errors_are_typed() {
     // Trailing bytes after a complete JPEG (some cameras append data) are fine.
     let mut trailing = jpeg.clone();
     trailing.extend_from_slice(b"camera maker notes");
-    classifier.classify_bytes(&trailing).unwrap();
+    classifier.classify(&trailing).unwrap();
 
     let bomb = png_header_only(100_000, 100_000);
     assert!(bomb.len() < 100);
-    match classifier.classify_bytes(&bomb) {
+    match classifier.classify(&bomb) {
         Err(
             e @ Error::ImageTooLarge {
                 width: 100_000,
@@ -485,7 +477,7 @@ fn image_errors_are_typed() {
         other => panic!("expected ImageTooLarge, got {other:?}"),
     }
 
-    match classifier.classify_bytes(&vec![0u8; 300_000]) {
+    match classifier.classify(&vec![0u8; 300_000]) {
         Err(
             e @ Error::InputTooLarge {
                 bytes: 300_000,
@@ -497,11 +489,11 @@ fn image_errors_are_typed() {
         other => panic!("expected InputTooLarge, got {other:?}"),
     }
 
-    let missing = classifier.classify_path("/nonexistent/lesion.jpg");
+    let missing = classifier.classify("/nonexistent/lesion.jpg");
     assert!(matches!(missing, Err(Error::Io { .. })), "{missing:?}");
 
     // The bad inputs above did not disturb the classifier.
-    classifier.classify_bytes(&jpeg).unwrap();
+    classifier.classify(&jpeg).unwrap();
 }
 
 #[test]
@@ -514,15 +506,15 @@ fn decoded_variants_of_a_real_image_agree() {
 
     // Lossless re-encodings of the same pixels give the same answer to the last digit.
     let png = encode(&image, ImageFormat::Png);
-    assert_eq!(classifier.classify_bytes(&png).unwrap(), reference);
+    assert_eq!(classifier.classify(&png).unwrap(), reference);
     let rgba = encode(&image.to_rgba8().into(), ImageFormat::Png);
-    assert_eq!(classifier.classify_bytes(&rgba).unwrap(), reference);
+    assert_eq!(classifier.classify(&rgba).unwrap(), reference);
     let rgb16 = encode(&image.to_rgb16().into(), ImageFormat::Png);
-    assert_eq!(classifier.classify_bytes(&rgb16).unwrap(), reference);
+    assert_eq!(classifier.classify(&rgb16).unwrap(), reference);
     let tiff = encode(&image, ImageFormat::Tiff);
-    assert_eq!(classifier.classify_bytes(&tiff).unwrap(), reference);
+    assert_eq!(classifier.classify(&tiff).unwrap(), reference);
     let bmp = encode(&image, ImageFormat::Bmp);
-    assert_eq!(classifier.classify_bytes(&bmp).unwrap(), reference);
+    assert_eq!(classifier.classify(&bmp).unwrap(), reference);
 
     // Greyscale: three equal channels, so it equals the RGB image built from the grey one.
     let grey = image.to_luma8();
@@ -534,15 +526,20 @@ fn decoded_variants_of_a_real_image_agree() {
         ImageFormat::Png,
     );
     let grey_pred = classifier
-        .classify_bytes(&encode(&grey.into(), ImageFormat::Png))
+        .classify(&encode(&grey.into(), ImageFormat::Png))
         .unwrap();
-    assert_eq!(grey_pred, classifier.classify(&grey_as_rgb.into()).unwrap());
-    assert_eq!(classifier.classify_bytes(&grey16).unwrap(), grey_pred);
+    assert_eq!(
+        grey_pred,
+        classifier
+            .classify(&skinlesion_core::image::DynamicImage::from(grey_as_rgb))
+            .unwrap()
+    );
+    assert_eq!(classifier.classify(&grey16).unwrap(), grey_pred);
 
     // EXIF orientation: stored sideways, classified upright.
     let rotated = exif_rotated_jpeg(&image);
     let decoded =
-        skinlesion_core::preprocess::decode_image(&rotated, &DecodeLimits::default()).unwrap();
+        skinlesion_core::training::decode_image(&rotated, &DecodeLimits::default()).unwrap();
     assert_eq!(
         (decoded.width(), decoded.height()),
         (image.width(), image.height())
@@ -554,7 +551,7 @@ fn decoded_variants_of_a_real_image_agree() {
         (ignoring_exif.width(), ignoring_exif.height()),
         (image.height(), image.width())
     );
-    let upright = classifier.classify_bytes(&rotated).unwrap();
+    let upright = classifier.classify(&rotated).unwrap();
     assert_eq!(upright.class(), reference.class());
 }
 
@@ -690,7 +687,7 @@ fn configuration_errors_are_typed() {
     assert!(matches!(zero, Err(Error::Config(_))));
     let no_pixels = Classifier::builder(&fx.manifest).max_pixels(0).build();
     assert!(matches!(no_pixels, Err(Error::Config(_))));
-    if !skinlesion_core::tch::Cuda::is_available() {
+    if !tch::Cuda::is_available() {
         let gpu = Classifier::builder(&fx.manifest)
             .device(Device::Cuda(0))
             .build();
@@ -711,7 +708,7 @@ fn configuration_errors_are_typed() {
 fn preferred_batch_size_follows_the_device() {
     assert_eq!(Device::Cpu.preferred_batch_size(), 1);
     assert_eq!(Device::Cuda(1).preferred_batch_size(), 64);
-    let gpu = skinlesion_core::tch::Cuda::is_available();
+    let gpu = tch::Cuda::is_available();
     assert_eq!(
         Device::Auto.preferred_batch_size(),
         if gpu { 64 } else { 1 }
@@ -729,12 +726,12 @@ fn preferred_workers_follow_the_device() {
 fn malformed_logits_are_an_inference_error() {
     let fx = fixture(calibrated());
     let classifier = cpu(&fx.manifest);
-    let flat = Tensor::zeros([8], (Kind::Float, skinlesion_core::tch::Device::Cpu));
+    let flat = Tensor::zeros([8], (Kind::Float, tch::Device::Cpu));
     assert!(matches!(
         classifier.predictions_from_logits(&flat),
         Err(Error::Inference(_))
     ));
-    let narrow = Tensor::zeros([2, 5], (Kind::Float, skinlesion_core::tch::Device::Cpu));
+    let narrow = Tensor::zeros([2, 5], (Kind::Float, tch::Device::Cpu));
     assert!(matches!(
         classifier.predictions_from_logits(&narrow),
         Err(Error::MetadataMismatch(_))

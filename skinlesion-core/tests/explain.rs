@@ -45,7 +45,7 @@ fn each_map_is_exact_and_in_the_images_own_pixels() {
     let maps = classifier.metadata().class_maps.clone().unwrap();
     assert_eq!((maps.width, maps.height), (6, 6));
     for image in val_images(24) {
-        let prepared = classifier.prepare_image(&image);
+        let prepared = classifier.prepare(&image).unwrap();
         let logits = classifier.logits(&[prepared]).unwrap();
         let logits = Vec::<f32>::try_from(logits.flatten(0, -1)).unwrap();
         let prediction = classifier.classify(&image).unwrap();
@@ -79,7 +79,7 @@ fn the_maps_of_a_mirrored_image_are_the_mirrored_maps() {
     let classifier = classifier();
     for image in val_images(8) {
         // Exactly, for the mirrored network input (the mirror averaging is traced in).
-        let input = classifier.prepare_image(&image);
+        let input = classifier.prepare(&image).unwrap();
         let flipped = PreparedImage::from_tensor(input.tensor().flip([3]));
         let maps = classifier
             .forward(&[input, flipped])
@@ -270,20 +270,15 @@ fn bad_requests_get_the_same_typed_errors_as_classify() {
         &skinlesion_core::testing::png_header_only(90_000, 90_000),
     ];
     for bytes in bad {
-        let classified = classifier.classify_bytes(bytes).unwrap_err();
-        let explained = classifier.explain_bytes(bytes, None).unwrap_err();
+        let classified = classifier.classify(bytes).unwrap_err();
+        let explained = classifier.explain(bytes, None).unwrap_err();
         assert_eq!(explained.kind(), classified.kind());
         assert_eq!(explained.to_string(), classified.to_string());
     }
-    let missing = classifier
-        .explain_path("no/such/image.jpg", None)
-        .unwrap_err();
+    let missing = classifier.explain("no/such/image.jpg", None).unwrap_err();
     assert_eq!(
         missing.kind(),
-        classifier
-            .classify_path("no/such/image.jpg")
-            .unwrap_err()
-            .kind()
+        classifier.classify("no/such/image.jpg").unwrap_err().kind()
     );
     let unknown = classifier
         .explain(&val_images(1)[0], Some(LesionClass::Unknown))
@@ -315,9 +310,9 @@ fn bad_requests_get_the_same_typed_errors_as_classify() {
         skinlesion_core::ImageInput::Encoded(&good),
         skinlesion_core::ImageInput::Encoded(b"junk"),
     ];
-    let results = classifier.explain_inputs(&inputs, None);
+    let results = classifier.explain_batch(inputs, None);
     assert_eq!(results.len(), 2);
-    let alone = classifier.explain_bytes(&good, None).unwrap();
+    let alone = classifier.explain(&good, None).unwrap();
     assert_eq!(results[0].as_ref().unwrap().heatmap(), alone.heatmap());
     assert!(results[1].is_err());
 }

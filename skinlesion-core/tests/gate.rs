@@ -6,10 +6,10 @@ mod common;
 
 use common::*;
 use skinlesion_core::image::{DynamicImage, RgbImage};
-use skinlesion_core::model::Outputs;
 use skinlesion_core::testing::{
     small_input, write_gated_mean_colour_model, write_mean_colour_model, MeanColourWeights,
 };
+use skinlesion_core::training::Outputs;
 use skinlesion_core::{
     Calibration, Classifier, DermoscopyGate, Error, GateScore, LesionClass, UnknownReason,
 };
@@ -73,16 +73,14 @@ fn images_far_from_the_training_colour_are_refused_as_not_dermoscopy() {
         .map(|(a, b)| (a - b) * (a - b))
         .sum();
     assert!((far.ood_score().unwrap() - offset).abs() < 1e-4);
-    let batch = classifier
-        .classify_batch(&[flat([20, 200, 40]), flat(SKIN)])
-        .unwrap();
-    assert_eq!(batch[0], far);
-    assert!(batch[1].ood_score().unwrap() < 1e-6);
+    let batch = classifier.classify_batch(&[flat([20, 200, 40]), flat(SKIN)]);
+    assert_eq!(batch[0].as_ref().unwrap(), &far);
+    assert!(batch[1].as_ref().unwrap().ood_score().unwrap() < 1e-6);
 
     // Outputs put together by hand must agree: one score per image.
     let prepared = [
-        classifier.prepare_image(&flat(SKIN)),
-        classifier.prepare_image(&flat(SKIN)),
+        classifier.prepare(&flat(SKIN)).unwrap(),
+        classifier.prepare(&flat(SKIN)).unwrap(),
     ];
     let outputs = classifier.forward(&prepared).unwrap();
     let short = Outputs {
@@ -139,7 +137,7 @@ fn an_energy_gate_needs_no_second_output() {
     )
     .unwrap();
     let image = &real_images(1)[0];
-    let p = cpu(&open).classify_path(image).unwrap();
+    let p = cpu(&open).classify(image).unwrap();
     let energy = p.ood_score().unwrap();
     assert!(energy.is_finite() && p.unknown_reason() != Some(UnknownReason::NotDermoscopy));
     let closed = write_mean_colour_model(
@@ -151,7 +149,7 @@ fn an_energy_gate_needs_no_second_output() {
         calibration(energy - 1.0),
     )
     .unwrap();
-    let refused = cpu(&closed).classify_path(image).unwrap();
+    let refused = cpu(&closed).classify(image).unwrap();
     assert_eq!(refused.unknown_reason(), Some(UnknownReason::NotDermoscopy));
 }
 

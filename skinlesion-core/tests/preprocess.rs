@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
-use skinlesion_core::preprocess::{preprocess, DecodeLimits};
+use skinlesion_core::training::preprocess;
+use skinlesion_core::DecodeLimits;
 use skinlesion_core::{InputSpec, ResizePolicy};
 
 fn python() -> PathBuf {

@@ -265,6 +265,14 @@ typedef struct {
 } skinlesion_prediction;
 
 /**
+ * Encoded image bytes (JPEG, PNG, TIFF, BMP, WebP or GIF), one item of a batch.
+ */
+typedef struct {
+  const uint8_t *data;
+  size_t len;
+} skinlesion_encoded_image;
+
+/**
  * Raw interleaved 8-bit pixels: `height` rows, `stride` bytes apart, each starting with `width`
  * pixels of `format`. `len` is the length of the buffer at `data`, which must be at least
  * `stride * (height - 1) + width * channels`.
@@ -282,28 +290,14 @@ typedef struct {
   uint32_t format;
 } skinlesion_raw_image;
 
-/**
- * Encoded image bytes (JPEG, PNG, TIFF, BMP, WebP or GIF), one item of a batch.
- */
-typedef struct {
-  const uint8_t *data;
-  size_t len;
-} skinlesion_encoded_image;
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
 
 /**
- * The library's version, e.g. "0.1.0".
+ * The ISIC code of a class ("MEL"), or NULL for a value out of range.
  */
-const char *skinlesion_version(void);
-
-/**
- * The statement every program built on this library must show its users: research and
- * education only, not a medical device.
- */
-const char *skinlesion_disclaimer(void);
+const char *skinlesion_class_code(uint32_t lesion_class);
 
 /**
  * Number of lesion classes, UNKNOWN included (9): valid `skinlesion_lesion_class` values are
@@ -312,15 +306,10 @@ const char *skinlesion_disclaimer(void);
 size_t skinlesion_class_count(void);
 
 /**
- * The ISIC code of a class ("MEL"), or NULL for a value out of range.
+ * True for melanoma, basal cell carcinoma and squamous cell carcinoma; false otherwise and for
+ * a value out of range.
  */
-const char *skinlesion_class_code(uint32_t lesion_class);
-
-/**
- * The wire name of an abstention reason ("not_dermoscopy", "low_confidence"; "" for NONE, as
- * in the HTTP API's `unknown_reason`), or NULL for a value out of range.
- */
-const char *skinlesion_unknown_reason_code(uint32_t reason);
+bool skinlesion_class_is_cancerous(uint32_t lesion_class);
 
 /**
  * The display name of a class ("Melanoma"), or NULL for a value out of range.
@@ -328,74 +317,12 @@ const char *skinlesion_unknown_reason_code(uint32_t reason);
 const char *skinlesion_class_name(uint32_t lesion_class);
 
 /**
- * True for melanoma, basal cell carcinoma and squamous cell carcinoma; false otherwise and for
- * a value out of range.
- */
-bool skinlesion_class_is_cancerous(uint32_t lesion_class);
-
-/**
- * A short, static description of a status code ("undecodable image"); never NULL.
- */
-const char *skinlesion_status_description(uint32_t status);
-
-/**
- * The message of the most recent failed call on this thread, or "" when the most recent call
- * succeeded. Never NULL; valid until the next skinlesion call on this thread.
- */
-const char *skinlesion_last_error_message(void);
-
-/**
- * Makes an options handle with the defaults: device "auto", threads = all cores, 50
- * megapixels and 64 MiB per image. Free it with `skinlesion_options_free`.
+ * Frees a classifier; NULL does nothing. No other thread may be using it.
  *
  * # Safety
- * `out` must be NULL or writable.
+ * `classifier` must be NULL or a handle from `skinlesion_classifier_new`, not yet freed.
  */
-skinlesion_status skinlesion_options_new(skinlesion_options **out);
-
-/**
- * Frees an options handle; NULL does nothing. A classifier made with it does not need it.
- *
- * # Safety
- * `options` must be NULL or a handle from `skinlesion_options_new`, not yet freed.
- */
-void skinlesion_options_free(skinlesion_options *options);
-
-/**
- * Sets where inference runs: "cpu", "cuda", "cuda:N", or "auto" (CUDA when available). An
- * unknown name is `SKINLESION_STATUS_CONFIG_ERROR`; a GPU that is missing is reported by
- * `skinlesion_classifier_new`.
- *
- * # Safety
- * `options` must be a live handle; `device` a NUL-terminated string.
- */
-skinlesion_status skinlesion_options_set_device(skinlesion_options *options, const char *device);
-
-/**
- * Sets how many CPU threads inference and image decoding use (at least 1).
- *
- * # Safety
- * `options` must be a live handle.
- */
-skinlesion_status skinlesion_options_set_threads(skinlesion_options *options, size_t threads);
-
-/**
- * Sets the largest image accepted, in pixels (width × height, at least 1); larger images are
- * refused from their header, before decoding.
- *
- * # Safety
- * `options` must be a live handle.
- */
-skinlesion_status skinlesion_options_set_max_pixels(skinlesion_options *options,
-                                                    uint64_t max_pixels);
-
-/**
- * Sets the largest encoded image accepted, in bytes (at least 1).
- *
- * # Safety
- * `options` must be a live handle.
- */
-skinlesion_status skinlesion_options_set_max_bytes(skinlesion_options *options, uint64_t max_bytes);
+void skinlesion_classifier_free(skinlesion_classifier *classifier);
 
 /**
  * Loads a model (its `.json` manifest, or its `.pt` weights beside one), verifying its
@@ -411,14 +338,6 @@ skinlesion_status skinlesion_classifier_new(const char *model_path,
                                             skinlesion_classifier **out);
 
 /**
- * Frees a classifier; NULL does nothing. No other thread may be using it.
- *
- * # Safety
- * `classifier` must be NULL or a handle from `skinlesion_classifier_new`, not yet freed.
- */
-void skinlesion_classifier_free(skinlesion_classifier *classifier);
-
-/**
  * Classifies one encoded image (JPEG, PNG, TIFF, BMP, WebP or GIF) of `len` bytes.
  *
  * # Safety
@@ -428,6 +347,22 @@ skinlesion_status skinlesion_classify_encoded(const skinlesion_classifier *class
                                               const uint8_t *data,
                                               size_t len,
                                               skinlesion_prediction *out);
+
+/**
+ * Classifies `count` encoded images with one forward pass. `out` receives one prediction per
+ * image, in order; `statuses` (may be NULL) one status per image. A failed image reads as
+ * UNKNOWN with no probabilities; the others are classified regardless. Returns OK when every
+ * image succeeded, else the first failed image's status (its index is in the message).
+ *
+ * # Safety
+ * `classifier` must be a live handle; `images` point to `count` items, each valid for its
+ * `len` bytes; `out` and `statuses` (when not NULL) to `count` writable items.
+ */
+skinlesion_status skinlesion_classify_encoded_batch(const skinlesion_classifier *classifier,
+                                                    const skinlesion_encoded_image *images,
+                                                    size_t count,
+                                                    skinlesion_prediction *out,
+                                                    skinlesion_status *statuses);
 
 /**
  * Classifies one image of raw interleaved pixels.
@@ -441,9 +376,29 @@ skinlesion_status skinlesion_classify_pixels(const skinlesion_classifier *classi
                                              skinlesion_prediction *out);
 
 /**
+ * Classifies `count` raw-pixel images with one forward pass; results as for
+ * `skinlesion_classify_encoded_batch`.
+ *
+ * # Safety
+ * `classifier` must be a live handle; `images` point to `count` descriptions, each `data`
+ * valid for its `len` bytes; `out` and `statuses` (when not NULL) to `count` writable items.
+ */
+skinlesion_status skinlesion_classify_pixels_batch(const skinlesion_classifier *classifier,
+                                                   const skinlesion_raw_image *images,
+                                                   size_t count,
+                                                   skinlesion_prediction *out,
+                                                   skinlesion_status *statuses);
+
+/**
+ * The statement every program built on this library must show its users: research and
+ * education only, not a medical device.
+ */
+const char *skinlesion_disclaimer(void);
+
+/**
  * Classifies one encoded image and explains `lesion_class` (a `skinlesion_lesion_class`;
  * `SKINLESION_LESION_CLASS_UNKNOWN` for the prediction's best guess). A class the model was
- * not trained on is `SKINLESION_STATUS_CONFIG_ERROR`; a model without class maps
+ * not trained on is `SKINLESION_STATUS_CLASS_NOT_IN_MODEL`; a model without class maps
  * `SKINLESION_STATUS_NO_CLASS_MAPS`. Free the result with `skinlesion_explanation_free`.
  *
  * # Safety
@@ -468,29 +423,20 @@ skinlesion_status skinlesion_explain_pixels(const skinlesion_classifier *classif
                                             skinlesion_explanation **out);
 
 /**
- * Frees an explanation; NULL does nothing.
- *
- * # Safety
- * `explanation` must be NULL or a handle from `skinlesion_explain_*`, not yet freed.
- */
-void skinlesion_explanation_free(skinlesion_explanation *explanation);
-
-/**
- * Writes the explanation's prediction (the same as `skinlesion_classify_*` gives) to `out`.
- *
- * # Safety
- * `explanation` must be a live handle; `out` writable.
- */
-skinlesion_status skinlesion_explanation_prediction(const skinlesion_explanation *explanation,
-                                                    skinlesion_prediction *out);
-
-/**
  * The class explained (a `skinlesion_lesion_class`); UNKNOWN for NULL.
  *
  * # Safety
  * `explanation` must be NULL or a live handle.
  */
 uint32_t skinlesion_explanation_class(const skinlesion_explanation *explanation);
+
+/**
+ * Frees an explanation; NULL does nothing.
+ *
+ * # Safety
+ * `explanation` must be NULL or a handle from `skinlesion_explain_*`, not yet freed.
+ */
+void skinlesion_explanation_free(skinlesion_explanation *explanation);
 
 /**
  * The heatmap: `*width` × `*height` floats in [0, 1], row-major, in the explained image's
@@ -516,34 +462,88 @@ skinlesion_status skinlesion_explanation_overlay_png(const skinlesion_explanatio
                                                      size_t *len);
 
 /**
- * Classifies `count` encoded images with one forward pass. `out` receives one prediction per
- * image, in order; `statuses` (may be NULL) one status per image. A failed image reads as
- * UNKNOWN with no probabilities; the others are classified regardless. Returns OK when every
- * image succeeded, else the first failed image's status (its index is in the message).
+ * Writes the explanation's prediction (the same as `skinlesion_classify_*` gives) to `out`.
  *
  * # Safety
- * `classifier` must be a live handle; `images` point to `count` items, each valid for its
- * `len` bytes; `out` and `statuses` (when not NULL) to `count` writable items.
+ * `explanation` must be a live handle; `out` writable.
  */
-skinlesion_status skinlesion_classify_encoded_batch(const skinlesion_classifier *classifier,
-                                                    const skinlesion_encoded_image *images,
-                                                    size_t count,
-                                                    skinlesion_prediction *out,
-                                                    skinlesion_status *statuses);
+skinlesion_status skinlesion_explanation_prediction(const skinlesion_explanation *explanation,
+                                                    skinlesion_prediction *out);
 
 /**
- * Classifies `count` raw-pixel images with one forward pass; results as for
- * `skinlesion_classify_encoded_batch`.
+ * The message of the most recent failed call on this thread, or "" when the most recent call
+ * succeeded. Never NULL; valid until the next skinlesion call on this thread.
+ */
+const char *skinlesion_last_error_message(void);
+
+/**
+ * Frees an options handle; NULL does nothing. A classifier made with it does not need it.
  *
  * # Safety
- * `classifier` must be a live handle; `images` point to `count` descriptions, each `data`
- * valid for its `len` bytes; `out` and `statuses` (when not NULL) to `count` writable items.
+ * `options` must be NULL or a handle from `skinlesion_options_new`, not yet freed.
  */
-skinlesion_status skinlesion_classify_pixels_batch(const skinlesion_classifier *classifier,
-                                                   const skinlesion_raw_image *images,
-                                                   size_t count,
-                                                   skinlesion_prediction *out,
-                                                   skinlesion_status *statuses);
+void skinlesion_options_free(skinlesion_options *options);
+
+/**
+ * Makes an options handle with the defaults: device "auto", threads = all cores, 50
+ * megapixels and 64 MiB per image. Free it with `skinlesion_options_free`.
+ *
+ * # Safety
+ * `out` must be NULL or writable.
+ */
+skinlesion_status skinlesion_options_new(skinlesion_options **out);
+
+/**
+ * Sets where inference runs: "cpu", "cuda", "cuda:N", or "auto" (CUDA when available). An
+ * unknown name is `SKINLESION_STATUS_CONFIG_ERROR`; a GPU that is missing is reported by
+ * `skinlesion_classifier_new`.
+ *
+ * # Safety
+ * `options` must be a live handle; `device` a NUL-terminated string.
+ */
+skinlesion_status skinlesion_options_set_device(skinlesion_options *options, const char *device);
+
+/**
+ * Sets the largest encoded image accepted, in bytes (at least 1).
+ *
+ * # Safety
+ * `options` must be a live handle.
+ */
+skinlesion_status skinlesion_options_set_max_bytes(skinlesion_options *options, uint64_t max_bytes);
+
+/**
+ * Sets the largest image accepted, in pixels (width × height, at least 1); larger images are
+ * refused from their header, before decoding.
+ *
+ * # Safety
+ * `options` must be a live handle.
+ */
+skinlesion_status skinlesion_options_set_max_pixels(skinlesion_options *options,
+                                                    uint64_t max_pixels);
+
+/**
+ * Sets how many CPU threads inference and image decoding use (at least 1).
+ *
+ * # Safety
+ * `options` must be a live handle.
+ */
+skinlesion_status skinlesion_options_set_threads(skinlesion_options *options, size_t threads);
+
+/**
+ * A short, static description of a status code ("undecodable image"); never NULL.
+ */
+const char *skinlesion_status_description(uint32_t status);
+
+/**
+ * The wire name of an abstention reason ("not_dermoscopy", "low_confidence"; "" for NONE, as
+ * in the HTTP API's `unknown_reason`), or NULL for a value out of range.
+ */
+const char *skinlesion_unknown_reason_code(uint32_t reason);
+
+/**
+ * The library's version, e.g. "0.1.0".
+ */
+const char *skinlesion_version(void);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -124,7 +124,7 @@ fn example_agrees_with_core(binary: &Path) {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), images.len(), "{stdout}");
     for (line, image) in lines.iter().zip(&images) {
-        let expected = classifier.classify_path(image).unwrap();
+        let expected = classifier.classify(image).unwrap();
         let fields: Vec<&str> = line.split('\t').collect();
         assert_eq!(fields[0], image.display().to_string());
         assert_eq!(fields[1], expected.class().code(), "{line}");
@@ -177,7 +177,7 @@ fn c_example_links_the_shared_library_and_agrees_with_the_core() {
         .build()
         .unwrap();
     for (n, (line, image)) in stdout.lines().zip(&images).enumerate() {
-        let expected = classifier.explain_path(image, None).unwrap();
+        let expected = classifier.explain(image, None).unwrap();
         assert!(
             line.contains(expected.prediction().class().code()),
             "{line}"

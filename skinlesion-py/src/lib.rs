@@ -64,6 +64,9 @@ fn kind_classes(py: Python<'_>) -> &[(ErrorKind, Py<PyType>)] {
                 let doc = CString::new(kind.explanation()).expect("no NUL in the table");
                 let class = PyErr::new_type(py, &name, Some(&doc), Some(&base), None)
                     .expect("Python makes an exception class");
+                // The core's name of the kind ("decode_error"), as logs and tables write it.
+                (class.bind(py).setattr("kind", kind.name()))
+                    .expect("an exception class takes attributes");
                 (kind, class)
             })
             .collect()
@@ -406,7 +409,7 @@ impl NativeClassifier {
     /// Classifies one input.
     fn classify(&self, py: Python<'_>, owned: OwnedInput) -> PyResult<PyPrediction> {
         let inner = py
-            .detach(|| self.inner.classify_input(owned.as_input()))
+            .detach(|| self.inner.classify(owned.as_input()))
             .map_err(to_py_err)?;
         Ok(PyPrediction { inner })
     }
@@ -416,7 +419,7 @@ impl NativeClassifier {
     fn classify_many(&self, py: Python<'_>, owned: Vec<OwnedInput>) -> PyResult<Vec<Py<PyAny>>> {
         let results = py.detach(|| {
             let inputs: Vec<ImageInput<'_>> = owned.iter().map(OwnedInput::as_input).collect();
-            self.inner.classify_inputs(&inputs)
+            self.inner.classify_batch(&inputs)
         });
         results
             .into_iter()
@@ -438,7 +441,7 @@ impl NativeClassifier {
     ) -> PyResult<PyExplanation> {
         let class = class_.map(parse_class).transpose()?;
         py.detach(|| {
-            let image = self.inner.decode_input(owned.as_input())?.into_owned();
+            let image = self.inner.decode(owned.as_input())?.into_owned();
             let explanation = self.inner.explain(&image, class)?;
             Ok(PyExplanation { explanation, image })
         })
@@ -536,8 +539,14 @@ impl PyExplanation {
         (m.height(), m.width(), f32_bytes(m.values()), m.bias())
     }
 
-    fn image_png(&self) -> Vec<u8> {
-        skinlesion_core::explain::png(&self.image.to_rgb8())
+    fn image_png(&self) -> PyResult<Vec<u8>> {
+        let mut png = std::io::Cursor::new(Vec::new());
+        (self.image.to_rgb8())
+            .write_to(&mut png, skinlesion_core::image::ImageFormat::Png)
+            .map_err(|e| {
+                pyo3::exceptions::PyRuntimeError::new_err(format!("PNG encoding failed: {e}"))
+            })?;
+        Ok(png.into_inner())
     }
 
     fn overlay_png(&self) -> Vec<u8> {
@@ -561,6 +570,17 @@ fn lesion_classes() -> Vec<(&'static str, &'static str, String)> {
         .collect()
 }
 
+/// A model's manifest as a dict, read and checked without loading the network.
+#[pyfunction]
+fn read_metadata(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Py<PyAny>> {
+    let metadata = py
+        .detach(|| skinlesion_core::ModelMetadata::read(&path))
+        .map_err(to_py_err)?;
+    let json =
+        serde_json::to_string(&metadata).map_err(|e| SkinLesionError::new_err(e.to_string()))?;
+    json_to_py(py, &json)
+}
+
 /// Images per forward pass that classify fastest per image on `device` ("cpu", "cuda",
 /// "cuda:N", "auto"): the core's rule, which bulk scoring uses when not told.
 #[pyfunction]
@@ -577,8 +597,9 @@ fn _skinlesion(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyExplanation>()?;
     m.add_function(wrap_pyfunction!(lesion_classes, m)?)?;
     m.add_function(wrap_pyfunction!(preferred_batch_size, m)?)?;
+    m.add_function(wrap_pyfunction!(read_metadata, m)?)?;
     m.add("DISCLAIMER", skinlesion_core::DISCLAIMER)?;
-    m.add("SHIPPED_MODEL", skinlesion_core::model::SHIPPED_MODEL)?;
+    m.add("SHIPPED_MODEL", skinlesion_core::SHIPPED_MODEL)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<PyPixels>()?;
     m.add_function(wrap_pyfunction!(error_kinds, m)?)?;

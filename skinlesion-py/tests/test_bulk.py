@@ -20,7 +20,7 @@ from skinlesion import bulk
 from test_skinlesion import MODEL, REPO, sample_test_split
 
 ray = pytest.importorskip("ray")
-CORRUPT = {"empty.jpg": "EmptyInputError", "truncated.jpg": "DecodeError", "notes.txt": "UnsupportedFormatError"}
+CORRUPT = {"empty.jpg": "empty_input", "truncated.jpg": "decode", "notes.txt": "unsupported_format"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -143,7 +143,7 @@ def test_a_changed_file_is_scored_again_and_its_old_row_dropped(archive, tmp_pat
     again = bulk.write(folder, output)
     assert (again.scored, again.already_scored) == (1, 5)
     rows = rows_by_path(output)
-    assert len(rows) == 6 and rows[str(changed)]["error_kind"] == "UnsupportedFormatError"
+    assert len(rows) == 6 and rows[str(changed)]["error_kind"] == "unsupported_format"
 
 
 def test_a_ray_dataset_input_and_a_glob(archive, uninterrupted):
@@ -156,7 +156,7 @@ def test_a_ray_dataset_input_and_a_glob(archive, uninterrupted):
     assert [r["path"] for r in globbed] == [str(archive / "notes.txt")]
     # A URI goes through pyarrow's filesystems, as s3:// and gs:// do.
     uri = bulk.score(f"file://{archive}/*.txt").take_all()
-    assert [r["error_kind"] for r in uri] == ["UnsupportedFormatError"] and uri[0]["path"].endswith("notes.txt")
+    assert [r["error_kind"] for r in uri] == ["unsupported_format"] and uri[0]["path"].endswith("notes.txt")
     with pytest.raises(ValueError, match=re.escape("lacks the column(s) ['bytes', 'path']")):
         bulk.score(ray.data.range(3))
 

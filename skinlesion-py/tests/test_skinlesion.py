@@ -401,6 +401,7 @@ def test_every_core_error_kind_has_its_own_exception():
         assert issubclass(cls, skinlesion.SkinLesionError) and cls is not skinlesion.SkinLesionError
         assert issubclass(cls, skinlesion.InputError) == is_input, name
         assert issubclass(cls, skinlesion.ModelError) == is_model, name
+        assert cls.kind == name, name
     # Raised as the core's kind says: an input error from the core is this class.
     with pytest.raises(skinlesion.EmptyInputError):
         skinlesion.Classifier(device="cpu").classify(b"")

@@ -180,7 +180,7 @@ mod tests {
         let classifier = classifier();
         let image = skinlesion_core::testing::ham10000_sample("test", 1).remove(0);
         let bytes = std::fs::read(&image.path).unwrap();
-        let expected = classifier.classify_bytes(&bytes).unwrap();
+        let expected = classifier.classify(&bytes).unwrap();
 
         let calls = Arc::new(AtomicUsize::new(0));
         let infer = {

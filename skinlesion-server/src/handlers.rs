@@ -124,7 +124,7 @@ pub async fn explain(state: Arc<AppState>, request: Request<LingeringBody>) -> H
     let _slot = decode_slot(&state).await?;
     let classifier = Arc::clone(&state.classifier);
     let explained = tokio::task::spawn_blocking(move || {
-        let explanation = classifier.explain_bytes(&file, class)?;
+        let explanation = classifier.explain(&file[..], class)?;
         let png = explanation.heatmap().to_png();
         Ok::<_, skinlesion_core::Error>((explanation, png))
     });
@@ -177,7 +177,7 @@ async fn decode_slot(state: &AppState) -> Result<tokio::sync::SemaphorePermit<'_
 async fn classify(state: &Arc<AppState>, file: Bytes) -> Result<Prediction, ApiError> {
     let slot = decode_slot(state).await?;
     let classifier = Arc::clone(&state.classifier);
-    let prepared = tokio::task::spawn_blocking(move || classifier.prepare(&file))
+    let prepared = tokio::task::spawn_blocking(move || classifier.prepare(&file[..]))
         .await
         .map_err(|_| ApiError::internal("image decoding failed internally"))??;
     drop(slot);

@@ -13,7 +13,7 @@ use clap::Parser;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use skinlesion_core::image::{DynamicImage, RgbImage};
-use skinlesion_core::model::{find_shipped_model, shipped_model_candidates};
+use skinlesion_core::{find_shipped_model, shipped_model_candidates};
 use skinlesion_core::{Classifier, Device, DISCLAIMER};
 use tokio::net::TcpListener;
 

@@ -177,7 +177,7 @@ fn the_page_classifies_an_uploaded_image_and_shows_errors() {
         .join(format!("images/{id}.jpg"))
         .canonicalize()
         .unwrap();
-    let expected = in_process().classify_path(&path).unwrap();
+    let expected = in_process().classify(&path).unwrap();
     driver.upload_and_analyze(&path);
     let class_name = driver.wait_for_text("#class-name");
     assert_eq!(class_name, expected.class().name());
@@ -241,7 +241,7 @@ fn the_page_classifies_an_uploaded_image_and_shows_errors() {
         .join("images/ISIC_0024492.jpg")
         .canonicalize()
         .unwrap();
-    let expected = in_process().classify_path(&path).unwrap();
+    let expected = in_process().classify(&path).unwrap();
     assert_eq!(
         expected.unknown_reason(),
         Some(skinlesion_core::UnknownReason::LowConfidence)

@@ -59,7 +59,7 @@ fn explain_answers_the_prediction_and_the_cores_heatmap() {
     let classifier = in_process();
     for id in test_ids(3) {
         let bytes = image(&id);
-        let expected = classifier.explain_bytes(&bytes, None).unwrap();
+        let expected = classifier.explain(&bytes, None).unwrap();
         let response = explain(&server, "/explain", &bytes, None);
         assert_eq!(response.status, 200, "{}", response.text());
         assert_eq!(response.headers["cache-control"], "no-store");
@@ -85,7 +85,7 @@ fn explain_answers_the_prediction_and_the_cores_heatmap() {
         let code = class.unwrap_or("BCC");
         assert_eq!(json["explanation"]["class"], code);
         let wanted = LesionClass::from_code_or_name(code);
-        let expected = classifier.explain_bytes(&bytes, wanted).unwrap();
+        let expected = classifier.explain(&bytes, wanted).unwrap();
         assert_same_png(&heatmap_png(&json), &expected.heatmap().to_png());
     }
     assert!(DISCLAIMER.contains("not a medical device"));

@@ -63,10 +63,7 @@ fn every_endpoint_answers_in_the_original_shape() {
             .collect();
         assert_eq!(keys, ["success", "prediction"]);
         assert_eq!(json["success"], true);
-        assert_prediction_matches(
-            &json["prediction"],
-            &classifier.classify_bytes(&bytes).unwrap(),
-        );
+        assert_prediction_matches(&json["prediction"], &classifier.classify(&bytes).unwrap());
     }
 
     // Batch: one result per file, in order, a bad file answered in its place.
@@ -88,10 +85,7 @@ fn every_endpoint_answers_in_the_original_shape() {
         .zip(&files)
     {
         assert_eq!(result["success"], true);
-        assert_prediction_matches(
-            &result["prediction"],
-            &classifier.classify_bytes(bytes).unwrap(),
-        );
+        assert_prediction_matches(&result["prediction"], &classifier.classify(bytes).unwrap());
     }
 
     let metrics = server.get("/metrics").text();
@@ -178,7 +172,7 @@ fn concurrent_requests_are_batched_and_answered_correctly() {
     let ids = test_ids(16);
     let expected: Vec<_> = ids
         .iter()
-        .map(|id| classifier.classify_bytes(&image(id)).unwrap())
+        .map(|id| classifier.classify(&image(id)).unwrap())
         .collect();
     let addr = server.addr;
     std::thread::scope(|s| {
@@ -235,7 +229,7 @@ fn a_full_queue_answers_503_with_retry_after_and_recovers() {
             skinlesion_core::image::ImageFormat::Png,
         )
         .unwrap();
-    let expected = in_process().classify_bytes(&png).unwrap();
+    let expected = in_process().classify(&png).unwrap();
     let addr = server.addr;
     let statuses: Vec<u16> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..48)

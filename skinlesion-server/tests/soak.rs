@@ -132,7 +132,7 @@ fn sustained_mixed_load_keeps_answering_without_memory_growth_or_uploads_on_disk
         .map(|id| {
             let mut bytes = image(id);
             bytes.extend_from_slice(marker.as_bytes());
-            let expected = in_process.classify_bytes(&bytes).unwrap();
+            let expected = in_process.classify(&bytes).unwrap();
             (bytes, expected)
         })
         .collect();

@@ -86,7 +86,7 @@ pub fn classify(
     for chunk in images.chunks(batch_size.max(1)) {
         let results = match &mut overlays {
             Some(overlays) => overlays.explain(chunk)?,
-            None => (classifier.classify_batch_paths(chunk).into_iter())
+            None => (classifier.classify_batch(chunk).into_iter())
                 .map(|r| r.map(|p| (p, None)))
                 .collect(),
         };
@@ -140,7 +140,7 @@ impl<'a> Overlays<'a> {
             .iter()
             .map(|p| {
                 self.classifier
-                    .decode_input(ImageInput::File(p))
+                    .decode(ImageInput::File(p))
                     .map(Cow::into_owned)
             })
             .collect();
@@ -151,7 +151,7 @@ impl<'a> Overlays<'a> {
                     .map_or(ImageInput::Encoded(&[]), ImageInput::Decoded)
             })
             .collect();
-        let explained = self.classifier.explain_inputs(&inputs, None);
+        let explained = self.classifier.explain_batch(&inputs, None);
         let mut rows = Vec::with_capacity(paths.len());
         for ((path, image), explanation) in paths.iter().zip(decoded).zip(explained) {
             let row = match (image, explanation) {

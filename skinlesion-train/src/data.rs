@@ -3,11 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use skinlesion_core::preprocess::{
-    decode_image, prepare_parallel, preprocess_image, read_image_file, DecodeLimits,
+use skinlesion_core::training::{
+    decode_image, prepare_parallel, preprocess_image, read_image_file,
 };
-use skinlesion_core::tch::Tensor;
+use skinlesion_core::DecodeLimits;
 use skinlesion_core::InputSpec;
+use tch::Tensor;
 
 /// One labelled image.
 #[derive(Debug, Clone, PartialEq)]

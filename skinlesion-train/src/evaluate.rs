@@ -230,7 +230,10 @@ fn score(
         let paths: Vec<&Path> = chunk.iter().map(|s| s.path.as_path()).collect();
         let mut good = Vec::new();
         let mut good_samples = Vec::new();
-        for (sample, prepared) in chunk.iter().zip(classifier.prepare_paths(&paths)) {
+        for (sample, prepared) in chunk
+            .iter()
+            .zip(classifier.prepare_batch(paths.iter().copied()))
+        {
             match prepared {
                 Ok(p) => {
                     good.push(p);

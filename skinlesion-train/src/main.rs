@@ -95,7 +95,7 @@ struct TrainArgs {
 /// The model the user named, else the shipped one.
 fn shipped_or(model: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     model
-        .or_else(skinlesion_core::model::find_shipped_model)
+        .or_else(skinlesion_core::find_shipped_model)
         .ok_or_else(|| anyhow::anyhow!("no --model given and the shipped model is not in models/"))
 }
 

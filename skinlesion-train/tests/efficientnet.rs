@@ -7,10 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use skinlesion_core::tch::nn::{self, ModuleT};
-use skinlesion_core::tch::{Device, Kind, Tensor};
 use skinlesion_train::nets::efficientnet::EfficientNetLite0;
 use skinlesion_train::nets::pretrained::{load_strict, PretrainedError};
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Tensor};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

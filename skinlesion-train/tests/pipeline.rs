@@ -4,8 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use skinlesion_core::preprocess::{preprocess, DecodeLimits};
 use skinlesion_core::testing::{small_input, write_mean_colour_model, MeanColourWeights};
+use skinlesion_core::training::preprocess;
+use skinlesion_core::DecodeLimits;
 use skinlesion_core::{Calibration, Classifier, Device, LesionClass};
 use skinlesion_train::evaluate::{evaluate, EvalConfig};
 use skinlesion_train::nets::Architecture;
@@ -129,7 +130,7 @@ fn short_training_run_yields_a_loadable_model_and_resumes_exactly() {
         .device(Device::Cpu)
         .build()
         .unwrap();
-    for result in classifier.classify_batch_paths(&images) {
+    for result in classifier.classify_batch(&images) {
         let p = result.unwrap();
         let sum: f32 = p.probabilities().iter().map(|(_, p)| p).sum();
         assert!((sum - 1.0).abs() < 1e-4);
@@ -157,7 +158,7 @@ fn short_training_run_yields_a_loadable_model_and_resumes_exactly() {
         .unwrap();
     let logits = |c: &Classifier| {
         let prepared: Vec<_> = c
-            .prepare_paths(&images)
+            .prepare_batch(&images)
             .into_iter()
             .map(Result::unwrap)
             .collect();
@@ -189,7 +190,7 @@ fn short_training_run_yields_a_loadable_model_and_resumes_exactly() {
         .build()
         .unwrap();
     let prepared: Vec<_> = mirror_classifier
-        .prepare_paths(&images)
+        .prepare_batch(&images)
         .into_iter()
         .map(Result::unwrap)
         .collect();
@@ -254,7 +255,7 @@ fn evaluate_computes_hand_checked_metrics() {
             .unwrap();
             let logits = Vec::<f32>::try_from(
                 (weights.logits(&x) / f64::from(temperature))
-                    .softmax(1, skinlesion_core::tch::Kind::Float)
+                    .softmax(1, tch::Kind::Float)
                     .flatten(0, -1),
             )
             .unwrap();
@@ -553,7 +554,7 @@ fn training_and_serving_apply_one_calibration_to_real_logits() {
     let sample = skinlesion_core::testing::ham10000_sample("val", 48);
     let paths: Vec<&Path> = sample.iter().map(|s| s.path.as_path()).collect();
     let prepared: Vec<_> = classifier
-        .prepare_paths(&paths)
+        .prepare_batch(paths.iter().copied())
         .into_iter()
         .map(Result::unwrap)
         .collect();
@@ -659,7 +660,7 @@ fn a_short_fine_tune_of_the_pretrained_backbone_yields_a_loadable_model() {
         .build()
         .unwrap();
     let image = &skinlesion_core::testing::ham10000_sample("test", 1)[0];
-    let prediction = classifier.classify_path(&image.path).unwrap();
+    let prediction = classifier.classify(&image.path).unwrap();
     assert_eq!(prediction.probabilities().len(), 4);
     // The gate is traced in: the network scores each image, the manifest holds the threshold.
     let gate = outcome
@@ -680,7 +681,7 @@ fn a_short_fine_tune_of_the_pretrained_backbone_yields_a_loadable_model() {
         .map(|l| data_dir().join("images").join(l.split(',').next().unwrap()))
         .collect();
     assert_eq!(val.len(), 12);
-    for (path, p) in val.iter().zip(classifier.classify_batch_paths(&val)) {
+    for (path, p) in val.iter().zip(classifier.classify_batch(&val)) {
         let score = p.unwrap().ood_score().unwrap();
         assert!(score <= gate.threshold, "{}: {score}", path.display());
     }
@@ -695,11 +696,11 @@ fn a_short_fine_tune_of_the_pretrained_backbone_yields_a_loadable_model() {
     // logits: each map's mean plus the head's bias is its class's raw logit.
     let maps = outcome.metadata.class_maps.clone().unwrap();
     assert_eq!((maps.width, maps.height, maps.bias.len()), (3, 3, 4));
-    let prepared = classifier.prepare_paths(&[&image.path]).remove(0).unwrap();
+    let prepared = classifier.prepare(&image.path).unwrap();
     let logits =
         Vec::<f32>::try_from(classifier.logits(&[prepared]).unwrap().flatten(0, -1)).unwrap();
     for (i, &class) in classifier.classes().iter().enumerate() {
-        let explained = classifier.explain_path(&image.path, Some(class)).unwrap();
+        let explained = classifier.explain(&image.path, Some(class)).unwrap();
         assert_eq!(explained.prediction(), &prediction);
         let logit = explained.class_map().logit();
         assert!(
@@ -709,13 +710,12 @@ fn a_short_fine_tune_of_the_pretrained_backbone_yields_a_loadable_model() {
         );
     }
 
-    let start: std::collections::HashMap<String, _> =
-        skinlesion_core::tch::Tensor::read_safetensors(&weights)
-            .unwrap()
-            .into_iter()
-            .collect();
+    let start: std::collections::HashMap<String, _> = tch::Tensor::read_safetensors(&weights)
+        .unwrap()
+        .into_iter()
+        .collect();
     let trained: std::collections::HashMap<String, _> =
-        skinlesion_core::tch::Tensor::load_multi(config.checkpoint_dir.join("last.ot"))
+        tch::Tensor::load_multi(config.checkpoint_dir.join("last.ot"))
             .unwrap()
             .into_iter()
             .collect();

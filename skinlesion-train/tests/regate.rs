@@ -99,8 +99,8 @@ fn regate_keeps_the_network_and_refits_the_gate_and_unknown_rule() {
         .collect();
     let (mut accepted, mut answered) = (0, 0);
     for chunk in val.chunks(64) {
-        let a = shipped.classify_batch_paths(chunk);
-        let b = regated.classify_batch_paths(chunk);
+        let a = shipped.classify_batch(chunk);
+        let b = regated.classify_batch(chunk);
         for (a, b) in a.into_iter().zip(b) {
             let (a, b) = (a.unwrap(), b.unwrap());
             // The same network and calibration: the same best guess and probabilities.

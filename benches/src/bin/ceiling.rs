@@ -6,7 +6,7 @@
 //! Prints one JSON object: `images_per_s` (WORKERS threads at once, each decoding and
 //! preprocessing BATCH images and running one forward pass on them, repeated for SECONDS; one
 //! worker gets every core for libtorch and for decoding, several get one thread each) and
-//! `single_ms_p50`/`single_ms_p99` (one `classify_bytes` at a time with the same settings, the
+//! `single_ms_p50`/`single_ms_p99` (one `classify` of bytes at a time with the same settings, the
 //! latency a lone request could at best see).
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -64,7 +64,7 @@ fn throughput(
                     let chunk: Vec<&Vec<u8>> = (0..batch)
                         .map(|i| &images[(next + i) % images.len()])
                         .collect();
-                    let results = classifier.classify_batch_bytes(&chunk);
+                    let results = classifier.classify_batch(chunk.iter().copied());
                     assert!(results.iter().all(Result::is_ok));
                     done.fetch_add(chunk.len(), Ordering::Relaxed);
                     next += batch * workers;
@@ -82,7 +82,7 @@ fn single_latencies(classifier: &Classifier, images: &[Vec<u8>], until: Duration
     while start.elapsed() < until || latencies.len() < 100 {
         let bytes = &images[latencies.len() % images.len()];
         let t = Instant::now();
-        classifier.classify_bytes(bytes).expect("classifies");
+        classifier.classify(bytes).expect("classifies");
         latencies.push(t.elapsed().as_secs_f64() * 1e3);
     }
     latencies.sort_by(f64::total_cmp);

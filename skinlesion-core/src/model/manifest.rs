@@ -31,12 +31,15 @@ pub struct ModelMetadata {
     pub architecture: String,
     /// The classes the network was trained on, in the order of its outputs.
     pub classes: Vec<LesionClass>,
+    /// The network's input size and normalisation.
     pub input: InputSpec,
+    /// The rule from logits to an answer, fitted on validation data.
     pub calibration: Calibration,
     /// The class activation maps the network returns with its logits; `None` for models
     /// exported without them (they classify, but cannot explain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_maps: Option<ClassMaps>,
+    /// The weights file and its checksum.
     pub weights: WeightsRef,
     /// Free-form provenance (training data, licence, metrics); not interpreted.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
@@ -147,6 +150,7 @@ impl GateScore {
     }
 }
 
+/// Where the weights are and what they must hash to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WeightsRef {
@@ -168,6 +172,14 @@ pub enum WeightsFormat {
 }
 
 impl ModelMetadata {
+    /// Reads and checks a model's manifest without loading its network: what a scheduler or a
+    /// catalogue needs (name, version, classes) at the cost of one small file. `path` names the
+    /// manifest (`.json`) or the weights beside it (`.pt`); the weights are not read, so their
+    /// checksum is verified only by [`crate::Classifier::load`].
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(read_metadata(path.as_ref())?.0)
+    }
+
     /// Checks the metadata's internal consistency (not yet against the network).
     pub fn validate(&self) -> Result<()> {
         let fail = |msg: String| Err(Error::MetadataMismatch(msg));
@@ -261,7 +273,9 @@ impl ModelMetadata {
 /// Where a model's files are, resolved from what a user passed.
 #[derive(Debug, Clone)]
 pub struct ModelPaths {
+    /// The manifest (`NAME.json`).
     pub manifest: PathBuf,
+    /// The weights the manifest names, beside it.
     pub weights: PathBuf,
 }
 

@@ -19,6 +19,8 @@
 //! from logits to an answer (probabilities, the one argmax, the gate, Unknown); [`torchscript`]
 //! is the network itself, its output columns and how training writes an artifact.
 
+#[cfg(feature = "training")]
+mod artifact;
 mod decision;
 mod manifest;
 mod shipped;
@@ -27,7 +29,13 @@ mod torchscript;
 pub(crate) use decision::argmax;
 pub use manifest::{
     read_metadata, Calibration, ClassMaps, DermoscopyGate, GateScore, ModelMetadata, ModelPaths,
-    WeightsFormat, WeightsRef, MANIFEST_FORMAT, MANIFEST_FORMAT_1,
+    WeightsFormat, WeightsRef,
 };
 pub use shipped::{find_shipped_model, shipped_model_candidates, SHIPPED_MODEL};
-pub use torchscript::{sha256_hex, write_artifact, Model, OutputLayout, Outputs};
+pub use torchscript::{Model, OutputLayout, Outputs};
+#[cfg(feature = "training")]
+pub use {
+    artifact::write_artifact,
+    manifest::{MANIFEST_FORMAT, MANIFEST_FORMAT_1},
+    torchscript::sha256_hex,
+};

@@ -12,8 +12,12 @@ mod transform;
 
 pub use decode::{decode_image, read_image_file, DecodeLimits};
 pub use parallel::prepare_parallel;
-pub use pixels::{image_from_pixels, PixelFormat, RawPixels};
+pub use pixels::{PixelFormat, RawPixels};
 pub use transform::{
-    center_crop_box, channels_last, normalize, preprocess, preprocess_image, resize_rgb,
-    ColourConstancy, InputSpec, ResizePolicy,
+    center_crop_box, channels_last, preprocess_image, ColourConstancy, InputSpec, ResizePolicy,
+};
+#[cfg(feature = "training")]
+pub use {
+    pixels::image_from_pixels,
+    transform::{normalize, preprocess, resize_rgb},
 };

@@ -8,12 +8,16 @@ use crate::error::{Error, Result};
 /// Channel layout of a raw pixel buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PixelFormat {
+    /// One byte per pixel: grey.
     Gray8,
+    /// Three bytes per pixel: red, green, blue.
     Rgb8,
+    /// Four bytes per pixel: red, green, blue, alpha (ignored).
     Rgba8,
 }
 
 impl PixelFormat {
+    /// Bytes per pixel.
     pub const fn channels(self) -> usize {
         match self {
             PixelFormat::Gray8 => 1,
@@ -27,11 +31,15 @@ impl PixelFormat {
 /// C callers hold them): `height` rows of `stride` bytes, each starting with `width` pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RawPixels<'a> {
+    /// The pixels, row after row.
     pub data: &'a [u8],
+    /// Pixels per row.
     pub width: u32,
+    /// Rows.
     pub height: u32,
     /// Bytes from the start of one row to the next; at least `width × channels`.
     pub stride: usize,
+    /// The channel layout.
     pub format: PixelFormat,
 }
 

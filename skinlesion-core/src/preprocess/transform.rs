@@ -5,6 +5,7 @@ use image::{DynamicImage, RgbImage};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+#[cfg(feature = "training")]
 use super::{decode_image, DecodeLimits};
 use crate::error::{Error, Result};
 
@@ -85,8 +86,11 @@ impl ColourConstancy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
+    /// Input width in pixels.
     pub width: u32,
+    /// Input height in pixels.
     pub height: u32,
+    /// How an image of another aspect ratio is brought to this size.
     pub resize: ResizePolicy,
     /// Per-channel (R, G, B) mean, on the 0–1 scale, subtracted before dividing by `std`.
     pub mean: [f32; 3],
@@ -183,6 +187,7 @@ pub fn preprocess_image(image: &DynamicImage, spec: &InputSpec) -> Tensor {
 
 /// Encoded bytes all the way to the network's input: decode (within `limits`), EXIF orientation,
 /// RGB, resize per `spec`, normalise, 1×3×H×W `f32`.
+#[cfg(feature = "training")]
 pub fn preprocess(bytes: &[u8], spec: &InputSpec, limits: &DecodeLimits) -> Result<Tensor> {
     Ok(preprocess_image(&decode_image(bytes, limits)?, spec))
 }

@@ -35,6 +35,7 @@ from ._skinlesion import (
     __version__,
     lesion_classes as _lesion_classes,
     preferred_batch_size,
+    read_metadata,
 )
 
 # BEGIN generated from the core's ErrorKind table by tests/test_skinlesion.py
@@ -84,6 +85,7 @@ __all__ = [
     "LesionClass",
     "Prediction",
     "preferred_batch_size",
+    "read_metadata",
     "SkinLesionError",
     "InputError",
     "ModelError",

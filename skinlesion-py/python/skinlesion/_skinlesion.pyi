@@ -82,6 +82,11 @@ class NativeClassifier:
     @property
     def max_bytes(self) -> int: ...
 
+def read_metadata(path: Union[str, "PathLike[str]"]) -> Dict[str, Any]:
+    """A model's manifest (as ``Classifier.metadata`` gives it), read and checked without
+    loading the network. Raises the model's error (e.g. ``ModelNotFoundError``)."""
+    ...
+
 def preferred_batch_size(device: str) -> int:
     """Images per forward pass that classify fastest per image on ``device`` (1 on a CPU)."""
 
@@ -105,6 +110,9 @@ class NativeExplanation:
 
 class SkinLesionError(Exception):
     """Base class of every error skinlesion raises."""
+
+    kind: str
+    """The core's name of the error kind (``"decode"``), set on each kind's class."""
 
 class InputError(SkinLesionError):
     """The image is at fault."""

@@ -3,9 +3,9 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use skinlesion_core::tch::nn::ModuleT;
-use skinlesion_core::tch::{CModule, Device, Kind, Tensor};
 use skinlesion_core::ModelMetadata;
+use tch::nn::ModuleT;
+use tch::{CModule, Device, Kind, Tensor};
 
 use super::{Explained, Net};
 
@@ -38,7 +38,7 @@ impl ArtifactNet {
         };
         let (h, w) = (metadata.input.height, metadata.input.width);
         let probe = Tensor::zeros([1, 3, i64::from(h), i64::from(w)], (Kind::Float, device));
-        skinlesion_core::tch::no_grad(|| net.run(&probe))?;
+        tch::no_grad(|| net.run(&probe))?;
         Ok(net)
     }
 

@@ -5,8 +5,8 @@
 //! one. The weights were ported from TensorFlow, so convolutions pad like TensorFlow's "SAME"
 //! (for stride 2 the extra pixel goes bottom and right).
 
-use skinlesion_core::tch::nn::{self, ModuleT};
-use skinlesion_core::tch::{self, Kind, Tensor};
+use tch::nn::{self, ModuleT};
+use tch::{Kind, Tensor};
 
 use crate::train::precision::without_cpu_autocast;
 

@@ -8,9 +8,9 @@ pub mod pretrained;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use skinlesion_core::tch::nn::{self, ModuleT};
-use skinlesion_core::tch::Tensor;
 use skinlesion_core::{ColourConstancy, InputSpec, ResizePolicy};
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
 
 /// The architectures `train` can build. Command line and manifests spell them in kebab case
 /// (`resnet-lite`).
@@ -376,7 +376,7 @@ fn resnet_lite(vs: &nn::Path, classes: i64, blocks: [usize; 4]) -> nn::Sequentia
 #[cfg(test)]
 mod tests {
     use super::*;
-    use skinlesion_core::tch::{Device, Kind};
+    use tch::{Device, Kind};
 
     fn shape(input_size: u32) -> NetShape {
         NetShape {

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use skinlesion_core::tch::{self, nn, Tensor};
+use tch::{nn, Tensor};
 
 /// Where `scripts/setup.sh` puts the converted EfficientNet-Lite0 weights, relative to the
 /// repository (the working directory of the documented commands).

@@ -3,8 +3,8 @@
 //! optional casts, and mixup. Randomness comes from libtorch's seeded generator, so a resumed
 //! run draws exactly what the uninterrupted one would have.
 
-use skinlesion_core::tch::{Device, Kind, Tensor};
 use skinlesion_core::InputSpec;
+use tch::{Device, Kind, Tensor};
 
 /// How many uniform draws each image takes (crop 4, flips 2, rotation 1, colour 2).
 const DRAWS: usize = 9;
@@ -137,8 +137,8 @@ pub fn mixup(batch: Tensor, alpha: f64) -> (Tensor, Option<(f64, Tensor)>) {
 mod tests {
     use super::*;
     use crate::nets::Architecture;
-    use skinlesion_core::tch;
     use skinlesion_core::ColourConstancy;
+    use tch;
 
     /// libtorch's generator is one per process: tests that seed it take turns.
     static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use skinlesion_core::tch::nn;
-use skinlesion_core::tch::Tensor;
+use tch::nn;
+use tch::Tensor;
 
 use super::config::TrainConfig;
 use super::ema::Ema;

@@ -1,10 +1,10 @@
 //! The weight average that is validated and shipped.
 
 use anyhow::Result;
-use skinlesion_core::tch::nn;
+use tch::nn;
 
 use crate::nets::Net;
-use skinlesion_core::tch::{self, Tensor};
+use tch::Tensor;
 
 /// An exponential moving average of every variable (weights and batch-norm statistics): a
 /// smoother network than the last step's, and a less noisy one to select on validation.

@@ -3,13 +3,12 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
-use skinlesion_core::model::{
-    write_artifact, ClassMaps, ModelMetadata, WeightsFormat, WeightsRef, MANIFEST_FORMAT,
-};
+use skinlesion_core::training::{write_artifact, MANIFEST_FORMAT};
+use skinlesion_core::{ClassMaps, ModelMetadata, WeightsFormat, WeightsRef};
 
 use crate::nets::Net;
-use skinlesion_core::tch::{self, CModule, Tensor};
 use skinlesion_core::{Calibration, Classifier, InputSpec, LesionClass, PreparedImage};
+use tch::{CModule, Tensor};
 
 use super::calibrate::UNKNOWN_COVERAGE;
 use super::checkpoint::TrainState;
@@ -75,7 +74,7 @@ pub fn export(e: Export<'_>) -> Result<ModelMetadata> {
 
 /// What the exported network returns (a traced module has a single output): N×C logits,
 /// then with a gate its score as one more column, then for a network that has them its C
-/// class activation maps, flattened (see `skinlesion_core::model::OutputLayout`).
+/// class activation maps, flattened (see `skinlesion_core::training::OutputLayout`).
 fn run(net: &dyn Net, gate: Option<&Gate>, x: &Tensor) -> Tensor {
     if let Some(e) = net.explained(x) {
         let mut columns = vec![e.logits];

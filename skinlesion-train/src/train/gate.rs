@@ -17,8 +17,8 @@
 //! no image it is measured on is fitted on.
 
 use anyhow::{bail, Result};
-use skinlesion_core::tch::{Kind, Tensor};
 use skinlesion_core::{DermoscopyGate, GateScore};
+use tch::{Kind, Tensor};
 
 /// The share of validation dermoscopy the distance-only gate may refuse.
 pub const VAL_REFUSED: f64 = 0.05;
@@ -276,7 +276,7 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use skinlesion_core::tch::Device;
+    use tch::Device;
 
     #[test]
     fn scores_are_squared_mahalanobis_distances_to_the_nearest_class() {
@@ -323,7 +323,7 @@ mod tests {
 
     #[test]
     fn the_head_separates_what_it_was_fitted_on_and_is_stationary() {
-        skinlesion_core::tch::manual_seed(3);
+        tch::manual_seed(3);
         let (x, other) = clouds();
         let head = LinearHead::fit(&x, &other).unwrap();
         let s = Vec::<f32>::try_from(head.scores(&x)).unwrap();
@@ -362,7 +362,7 @@ mod tests {
 
     #[test]
     fn the_head_converges_with_fewer_images_than_features() {
-        skinlesion_core::tch::manual_seed(5);
+        tch::manual_seed(5);
         // 24 images, 300 features: the two sides are separable, only the penalty bounds it.
         let x = Tensor::randn([24, 300], (Kind::Float, Device::Cpu));
         let other: Vec<bool> = (0..24).map(|i| i < 12).collect();
@@ -373,7 +373,7 @@ mod tests {
 
     #[test]
     fn head_or_distance_refuses_when_either_rule_does() {
-        skinlesion_core::tch::manual_seed(4);
+        tch::manual_seed(4);
         let (x, other) = clouds();
         let dermoscopy: Vec<i64> = other.iter().map(|&o| i64::from(o)).collect();
         let kept = Tensor::from_slice(

@@ -25,10 +25,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use skinlesion_core::model::ModelMetadata;
-use skinlesion_core::tch::nn::{self, ModuleT};
-use skinlesion_core::tch::{self, Device, Reduction, Tensor};
+use skinlesion_core::ModelMetadata;
 use skinlesion_core::{InputSpec, LesionClass};
+use tch::nn::{self, ModuleT};
+use tch::{Device, Reduction, Tensor};
 
 pub use calibrate::{abstain, calibrate, UNKNOWN_COVERAGE};
 pub use checkpoint::{Checkpoint, EpochLog, StepProfile, TrainState};
@@ -124,7 +124,7 @@ impl<'a> Trainer<'a> {
         let started = Instant::now();
         config.validate()?;
         // A GPU asked for but not usable is refused before any data is read.
-        let device = config.device.resolve()?;
+        let device = skinlesion_core::training::resolve_device(config.device)?;
         tch::set_num_threads(skinlesion_core::available_cores() as i32);
         let arch = config.architecture;
         let spec = arch.input_spec(config.input_size, config.colour_constancy);
@@ -279,7 +279,7 @@ impl<'a> Trainer<'a> {
             _ => x,
         };
         // Channels-last is the layout oneDNN's convolutions run fastest on (16 % in inference).
-        let x = skinlesion_core::preprocess::channels_last(&x);
+        let x = skinlesion_core::training::channels_last(&x);
         lap(&mut profile.data);
         let out = {
             let _autocast = Autocast::new(device, self.bf16);

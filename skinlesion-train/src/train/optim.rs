@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
-use skinlesion_core::tch::{self, nn, Tensor};
+use tch::{nn, Tensor};
 
 /// AdamW (decoupled weight decay), written out so that its moments can be checkpointed and a
 /// resumed run continues exactly where it stopped.

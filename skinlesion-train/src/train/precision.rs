@@ -7,7 +7,7 @@
 //! called by its (Itanium-ABI) symbol name; both of its arguments are plain integers.
 
 use serde::{Deserialize, Serialize};
-use skinlesion_core::tch::Device;
+use tch::Device;
 
 /// The arithmetic of the training forward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -136,7 +136,7 @@ pub fn without_cpu_autocast<T>(f: impl FnOnce() -> T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use skinlesion_core::tch::{Kind, Tensor};
+    use tch::{Kind, Tensor};
 
     #[test]
     fn convolutions_run_in_bf16_inside_the_guard_only() {
@@ -171,7 +171,7 @@ mod tests {
                 .double_value(&[0, 0, 0, 0])
         };
         assert_eq!(out(&w), 1.0);
-        skinlesion_core::tch::no_grad(|| {
+        tch::no_grad(|| {
             let _ = w.shallow_clone().fill_(3.0);
         });
         assert_eq!(out(&w), 3.0);

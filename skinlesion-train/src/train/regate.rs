@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use skinlesion_core::tch::Device;
 use skinlesion_core::ModelMetadata;
+use tch::Device;
 
 use super::checkpoint::TrainState;
 use super::config::TrainConfig;
@@ -114,5 +114,5 @@ pub fn regate(config: &RegateConfig) -> Result<ModelMetadata> {
 }
 
 fn tch_threads() {
-    skinlesion_core::tch::set_num_threads(skinlesion_core::available_cores() as i32);
+    tch::set_num_threads(skinlesion_core::available_cores() as i32);
 }

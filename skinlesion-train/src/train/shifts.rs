@@ -11,8 +11,8 @@ use std::f64::consts::PI;
 
 use skinlesion_core::image::codecs::jpeg::JpegEncoder;
 use skinlesion_core::image::{self, RgbImage};
-use skinlesion_core::tch::{Device, Kind, Tensor};
 use skinlesion_core::InputSpec;
+use tch::{Device, Kind, Tensor};
 
 /// SplitMix64: a few dozen parameters per image from one seed.
 struct Draws(u64);
