@@ -1,8 +1,9 @@
-//! The whole rule from one row of logits to an answer.
+//! The whole rule from one row of logits to an answer: calibrated probabilities, the one
+//! argmax, the dermoscopy gate and the Unknown threshold.
 
 use super::{Calibration, GateScore};
 use crate::error::{Error, Result};
-use crate::prediction::Prediction;
+use crate::prediction::{Prediction, UnknownReason};
 use crate::taxonomy::LesionClass;
 
 impl Calibration {
@@ -119,6 +120,73 @@ impl Default for Calibration {
             dermoscopy_gate: None,
         }
     }
+}
+
+impl Prediction {
+    /// Builds a prediction from calibrated probabilities, answering the most probable class,
+    /// or [`LesionClass::Unknown`] when its probability is below `unknown_threshold`.
+    ///
+    /// `probabilities` may come in any order (e.g. the model's output order); they are kept in
+    /// the stable order of [`LesionClass::ALL`]. Ties go to the class earlier in that order.
+    pub fn from_probabilities(
+        probabilities: impl IntoIterator<Item = (LesionClass, f32)>,
+        unknown_threshold: f32,
+    ) -> Self {
+        let mut probabilities: Vec<(LesionClass, f32)> = probabilities.into_iter().collect();
+        probabilities.sort_by_key(|(class, _)| *class);
+        let decision = most_probable(&probabilities).unwrap_or(LesionClass::Unknown);
+        Self::with_decision(probabilities, decision, unknown_threshold)
+    }
+
+    /// Builds a prediction whose answer was decided by another rule (e.g. the balanced
+    /// decision of [`crate::Calibration`]); the confidence is that class's probability, and
+    /// below `unknown_threshold` the answer is [`LesionClass::Unknown`].
+    pub fn with_decision(
+        probabilities: impl IntoIterator<Item = (LesionClass, f32)>,
+        decision: LesionClass,
+        unknown_threshold: f32,
+    ) -> Self {
+        let mut probabilities: Vec<(LesionClass, f32)> = probabilities.into_iter().collect();
+        probabilities.sort_by_key(|(class, _)| *class);
+        let confidence = probabilities
+            .iter()
+            .find(|(c, _)| *c == decision)
+            .map_or(0.0, |(_, p)| *p);
+        // NaN compares as neither, so it too is an abstention.
+        let confident = confidence >= unknown_threshold;
+        Self {
+            class: if confident {
+                decision
+            } else {
+                LesionClass::Unknown
+            },
+            best_guess: decision,
+            confidence,
+            probabilities,
+            unknown_reason: (!confident).then_some(UnknownReason::LowConfidence),
+            ood_score: None,
+        }
+    }
+
+    /// Applies an out-of-distribution gate: records `score`, and above `threshold` (or for a
+    /// NaN score) the answer is Unknown because the image is not dermoscopy, whatever the
+    /// lesion classes said.
+    pub fn gated(mut self, score: f32, threshold: f32) -> Self {
+        self.ood_score = Some(score);
+        // NaN compares as neither, so it is refused too.
+        let accepted = score <= threshold;
+        if !accepted {
+            self.class = LesionClass::Unknown;
+            self.unknown_reason = Some(UnknownReason::NotDermoscopy);
+        }
+        self
+    }
+}
+
+/// The most probable class (of equal ones, the first listed); `None` for none.
+pub(crate) fn most_probable(probabilities: &[(LesionClass, f32)]) -> Option<LesionClass> {
+    let best = argmax(probabilities.iter().map(|&(_, p)| f64::from(p)));
+    probabilities.get(best).map(|&(class, _)| class)
 }
 
 /// The index of the largest score, the first on ties; NaN never wins (all NaN: 0). The one

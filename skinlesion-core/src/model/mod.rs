@@ -26,7 +26,7 @@ mod manifest;
 mod shipped;
 mod torchscript;
 
-pub(crate) use decision::argmax;
+pub(crate) use decision::most_probable;
 pub use manifest::{
     read_metadata, Calibration, ClassMaps, DermoscopyGate, GateScore, ModelMetadata, ModelPaths,
     WeightsFormat, WeightsRef,
