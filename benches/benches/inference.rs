@@ -9,6 +9,9 @@
 //!   with `image` and `tch` (decode, resize, normalise, forward, softmax): the library's
 //!   overhead is the ratio of the two.
 //! - `batch_threads/*`: `classify_batch` of 32 encoded images with 1 thread and with every core.
+//! - `large_jpeg/*`: `classify` of a real image enlarged to 1920×1440 and 4032×3024 JPEGs (a
+//!   phone dermatoscope's sizes), decoded at a reduced DCT scale as the library does, against
+//!   the same image decoded in full first (what it did before): the ratio is the gain.
 //! - `explain/*`: `explain` against `classify` of the bytes of one real 200×150 image on one
 //!   thread, and with the heatmap's PNG (what `POST /explain` sends): the cost of an
 //!   explanation is the ratio (target ≤ 1.15).
@@ -39,9 +42,14 @@ fn real_jpeg() -> Vec<u8> {
 
 /// A real lesion image upscaled to 3000×2000 and re-encoded as JPEG (quality 90).
 fn large_jpeg() -> Vec<u8> {
+    enlarged_jpeg(3000, 2000)
+}
+
+/// A real lesion image upscaled to `width`×`height` and re-encoded as JPEG (quality 90).
+fn enlarged_jpeg(width: u32, height: u32) -> Vec<u8> {
     let small = image::load_from_memory(&real_jpeg()).unwrap();
     let large = small
-        .resize_exact(3000, 2000, FilterType::Triangle)
+        .resize_exact(width, height, FilterType::Triangle)
         .to_rgb8();
     let mut out = Cursor::new(Vec::new());
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
@@ -166,6 +174,25 @@ fn batch_threads(c: &mut Criterion) {
     group.finish();
 }
 
+fn large_jpeg_decoding(c: &mut Criterion) {
+    let classifier = classifier(1);
+    let mut group = c.benchmark_group("large_jpeg");
+    group.throughput(Throughput::Elements(1));
+    for (width, height) in [(1920, 1440), (4032, 3024)] {
+        let bytes = enlarged_jpeg(width, height);
+        group.bench_function(format!("classify_{width}x{height}_scaled_decode"), |b| {
+            b.iter(|| classifier.classify(&bytes).unwrap())
+        });
+        group.bench_function(format!("classify_{width}x{height}_full_decode"), |b| {
+            b.iter(|| {
+                let full = classifier.decode(&bytes).unwrap();
+                classifier.classify(&*full).unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
 fn explain(c: &mut Criterion) {
     let classifier = classifier(1);
     let bytes = real_jpeg();
@@ -192,6 +219,7 @@ criterion_group!(
     forward,
     overhead,
     batch_threads,
+    large_jpeg_decoding,
     explain
 );
 criterion_main!(benches);

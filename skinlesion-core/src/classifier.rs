@@ -13,7 +13,8 @@ use crate::input::ImageInput;
 use crate::model::{read_metadata, Model, ModelMetadata, ModelPaths, OutputLayout, Outputs};
 use crate::prediction::Prediction;
 use crate::preprocess::{
-    decode_image, prepare_parallel, preprocess_image, read_image_file, DecodeLimits,
+    decode_image, decode_image_covering, prepare_parallel, preprocess_image, read_image_file,
+    DecodeLimits,
 };
 use crate::taxonomy::LesionClass;
 
@@ -305,11 +306,10 @@ impl Classifier {
     /// Reads or decodes (within the decode limits) and preprocesses one image: the CPU-heavy
     /// half of [`Classifier::classify`], for callers that batch themselves.
     pub fn prepare<'a>(&self, input: impl Into<ImageInput<'a>>) -> Result<PreparedImage> {
-        let image = self.decode(input)?;
-        Ok(PreparedImage(preprocess_image(
-            &image,
-            &self.metadata.input,
-        )))
+        let spec = &self.metadata.input;
+        // The network sees spec's pixels: a large JPEG need not be decoded beyond them.
+        let image = self.decode_covering(input.into(), Some((spec.width, spec.height)))?;
+        Ok(PreparedImage(preprocess_image(&image, spec)))
     }
 
     /// [`Classifier::prepare`] for many images on up to [`Classifier::threads`] threads,
@@ -325,14 +325,26 @@ impl Classifier {
     /// Reads or decodes one image within the decode limits, as classification does (a
     /// decoded image is borrowed, not copied).
     pub fn decode<'a>(&self, input: impl Into<ImageInput<'a>>) -> Result<Cow<'a, DynamicImage>> {
-        Ok(match input.into() {
-            ImageInput::Encoded(bytes) => Cow::Owned(decode_image(bytes, &self.limits)?),
-            ImageInput::Pixels(pixels) => Cow::Owned(pixels.to_image(&self.limits)?),
+        self.decode_covering(input.into(), None)
+    }
+
+    /// [`Classifier::decode`], a large JPEG only as far as `cover` needs (see
+    /// [`decode_image_covering`]).
+    fn decode_covering<'a>(
+        &self,
+        input: ImageInput<'a>,
+        cover: Option<(u32, u32)>,
+    ) -> Result<Cow<'a, DynamicImage>> {
+        let limits = &self.limits;
+        let decode = |bytes: &[u8]| match cover {
+            Some(cover) => decode_image_covering(bytes, limits, cover),
+            None => decode_image(bytes, limits),
+        };
+        Ok(match input {
+            ImageInput::Encoded(bytes) => Cow::Owned(decode(bytes)?),
+            ImageInput::Pixels(pixels) => Cow::Owned(pixels.to_image(limits)?),
             ImageInput::Decoded(image) => Cow::Borrowed(image),
-            ImageInput::File(path) => Cow::Owned(decode_image(
-                &read_image_file(path, &self.limits)?,
-                &self.limits,
-            )?),
+            ImageInput::File(path) => Cow::Owned(decode(&read_image_file(path, limits)?)?),
         })
     }
 

@@ -15,8 +15,8 @@ pub use crate::model::{
     MANIFEST_FORMAT_1,
 };
 pub use crate::preprocess::{
-    center_crop_box, channels_last, decode_image, image_from_pixels, normalize, prepare_parallel,
-    preprocess, preprocess_image, read_image_file, resize_rgb,
+    center_crop_box, channels_last, decode_image, decode_image_covering, image_from_pixels,
+    normalize, prepare_parallel, preprocess, preprocess_image, read_image_file, resize_rgb,
 };
 
 /// The libtorch device `device` runs on (`Auto` resolved as loading a classifier does).

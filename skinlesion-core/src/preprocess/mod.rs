@@ -10,7 +10,7 @@ mod parallel;
 mod pixels;
 mod transform;
 
-pub use decode::{decode_image, read_image_file, DecodeLimits};
+pub use decode::{decode_image, decode_image_covering, read_image_file, DecodeLimits};
 pub use parallel::prepare_parallel;
 pub use pixels::{PixelFormat, RawPixels};
 pub use transform::{
