@@ -33,11 +33,17 @@ pub fn augment(batch: &Tensor, spec: &InputSpec, colour_cast: f64, shifts: f64) 
             let r = &random[i as usize * DRAWS..(i as usize + 1) * DRAWS];
             let x = random_resized_crop(&batch.get(i), spec, &r[0..4]);
             let x = flip_and_rotate(x, &r[4..7]);
-            let x = colour.jitter(&x, &r[7..9], gains.as_ref().map(|g| g.get(i)));
-            match &seeds {
-                Some(seeds) => super::shifts::shift(&x, spec, shifts, seeds[i as usize]),
-                None => x,
-            }
+            // Colour work on the 0–1 scale: out of the normalisation once, back once.
+            let rgb = colour.jitter(
+                &colour.to_rgb(&x),
+                &r[7..9],
+                gains.as_ref().map(|g| g.get(i)),
+            );
+            let rgb = match &seeds {
+                Some(seeds) => super::shifts::shift(&rgb, shifts, seeds[i as usize]),
+                None => rgb,
+            };
+            colour.normalise(&rgb)
         })
         .collect();
     Tensor::stack(&out, 0)
@@ -80,7 +86,7 @@ fn flip_and_rotate(mut x: Tensor, r: &[f32]) -> Tensor {
     x
 }
 
-/// Colour jitter on the 0–1 scale of a normalised image.
+/// The input's normalisation, and colour jitter on the 0–1 scale.
 struct Colour {
     mean: Tensor,
     std: Tensor,
@@ -97,10 +103,19 @@ impl Colour {
         }
     }
 
+    /// A normalised image on the 0–1 scale.
+    fn to_rgb(&self, x: &Tensor) -> Tensor {
+        x * &self.std + &self.mean
+    }
+
+    /// A 0–1 image normalised as the network takes it.
+    fn normalise(&self, rgb: &Tensor) -> Tensor {
+        (rgb - &self.mean) / &self.std
+    }
+
     /// Brightness and contrast 0.85–1.15, saturation 0.9–1.1, and the colour cast `gain`
-    /// (3×1×1) when given. `r`: two uniform draws.
-    fn jitter(&self, x: &Tensor, r: &[f32], gain: Option<Tensor>) -> Tensor {
-        let rgb = x * &self.std + &self.mean;
+    /// (3×1×1) when given, on a 0–1 image; clamped to 0–1. `r`: two uniform draws.
+    fn jitter(&self, rgb: &Tensor, r: &[f32], gain: Option<Tensor>) -> Tensor {
         let brightness = 0.85 + 0.3 * f64::from(r[0]);
         let contrast = 0.85 + 0.3 * f64::from(r[1]);
         let saturation = 0.9 + 0.2 * f64::from((r[0] + r[1]) / 2.0);
@@ -112,7 +127,7 @@ impl Colour {
         let rgb = (rgb - &m) * contrast + &m;
         let grey = (&rgb * &self.luma).sum_dim_intlist(0, true, Kind::Float);
         let rgb = (rgb - &grey) * saturation + grey;
-        (rgb.clamp(0.0, 1.0) - &self.mean) / &self.std
+        rgb.clamp(0.0, 1.0)
     }
 }
 

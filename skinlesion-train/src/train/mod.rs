@@ -114,6 +114,8 @@ pub struct Trainer<'a> {
     ema: Ema,
     optimizer: AdamW,
     log_prior: Tensor,
+    /// Steps in one epoch (every image, or at most the class cap of each class).
+    steps_per_epoch: usize,
     state: TrainState,
 }
 
@@ -154,10 +156,9 @@ impl<'a> Trainer<'a> {
         if pretrained.is_some() {
             optimizer.scale_learning_rate(config.backbone_lr_scale, &["_fc."]);
         }
-        let log_prior = calibrate::log_prior(
-            &class_counts(&train_set.truth, classes.len()),
-            config.class_cap,
-        );
+        let per_epoch = epoch_class_counts(&train_set.truth, classes.len(), config.class_cap);
+        let log_prior = calibrate::log_prior(&per_epoch);
+        let steps_per_epoch = per_epoch.iter().sum::<usize>().div_ceil(config.batch_size);
         std::fs::create_dir_all(&config.checkpoint_dir)?;
         let state = match resume {
             false => TrainState::new(),
@@ -190,6 +191,7 @@ impl<'a> Trainer<'a> {
             log_prior: Tensor::from_slice(&log_prior)
                 .view([1, -1])
                 .to_device(device),
+            steps_per_epoch,
             state,
         })
     }
@@ -203,13 +205,6 @@ impl<'a> Trainer<'a> {
         self.config.max_steps.is_some_and(|m| self.state.step >= m)
     }
 
-    fn steps_per_epoch(&self) -> usize {
-        let counts = class_counts(&self.train_set.truth, self.classes.len());
-        let cap = self.config.class_cap.unwrap_or(usize::MAX);
-        let images: usize = counts.iter().map(|&n| n.min(cap)).sum();
-        images.div_ceil(self.config.batch_size)
-    }
-
     /// Trains one epoch, validates the weight average, and writes the checkpoint.
     pub fn epoch(&mut self) -> Result<&EpochLog> {
         let epoch_started = Instant::now();
@@ -220,7 +215,7 @@ impl<'a> Trainer<'a> {
             self.state.epoch,
         );
         let label = format!("epoch {}", self.state.epoch + 1);
-        let progress = crate::progress::bar(self.steps_per_epoch() as u64, &label);
+        let progress = crate::progress::bar(self.steps_per_epoch as u64, &label);
         let (mut loss_sum, mut batches, mut lr) = (0.0, 0usize, 0.0);
         let mut profile = StepProfile::default();
         for batch in order.chunks(self.config.batch_size) {
@@ -309,11 +304,11 @@ impl<'a> Trainer<'a> {
         lap(&mut profile.forward);
         loss.backward();
         lap(&mut profile.backward);
-        let total_steps = self.steps_per_epoch() * config.epochs;
+        let total_steps = self.steps_per_epoch * config.epochs;
         let lr = learning_rate(
             config.learning_rate,
             self.state.step,
-            self.steps_per_epoch(),
+            self.steps_per_epoch,
             total_steps,
         );
         self.optimizer.step(lr);
@@ -673,6 +668,16 @@ fn class_counts(truth: &[usize], classes: usize) -> Vec<usize> {
     counts
 }
 
+/// How many images of each class one epoch trains on: all of them, or at most `cap` a class
+/// (the subset [`epoch_order`] draws).
+fn epoch_class_counts(truth: &[usize], classes: usize, cap: Option<usize>) -> Vec<usize> {
+    let counts = class_counts(truth, classes);
+    counts
+        .into_iter()
+        .map(|n| cap.map_or(n, |c| n.min(c)))
+        .collect()
+}
+
 /// The images of one epoch, shuffled for (seed, epoch): every image, or with a class cap at
 /// most `cap` of each class, a different random subset of the larger classes each epoch.
 fn epoch_order(truth: &[usize], cap: Option<usize>, seed: u64, epoch: usize) -> Vec<usize> {
@@ -776,6 +781,9 @@ mod tests {
         let per_class =
             |order: &[usize]| class_counts(&order.iter().map(|&i| truth[i]).collect::<Vec<_>>(), 3);
         assert_eq!(per_class(&first), [10, 8, 10]);
+        // What the prior and the step count are computed from is what an epoch draws.
+        assert_eq!(epoch_class_counts(&truth, 3, Some(10)), per_class(&first));
+        assert_eq!(epoch_class_counts(&truth, 3, None), per_class(&all));
         assert_eq!(first, capped(0));
         let second = capped(1);
         assert_eq!(per_class(&second), [10, 8, 10]);
