@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use skinlesion_core::Calibration;
 use skinlesion_core::testing::{write_gated_mean_colour_model, MeanColourWeights};
+use skinlesion_core::Calibration;
 use skinlesion_core::{Classifier, DermoscopyGate, Device, GateScore, LesionClass, UnknownReason};
 
 /// Decode limit for fuzzing: small enough that a forged header cannot make one execution slow,
