@@ -31,15 +31,29 @@ fn main() {
         .find_map(|l| l.strip_prefix("pub const SHIPPED_MODEL: &str = \""))
         .and_then(|rest| rest.strip_suffix("\";"))
         .expect("SHIPPED_MODEL in skinlesion-core/src/model/shipped.rs");
-    let weights = Path::new(manifest).with_extension("pt");
+    // Its networks: `STEM.pt` (fp32) and `STEM.<precision>.pt` (e.g. bf16), as the manifest
+    // names them.
+    let stem = manifest.strip_suffix(".json").unwrap_or(manifest);
+    let is_network = |name: &str| {
+        name.strip_prefix(stem)
+            .is_some_and(|rest| rest == ".pt" || (rest.starts_with('.') && rest.ends_with(".pt")))
+    };
+    let mut files = vec![manifest.to_owned()];
+    for entry in std::fs::read_dir(&models).expect("read models/").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_network(&name) {
+            files.push(name);
+        }
+    }
+    println!("cargo:rerun-if-changed={}", models.display());
     // Models of earlier releases are not shipped again.
     for stale in std::fs::read_dir(&packaged).into_iter().flatten().flatten() {
-        let name = stale.file_name();
-        if name != manifest && name != weights.as_os_str() && name != ".gitignore" {
+        let name = stale.file_name().to_string_lossy().into_owned();
+        if !files.contains(&name) && name != ".gitignore" {
             let _ = std::fs::remove_file(stale.path());
         }
     }
-    for file in [Path::new(manifest), weights.as_path()] {
+    for file in &files {
         let from = models.join(file);
         println!("cargo:rerun-if-changed={}", from.display());
         let to = packaged.join(file);

@@ -12,6 +12,9 @@
 //! - `large_jpeg/*`: `classify` of a real image enlarged to 1920×1440 and 4032×3024 JPEGs (a
 //!   phone dermatoscope's sizes), decoded at a reduced DCT scale as the library does, against
 //!   the same image decoded in full first (what it did before): the ratio is the gain.
+//! - `precision/*`: `classify` of one real 200×150 image's bytes, and the forward pass alone,
+//!   on one thread with the model's fp32 and bf16 networks (the bf16 one where the model has
+//!   one); the ratio is what bf16 gains on this CPU (native only with AVX512-BF16).
 //! - `explain/*`: `explain` against `classify` of the bytes of one real 200×150 image on one
 //!   thread, and with the heatmap's PNG (what `POST /explain` sends): the cost of an
 //!   explanation is the ratio (target ≤ 1.15).
@@ -25,7 +28,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use skinlesion_benches::{data_dir, shipped_model};
 use skinlesion_core::image::{self, imageops::FilterType, ImageFormat};
 use skinlesion_core::training::preprocess;
-use skinlesion_core::{available_cores, Classifier, Device};
+use skinlesion_core::{available_cores, Classifier, Device, Precision};
 use tch::{CModule, Kind, Tensor};
 
 fn classifier(threads: usize) -> Classifier {
@@ -193,6 +196,31 @@ fn large_jpeg_decoding(c: &mut Criterion) {
     group.finish();
 }
 
+fn precision(c: &mut Criterion) {
+    let bytes = real_jpeg();
+    let mut group = c.benchmark_group("precision");
+    group.throughput(Throughput::Elements(1));
+    for precision in [Precision::Fp32, Precision::Bf16] {
+        let Ok(classifier) = Classifier::builder(shipped_model())
+            .device(Device::Cpu)
+            .threads(1)
+            .precision(precision)
+            .build()
+        else {
+            eprintln!("precision/{precision}: the model has no {precision} network");
+            continue;
+        };
+        let prepared = [classifier.prepare(&bytes).unwrap()];
+        group.bench_function(format!("classify_bytes_{precision}"), |b| {
+            b.iter(|| classifier.classify(&bytes).unwrap())
+        });
+        group.bench_function(format!("forward_{precision}"), |b| {
+            b.iter(|| classifier.logits(&prepared).unwrap())
+        });
+    }
+    group.finish();
+}
+
 fn explain(c: &mut Criterion) {
     let classifier = classifier(1);
     let bytes = real_jpeg();
@@ -220,6 +248,7 @@ criterion_group!(
     overhead,
     batch_threads,
     large_jpeg_decoding,
+    precision,
     explain
 );
 criterion_main!(benches);

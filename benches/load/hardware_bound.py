@@ -1,12 +1,12 @@
 """The hardware bound of the load bench: the shipped network's FLOPs per image, counted on the
-TorchScript file itself, over the machine's measured float32 GEMM rate.
+TorchScript file itself, over the machine's measured GEMM rate in the precision served.
 
-    python hardware_bound.py MODEL.json THREADS SECONDS > hardware.json
+    python hardware_bound.py MODEL.json THREADS SECONDS [fp32|bf16] > hardware.json
 
 FLOPs are counted by torch's FlopCounterMode over one forward pass of a single image (every
 convolution, depthwise included, and matrix product; a multiply-add is 2 FLOPs); the mirror
 averaging and the gate the network carries are part of that pass. The GEMM rate is the best of
-square 1024–2048 float32 matrix products on THREADS threads, the most a CPU does per second on
+square 1024–2048 matrix products (float32, or bfloat16 for bf16) on THREADS threads, the most a CPU does per second on
 any kernel here, so images/s = GEMM rate / FLOPs per image is an upper bound no server reaches:
 depthwise convolutions do little arithmetic per byte and are bound by memory instead.
 """
@@ -21,6 +21,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 manifest = pathlib.Path(sys.argv[1])
 threads, seconds = int(sys.argv[2]), float(sys.argv[3])
+precision = sys.argv[4] if len(sys.argv) > 4 else "fp32"
+dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
 torch.set_num_threads(threads)
 meta = json.loads(manifest.read_text())
 module = torch.jit.load(str(manifest.parent / meta["weights"]["file"]), map_location="cpu").eval()
@@ -34,7 +36,7 @@ if flops == 0:
 
 
 def gemm_rate(n: int) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b  # warm-up
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds / 2:
@@ -49,5 +51,6 @@ print(json.dumps({
     "flops_by_operator": by_op,
     "gemm_gflops": gflops,
     "threads": threads,
+    "precision": precision,
     "bound_images_per_s": gflops / (flops / 1e9),
 }, indent=2))

@@ -1,7 +1,10 @@
 """Summarises the load benchmark's raw wrk outputs (medians over repeats): a Markdown table per
 level, the targets, results.json and a chart (throughput and p99 against concurrency).
 
-    python report.py OUT_DIR "SERVERS" "LEVELS" REPEATS DURATION
+    python report.py OUT_DIR "SERVERS" "LEVELS" REPEATS DURATION ["PRECISIONS"]
+
+SERVERS are the labels run.sh ran (NAME for fp32, NAME-bf16 for bf16); the ceiling and the
+hardware bound are read per precision.
 """
 
 import json
@@ -13,7 +16,11 @@ import sys
 out = pathlib.Path(sys.argv[1])
 servers, levels = sys.argv[2].split(), sys.argv[3].split()
 repeats, duration = int(sys.argv[4]), int(sys.argv[5])
-SAME_MODEL_PEERS = [s for s in ("flask-torch", "fastapi-torch", "litserve-torch") if s in servers]
+precisions = sys.argv[6].split() if len(sys.argv) > 6 else ["fp32"]
+PEERS = ("flask-torch", "fastapi-torch", "litserve-torch")
+SAME_MODEL_PEERS = [s for s in PEERS if s in servers]
+# Each peer in every precision it ran: the best of them is the fair comparison.
+PEERS_ANY_PRECISION = [s for s in servers if s.removesuffix("-bf16") in PEERS]
 UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
@@ -48,10 +55,11 @@ def summarise(server: str) -> dict:
 
 results = {"levels": levels, "repeats": repeats, "duration_s": duration,
            "servers": {s: summarise(s) for s in servers},
-           "ceiling": json.loads((out / "ceiling.json").read_text()),
-           "hardware": json.loads((out / "hardware.json").read_text())}
+           "ceiling": {p: json.loads((out / f"ceiling-{p}.json").read_text()) for p in precisions},
+           "hardware": {p: json.loads((out / f"hardware-{p}.json").read_text()) for p in precisions}}
 (out / "results.json").write_text(json.dumps(results, indent=2))
-r, ceiling, hw = results["servers"], results["ceiling"], results["hardware"]
+r, ceilings, hws = results["servers"], results["ceiling"], results["hardware"]
+ceiling, hw = ceilings[precisions[0]], hws[precisions[0]]
 sl = r["skinlesion"]
 
 print("| server | " + " | ".join(f"c={c} req/s · p50/p90/p99 ms" for c in levels) + " | errors | RSS idle / peak MB |")
@@ -62,13 +70,15 @@ for s in servers:
     requests = sum(r[s][c]["requests"] for c in levels)
     print(f"| {s} | " + " | ".join(cells) + f" | {errors} of {requests} | {r[s]['rss']['idle_rss_mb']} / {r[s]['rss']['peak_rss_mb']} |")
 print()
-print(f"In-process ceiling: {ceiling['images_per_s']:.1f} images/s (best: batch {ceiling['batch']}, "
-      f"{ceiling['workers']} worker(s) of {ceiling['threads']} thread(s); all: {ceiling['by_config']}); "
-      f"single image ({ceiling['single_threads']} threads) p50 {ceiling['single_ms_p50']:.2f} ms, "
-      f"p99 {ceiling['single_ms_p99']:.2f} ms.")
-print(f"Hardware bound: {hw['gflop_per_image']:.3f} GFLOP per image (counted) at {hw['gemm_gflops']:.1f} GFLOP/s "
-      f"(measured GEMM, {hw['threads']} threads) = {hw['bound_images_per_s']:.1f} images/s; "
-      f"the ceiling is {ceiling['images_per_s'] / hw['bound_images_per_s']:.2f} of it.")
+for p in precisions:
+    c, h = ceilings[p], hws[p]
+    print(f"In-process ceiling, {p}: {c['images_per_s']:.1f} images/s (best: batch {c['batch']}, "
+          f"{c['workers']} worker(s) of {c['threads']} thread(s); all: {c['by_config']}); "
+          f"single image ({c['single_threads']} threads) p50 {c['single_ms_p50']:.2f} ms, "
+          f"p99 {c['single_ms_p99']:.2f} ms.")
+    print(f"Hardware bound, {p}: {h['gflop_per_image']:.3f} GFLOP per image (counted) at {h['gemm_gflops']:.1f} "
+          f"GFLOP/s (measured GEMM, {h['threads']} threads) = {h['bound_images_per_s']:.1f} images/s; "
+          f"the ceiling is {c['images_per_s'] / h['bound_images_per_s']:.2f} of it.")
 print()
 
 
@@ -96,7 +106,22 @@ if "16" in levels and "keras-original" in servers:
     k = r["keras-original"]["16"]
     target("c=16 throughput / original app (Keras)", sl["16"]["rps"] / k["rps"], "≥ 5", sl["16"]["rps"] / k["rps"] >= 5)
     target("c=16 p99 / original app's", sl["16"]["p99_ms"] / k["p99_ms"], "≤ 0.2", sl["16"]["p99_ms"] / k["p99_ms"] <= 0.2)
-errors = sum(sl[c]["errors"] for c in levels)
+if "bf16" in precisions and "skinlesion-bf16" in r:
+    bf = r["skinlesion-bf16"]
+    if "16" in levels:
+        x = bf["16"]["rps"] / sl["16"]["rps"]
+        target("bf16: c=16 throughput / fp32's", x, "≥ 2", x >= 2)
+        x = bf["16"]["p99_ms"] / sl["16"]["p99_ms"]
+        target("bf16: c=16 p99 / fp32's", x, "≤ 0.5", x <= 0.5)
+        if PEERS_ANY_PRECISION:
+            best = max(PEERS_ANY_PRECISION, key=lambda s: r[s]["16"]["rps"])
+            x = max(bf["16"]["rps"], sl["16"]["rps"]) / r[best]["16"]["rps"]
+            target(f"best precision: c=16 throughput / best Python peer in its best ({best})", x, "≥ 1.3", x >= 1.3)
+    if "1" in levels:
+        for p, s in (("fp32", sl), ("bf16", bf)):
+            x = s["1"]["p99_ms"] / ceilings[p]["single_ms_p50"]
+            target(f"{p}: c=1 p99 / in-process single image ({ceilings[p]['single_threads']} threads)", x, "≤ 1.3", x <= 1.3)
+errors = sum(r[s][c]["errors"] for s in r if s.startswith("skinlesion") for c in levels)
 target("skinlesion errors at any level", errors, "0", errors == 0)
 
 import matplotlib  # noqa: E402
@@ -109,7 +134,8 @@ xs = [int(c) for c in levels]
 for s in servers:
     a.plot(xs, [r[s][c]["rps"] for c in levels], marker="o", label=s)
     b.plot(xs, [r[s][c]["p99_ms"] for c in levels], marker="o", label=s)
-a.axhline(ceiling["images_per_s"], color="grey", ls="--", label="in-process ceiling")
+for p, style in zip(precisions, ("--", ":")):
+    a.axhline(ceilings[p]["images_per_s"], color="grey", ls=style, label=f"in-process ceiling, {p}")
 for ax, label in ((a, "requests/s (median)"), (b, "p99 latency, ms (median)")):
     ax.set_xscale("log", base=2)
     ax.set_xticks(xs, [str(x) for x in xs])

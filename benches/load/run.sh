@@ -17,9 +17,14 @@
 # and the hardware bound (hardware_bound.py). Prints Markdown tables and the targets,
 # writes target/load-bench/results.json and target/load-bench/load.png.
 #
+# Each runs in every precision of PRECISIONS (default "fp32 bf16"; bf16 where the shipped model
+# has a bf16 network): skinlesion-server with --precision, the torch peers on the artifact's bf16
+# network (TORCH_PRECISION), named NAME-bf16; the Keras original runs in fp32 only. The ceiling
+# and the hardware bound are measured per precision.
+#
 # Environment: DURATION (s per run, default 20), REPEATS (runs per level; medians are reported,
 # default 3), LEVELS (default "1 4 16 64"), IMAGES (distinct images, default 64), SERVERS
-# (default: all five above, in that order).
+# (default: all five above, in that order), PRECISIONS.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
@@ -28,6 +33,7 @@ repeats=${REPEATS:-3}
 levels=${LEVELS:-1 4 16 64}
 n_images=${IMAGES:-64}
 servers=${SERVERS:-skinlesion keras-original flask-torch fastapi-torch litserve-torch}
+precisions=${PRECISIONS:-fp32 bf16}
 out=target/load-bench
 mkdir -p "$out"
 py=.venv/bin/python
@@ -93,35 +99,42 @@ shipped=models/$(sed -n 's/^pub const SHIPPED_MODEL: &str = "\(.*\)";/\1/p' skin
 pid=
 trap '[ -z "$pid" ] || kill $pid 2>/dev/null || true' EXIT
 port=5310
-for name in $servers; do
-  port=$((port + 1))
-  case $name in
-    skinlesion) exec target/release/skinlesion-server --model "$shipped" --port $port ;;
-    keras-original) exec "$keras_venv/bin/python" benches/load/keras_original.py $port ;;
-    flask-torch) exec "$py" benches/load/flask_reference.py "$shipped" $port ;;
-    fastapi-torch) exec "$py" benches/load/fastapi_reference.py "$shipped" $port ;;
-    litserve-torch) exec "$py" benches/load/litserve_reference.py "$shipped" $port ;;
-    *) echo "load bench: unknown server $name" >&2; exit 2 ;;
-  esac >"$out/$name.log" 2>&1 &  # each branch execs: $! is the server itself
-  pid=$!
-  wait_ready "http://127.0.0.1:$port/health"
-  run_levels "$name" "http://127.0.0.1:$port/predict" $pid
-  # A clean exit is part of skinlesion's result: this caught a crash at shutdown once.
-  if [ "$name" = skinlesion ]; then kill -TERM $pid; wait $pid; else
-    pkill -TERM -P $pid 2>/dev/null || true; kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; fi
-  pid=
+labels=
+for precision in $precisions; do
+  for name in $servers; do
+    [ "$precision" = fp32 ] || [ "$name" != keras-original ] || continue
+    label=$name; [ "$precision" = fp32 ] || label=$name-$precision
+    labels="$labels $label"
+    port=$((port + 1))
+    case $name in
+      skinlesion) exec target/release/skinlesion-server --model "$shipped" --port $port --precision "$precision" ;;
+      keras-original) exec "$keras_venv/bin/python" benches/load/keras_original.py $port ;;
+      flask-torch) TORCH_PRECISION=$precision exec "$py" benches/load/flask_reference.py "$shipped" $port ;;
+      fastapi-torch) TORCH_PRECISION=$precision exec "$py" benches/load/fastapi_reference.py "$shipped" $port ;;
+      litserve-torch) TORCH_PRECISION=$precision exec "$py" benches/load/litserve_reference.py "$shipped" $port ;;
+      *) echo "load bench: unknown server $name" >&2; exit 2 ;;
+    esac >"$out/$label.log" 2>&1 &  # each branch execs: $! is the server itself
+    pid=$!
+    wait_ready "http://127.0.0.1:$port/health"
+    run_levels "$label" "http://127.0.0.1:$port/predict" $pid
+    # A clean exit is part of skinlesion's result: this caught a crash at shutdown once.
+    if [ "$name" = skinlesion ]; then kill -TERM $pid; wait $pid; else
+      pkill -TERM -P $pid 2>/dev/null || true; kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; fi
+    pid=
+  done
 done
 
-# Ceiling: one worker with every core at batch 1/2/4, and one single-threaded worker per core
-# (the server's default) at batch 1/2; the best is the ceiling.
+# Ceiling, per precision: one worker with every core at batch 1/2/4, and one single-threaded
+# worker per core (the server's default) at batch 1/2; the best is the ceiling.
 configs="1x1 2x1 4x1 1x$cores 2x$cores"
-for config in $configs; do
-  target/release/ceiling "$duration" "${config%x*}" "${config#*x}" > "$out/ceiling-$config.json"
-done
-"$py" - "$out" $configs <<'PY'
+for precision in $precisions; do
+  for config in $configs; do
+    target/release/ceiling "$duration" "${config%x*}" "${config#*x}" "$precision" > "$out/ceiling-$precision-$config.json"
+  done
+  "$py" - "$out" "$precision" $configs <<'PY'
 import json, pathlib, statistics, sys
-out = pathlib.Path(sys.argv[1])
-runs = [json.loads((out / f"ceiling-{c}.json").read_text()) for c in sys.argv[2:]]
+out, precision = pathlib.Path(sys.argv[1]), sys.argv[2]
+runs = [json.loads((out / f"ceiling-{precision}-{c}.json").read_text()) for c in sys.argv[3:]]
 best = max(runs, key=lambda r: r["images_per_s"])
 best["by_config"] = {f"batch {r['batch']} x {r['workers']} worker(s)": r["images_per_s"] for r in runs}
 # A lone request's best latency: one worker with every core.
@@ -132,7 +145,8 @@ best["single_threads"] = single[0]["threads"]
 # The same with one thread, as each of the server's workers runs it.
 one = [r for r in runs if r["threads"] == 1] or single
 best["single_1thread_ms_p50"] = statistics.median(r["single_ms_p50"] for r in one)
-(out / "ceiling.json").write_text(json.dumps(best))
+(out / f"ceiling-{precision}.json").write_text(json.dumps(best))
 PY
-"$py" benches/load/hardware_bound.py "$shipped" "$cores" 10 > "$out/hardware.json"
-"$py" benches/load/report.py "$out" "$servers" "$levels" "$repeats" "$duration"
+  "$py" benches/load/hardware_bound.py "$shipped" "$cores" 10 "$precision" > "$out/hardware-$precision.json"
+done
+"$py" benches/load/report.py "$out" "$labels" "$levels" "$repeats" "$duration" "$precisions"

@@ -4,6 +4,8 @@ One implementation of what the Rust core does, for the Flask, FastAPI and LitSer
 PIL decode → RGB → the manifest's resize → colour constancy → normalise → TorchScript forward →
 softmax(logits / T + log prior), the dermoscopy gate, the Unknown rule, and the same JSON.
 Threads: ``TORCH_THREADS`` (the bench sets skinlesion-server's CPU default, one per forward pass).
+Precision: ``TORCH_PRECISION`` ``fp32`` (default) or ``bf16``, the artifact's bf16 network (the
+manifest's ``other_precisions``): the same network and arithmetic skinlesion-server runs.
 """
 
 import io
@@ -28,7 +30,10 @@ class Model:
         torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "1")))
         path = pathlib.Path(manifest_path)
         meta = json.loads(path.read_text())
-        self.module = torch.jit.load(str(path.parent / meta["weights"]["file"]), map_location="cpu").eval()
+        weights = meta["weights"]
+        if os.environ.get("TORCH_PRECISION", "fp32") == "bf16":
+            weights = next(o["weights"] for o in meta["other_precisions"] if o["precision"] == "bf16")
+        self.module = torch.jit.load(str(path.parent / weights["file"]), map_location="cpu").eval()
         self.classes = meta["classes"]
         self.spec = meta["input"]
         self.calibration = meta["calibration"]

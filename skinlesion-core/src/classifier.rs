@@ -11,6 +11,7 @@ use tch::Tensor;
 use crate::error::{Error, Result};
 use crate::input::ImageInput;
 use crate::model::{read_metadata, Model, ModelMetadata, ModelPaths, OutputLayout, Outputs};
+use crate::precision::Precision;
 use crate::prediction::Prediction;
 use crate::preprocess::{
     decode_image, decode_image_covering, prepare_parallel, preprocess_image, read_image_file,
@@ -132,6 +133,7 @@ pub fn available_cores() -> usize {
 pub struct ClassifierBuilder {
     path: PathBuf,
     device: Device,
+    precision: Precision,
     threads: Option<usize>,
     limits: DecodeLimits,
 }
@@ -140,6 +142,13 @@ impl ClassifierBuilder {
     /// Where to run inference (default [`Device::Auto`]).
     pub fn device(mut self, device: Device) -> Self {
         self.device = device;
+        self
+    }
+
+    /// The arithmetic of the forward pass (default [`Precision::Auto`]: bf16 where the CPU has
+    /// it natively and the model offers it). See [`Classifier::precision`].
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
         self
     }
 
@@ -183,13 +192,19 @@ impl ClassifierBuilder {
         tch::set_num_threads(i32::try_from(threads).unwrap_or(i32::MAX));
 
         let (metadata, paths) = read_metadata(&self.path)?;
-        let model = Model::load(&paths.weights, &metadata.weights.sha256, device)?;
+        let precision = self.precision.resolve(device, &metadata.other_precisions)?;
+        let weights = metadata
+            .weights_for(precision)
+            .ok_or_else(|| Error::Config(format!("this model has no {precision} network")))?;
+        let path = paths.weights.with_file_name(&weights.file);
+        let model = Model::load(&path, &weights.sha256, device)?;
         let classifier = Classifier {
             model,
             metadata,
             paths,
             limits: self.limits,
             threads,
+            precision,
         };
         classifier.check_outputs()?;
         Ok(classifier)
@@ -224,6 +239,7 @@ pub struct Classifier {
     paths: ModelPaths,
     limits: DecodeLimits,
     threads: usize,
+    precision: Precision,
 }
 
 impl Classifier {
@@ -237,6 +253,7 @@ impl Classifier {
         ClassifierBuilder {
             path: path.as_ref().to_path_buf(),
             device: Device::default(),
+            precision: Precision::default(),
             threads: None,
             limits: DecodeLimits::default(),
         }
@@ -271,6 +288,12 @@ impl Classifier {
             tch::Device::Cuda(i) => Device::Cuda(i),
             _ => Device::Cpu,
         }
+    }
+
+    /// The arithmetic the network runs in: [`Precision::Fp32`] or [`Precision::Bf16`], never
+    /// `Auto`.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// libtorch intra-op threads of a forward pass, and the threads that prepare a batch.
@@ -354,6 +377,37 @@ impl Classifier {
             return Ok(Vec::new());
         }
         self.predictions(&self.run(images)?)
+    }
+
+    /// [`Classifier::classify_prepared`] on `threads` libtorch threads for this one pass.
+    ///
+    /// libtorch's thread count belongs to the calling thread once it has run an operation, so
+    /// a server whose workers each run one thread can let a worker that finds nothing else to
+    /// do use every core for a lone request, while the other workers keep their one thread.
+    /// The calling thread's previous count is restored afterwards.
+    pub fn classify_prepared_on_threads(
+        &self,
+        images: &[PreparedImage],
+        threads: usize,
+    ) -> Result<Vec<Prediction>> {
+        if threads == 0 {
+            return Err(Error::Config("threads must be at least 1".into()));
+        }
+        let before = tch::get_num_threads();
+        let wanted = i32::try_from(threads).unwrap_or(i32::MAX);
+        if wanted == before {
+            return self.classify_prepared(images);
+        }
+        // Restores the count on the way out, a panic included.
+        struct Restore(i32);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                tch::set_num_threads(self.0);
+            }
+        }
+        let _restore = Restore(before);
+        tch::set_num_threads(wanted);
+        self.classify_prepared(images)
     }
 
     /// Everything one forward pass gives: the raw logits and, from a network that scores its

@@ -36,6 +36,7 @@ mod error;
 mod explain;
 mod input;
 mod model;
+mod precision;
 mod prediction;
 mod preprocess;
 mod taxonomy;
@@ -49,8 +50,12 @@ pub use error::{Error, ErrorFamily, ErrorKind, Result};
 pub use explain::{ClassMap, Explanation, Heatmap};
 pub use input::ImageInput;
 pub use model::{
-    find_shipped_model, shipped_model_candidates, Calibration, ClassMaps, DermoscopyGate,
-    GateScore, ModelMetadata, WeightsFormat, WeightsRef, SHIPPED_MODEL,
+    find_shipped_model, shipped_model_candidates, Agreement, Calibration, ClassMaps,
+    DermoscopyGate, GateScore, ModelMetadata, PrecisionWeights, WeightsFormat, WeightsRef,
+    SHIPPED_MODEL,
+};
+pub use precision::{
+    cpu_has_bf16, Precision, AUTO_BALANCED_ACCURACY_DIFFERENCE, AUTO_SAME_ANSWER, AUTO_SAME_GATE,
 };
 pub use prediction::{Prediction, UnknownReason};
 pub use preprocess::{

@@ -146,6 +146,7 @@ pub fn test_metadata(
         input,
         calibration,
         class_maps: None,
+        other_precisions: Vec::new(),
         weights: WeightsRef {
             file: String::new(),
             format: WeightsFormat::TorchScript,

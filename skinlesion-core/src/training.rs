@@ -11,8 +11,8 @@ use crate::prediction::Prediction;
 
 pub use crate::explain::png;
 pub use crate::model::{
-    read_metadata, sha256_hex, write_artifact, ModelPaths, OutputLayout, Outputs, MANIFEST_FORMAT,
-    MANIFEST_FORMAT_1,
+    read_metadata, sha256_hex, write_artifact, AgreementTally, ModelPaths, OutputLayout, Outputs,
+    MANIFEST_FORMAT, MANIFEST_FORMAT_1,
 };
 pub use crate::preprocess::{
     center_crop_box, channels_last, decode_image, decode_image_covering, image_from_pixels,

@@ -338,6 +338,15 @@ skinlesion_status skinlesion_classifier_new(const char *model_path,
                                             skinlesion_classifier **out);
 
 /**
+ * The arithmetic the classifier's network runs in, "fp32" or "bf16" (static; never freed);
+ * NULL for a NULL handle.
+ *
+ * # Safety
+ * `classifier` must be NULL or a live handle.
+ */
+const char *skinlesion_classifier_precision(const skinlesion_classifier *classifier);
+
+/**
  * Classifies one encoded image (JPEG, PNG, TIFF, BMP, WebP or GIF) of `len` bytes.
  *
  * # Safety
@@ -485,7 +494,7 @@ const char *skinlesion_last_error_message(void);
 void skinlesion_options_free(skinlesion_options *options);
 
 /**
- * Makes an options handle with the defaults: device "auto", threads = all cores, 50
+ * Makes an options handle with the defaults: device "auto", precision "auto", threads = all cores, 50
  * megapixels and 64 MiB per image. Free it with `skinlesion_options_free`.
  *
  * # Safety
@@ -520,6 +529,18 @@ skinlesion_status skinlesion_options_set_max_bytes(skinlesion_options *options, 
  */
 skinlesion_status skinlesion_options_set_max_pixels(skinlesion_options *options,
                                                     uint64_t max_pixels);
+
+/**
+ * Sets the arithmetic of the forward pass: "fp32", "bf16", or "auto" (bf16 where the CPU
+ * computes it natively and the model's bf16 network agrees with fp32 closely enough; see
+ * `skinlesion_classifier_precision`). An unknown name is `SKINLESION_STATUS_CONFIG_ERROR`; a
+ * model without a bf16 network is reported by `skinlesion_classifier_new`.
+ *
+ * # Safety
+ * `options` must be a live handle; `precision` a NUL-terminated string.
+ */
+skinlesion_status skinlesion_options_set_precision(skinlesion_options *options,
+                                                   const char *precision);
 
 /**
  * Sets how many CPU threads inference and image decoding use (at least 1).

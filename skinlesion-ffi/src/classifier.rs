@@ -1,9 +1,10 @@
 //! The classifier handle and single-image classification.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, CString};
 use std::path::Path;
+use std::sync::OnceLock;
 
-use skinlesion_core::{Classifier, ImageInput};
+use skinlesion_core::{Classifier, ImageInput, Precision};
 
 use crate::error::{call, guard, null, Failure};
 use crate::options::skinlesion_options;
@@ -39,7 +40,7 @@ pub unsafe extern "C" fn skinlesion_classifier_new(
         let mut builder = Classifier::builder(Path::new(path));
         // SAFETY: the caller guarantees NULL or a live handle.
         if let Some(options) = unsafe { options.as_ref() } {
-            builder = builder.device(options.device);
+            builder = builder.device(options.device).precision(options.precision);
             if let Some(threads) = options.threads {
                 builder = builder.threads(threads);
             }
@@ -70,6 +71,33 @@ pub unsafe extern "C" fn skinlesion_classifier_free(classifier: *mut skinlesion_
         // SAFETY: the caller hands back a handle from `skinlesion_classifier_new`.
         guard((), || drop(unsafe { Box::from_raw(classifier) }));
     }
+}
+
+/// The arithmetic the classifier's network runs in, "fp32" or "bf16" (static; never freed);
+/// NULL for a NULL handle.
+///
+/// # Safety
+/// `classifier` must be NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn skinlesion_classifier_precision(
+    classifier: *const skinlesion_classifier,
+) -> *const c_char {
+    // The core's names, as static C strings made once.
+    static NAMES: OnceLock<[(Precision, CString); 2]> = OnceLock::new();
+    guard(std::ptr::null(), || {
+        // SAFETY: forwarded from the caller.
+        let Ok(classifier) = (unsafe { classifier_ref(classifier) }) else {
+            return std::ptr::null();
+        };
+        let names = NAMES.get_or_init(|| {
+            [Precision::Fp32, Precision::Bf16]
+                .map(|p| (p, CString::new(p.to_string()).unwrap_or_default()))
+        });
+        names
+            .iter()
+            .find(|(p, _)| *p == classifier.precision())
+            .map_or(std::ptr::null(), |(_, name)| name.as_ptr())
+    })
 }
 
 /// # Safety

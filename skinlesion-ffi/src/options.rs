@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use skinlesion_core::Device;
+use skinlesion_core::{Device, Precision};
 
 use crate::error::{call, guard, invalid, null, Failure};
 use crate::pointers::text;
@@ -11,12 +11,13 @@ use crate::status::skinlesion_status;
 /// Options for `skinlesion_classifier_new` (opaque; made by `skinlesion_options_new`).
 pub struct skinlesion_options {
     pub(crate) device: Device,
+    pub(crate) precision: Precision,
     pub(crate) threads: Option<usize>,
     pub(crate) max_pixels: Option<u64>,
     pub(crate) max_bytes: Option<u64>,
 }
 
-/// Makes an options handle with the defaults: device "auto", threads = all cores, 50
+/// Makes an options handle with the defaults: device "auto", precision "auto", threads = all cores, 50
 /// megapixels and 64 MiB per image. Free it with `skinlesion_options_free`.
 ///
 /// # Safety
@@ -31,6 +32,7 @@ pub unsafe extern "C" fn skinlesion_options_new(
         }
         let options = Box::new(skinlesion_options {
             device: Device::default(),
+            precision: Precision::default(),
             threads: None,
             max_pixels: None,
             max_bytes: None,
@@ -97,6 +99,27 @@ pub unsafe extern "C" fn skinlesion_options_set_device(
         // SAFETY: forwarded from the caller.
         let (options, device) = unsafe { (options_mut(options)?, text(device, "device")?) };
         options.device = device.parse::<Device>()?;
+        Ok(())
+    })
+}
+
+/// Sets the arithmetic of the forward pass: "fp32", "bf16", or "auto" (bf16 where the CPU
+/// computes it natively and the model's bf16 network agrees with fp32 closely enough; see
+/// `skinlesion_classifier_precision`). An unknown name is `SKINLESION_STATUS_CONFIG_ERROR`; a
+/// model without a bf16 network is reported by `skinlesion_classifier_new`.
+///
+/// # Safety
+/// `options` must be a live handle; `precision` a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn skinlesion_options_set_precision(
+    options: *mut skinlesion_options,
+    precision: *const c_char,
+) -> skinlesion_status {
+    call(|| {
+        // SAFETY: forwarded from the caller.
+        let (options, precision) =
+            unsafe { (options_mut(options)?, text(precision, "precision")?) };
+        options.precision = precision.parse::<Precision>()?;
         Ok(())
     })
 }

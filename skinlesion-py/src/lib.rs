@@ -23,7 +23,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyType};
 use skinlesion_core::{
     Classifier, Device, Error, ErrorFamily, ErrorKind, ImageInput, LesionClass, PixelFormat,
-    Prediction, RawPixels, UnknownReason,
+    Precision, Prediction, RawPixels, UnknownReason,
 };
 
 create_exception!(
@@ -380,17 +380,22 @@ struct NativeClassifier {
 #[pymethods]
 impl NativeClassifier {
     #[new]
-    #[pyo3(signature = (model, device, threads=None, max_pixels=None, max_bytes=None))]
+    #[pyo3(signature = (model, device, precision, threads=None, max_pixels=None, max_bytes=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         model: PathBuf,
         device: &str,
+        precision: &str,
         threads: Option<usize>,
         max_pixels: Option<u64>,
         max_bytes: Option<u64>,
     ) -> PyResult<Self> {
         let device: Device = device.parse().map_err(to_py_err)?;
-        let mut builder = Classifier::builder(&model).device(device);
+        let precision: Precision = precision.parse().map_err(to_py_err)?;
+        let mut builder = Classifier::builder(&model)
+            .device(device)
+            .precision(precision);
         if let Some(threads) = threads {
             builder = builder.threads(threads);
         }
@@ -471,6 +476,12 @@ impl NativeClassifier {
     #[getter]
     fn device(&self) -> String {
         self.inner.device().to_string()
+    }
+
+    /// `"fp32"` or `"bf16"`: the arithmetic the network runs in.
+    #[getter]
+    fn precision(&self) -> String {
+        self.inner.precision().to_string()
     }
 
     #[getter]
@@ -581,6 +592,14 @@ fn read_metadata(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Py<PyAny>
     json_to_py(py, &json)
 }
 
+/// The canonical name of a precision (`auto`, `fp32`, `bf16`); a ConfigError for another:
+/// bulk scoring checks its option with the core's own parser before any job starts.
+#[pyfunction]
+fn parse_precision(precision: &str) -> PyResult<String> {
+    let precision: Precision = precision.parse().map_err(to_py_err)?;
+    Ok(precision.to_string())
+}
+
 /// Images per forward pass that classify fastest per image on `device` ("cpu", "cuda",
 /// "cuda:N", "auto"): the core's rule, which bulk scoring uses when not told.
 #[pyfunction]
@@ -597,6 +616,7 @@ fn _skinlesion(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyExplanation>()?;
     m.add_function(wrap_pyfunction!(lesion_classes, m)?)?;
     m.add_function(wrap_pyfunction!(preferred_batch_size, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_precision, m)?)?;
     m.add_function(wrap_pyfunction!(read_metadata, m)?)?;
     m.add("DISCLAIMER", skinlesion_core::DISCLAIMER)?;
     m.add("SHIPPED_MODEL", skinlesion_core::SHIPPED_MODEL)?;

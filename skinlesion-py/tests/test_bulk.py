@@ -82,6 +82,7 @@ def test_rows_equal_classify_batch(archive, uninterrupted):
         for name, p in prediction.all_predictions.items():
             assert row[f"probability_{codes[name]}"] == pytest.approx(p, abs=1e-6), name
         assert (row["model_name"], row["model_version"]) == (classifier.metadata["name"], classifier.metadata["version"])
+        assert row["model_precision"] == classifier.precision
     for name, kind in CORRUPT.items():
         row = rows[str(archive / name)]
         assert row["error_kind"] == kind and row["error"], row
@@ -197,6 +198,8 @@ def test_cli_prints_a_summary_and_fails_clearly(archive, tmp_path):
         (None, {"threads_per_worker": 1.5}, "threads_per_worker must be a positive int"),
         (None, {"device": "tpu"}, "device must be one of 'cpu', 'cuda', 'auto', not 'tpu'"),
         (None, {"device": "cuda"}, "the Ray cluster has no GPUs"),
+        (None, {"precision": "fp16"}, "unknown precision \"fp16\": use auto, fp32 or bf16"),
+        (None, {"precision": 16}, "precision must be a str"),
         (None, {"extensions": ["png"]}, "with extensions ['png']"),
     ],
 )

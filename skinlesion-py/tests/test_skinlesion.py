@@ -259,11 +259,29 @@ def test_classifier_properties(classifier):
     assert classifier.classes == skinlesion.LESION_CLASSES[:8]
     assert classifier.device == "cpu"
     assert classifier.threads >= 1
+    assert classifier.precision in ("fp32", "bf16")
+    assert f"precision={classifier.precision!r}" in repr(classifier)
     assert classifier.model_path == MODEL
     meta = classifier.metadata
     assert meta["format"] == "skinlesion-model/2" and len(meta["weights"]["sha256"]) == 64
     assert "skinlesion" in repr(classifier)
     assert "not a medical device" in skinlesion.DISCLAIMER
+
+
+def test_precision_is_chosen_and_checked(images):
+    fp32 = skinlesion.Classifier(MODEL, device="cpu", precision="fp32")
+    assert fp32.precision == "fp32"
+    with pytest.raises(skinlesion.ConfigError, match="auto, fp32 or bf16"):
+        skinlesion.Classifier(MODEL, device="cpu", precision="fp16")
+    with pytest.raises(TypeError, match="precision must be a str"):
+        skinlesion.Classifier(MODEL, device="cpu", precision=16)
+    if fp32.metadata.get("other_precisions"):
+        bf16 = skinlesion.Classifier(MODEL, device="cpu", precision="bf16")
+        assert bf16.precision == "bf16"
+        assert bf16.classify(images[0]).best_guess in [c.display_name for c in bf16.classes]
+    else:
+        with pytest.raises(skinlesion.ConfigError, match="no bf16 network"):
+            skinlesion.Classifier(MODEL, device="cpu", precision="bf16")
 
 
 def test_default_model_is_bundled():

@@ -2,7 +2,13 @@
 //! takes up to `max_batch` of them, waiting at most `max_wait` for the batch to fill (zero:
 //! only those already queued), and runs a single forward pass (like Triton's dynamic batcher
 //! with several model instances). Inference never runs on the async reactor.
+//!
+//! Each worker's pass runs on one libtorch thread while others may be busy (one pass per core
+//! serves most requests per second), but a worker that finds no other worker busy and nothing
+//! queued runs its pass on `lone_threads`: an idle server answers a lone request with every
+//! core.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,7 +47,19 @@ pub struct BatchOptions {
     pub max_wait: Duration,
     /// Images that may wait; beyond that, `submit` answers `Full`.
     pub queue_size: usize,
+    /// Threads of a pass that runs alone (no other worker busy, nothing queued); the others
+    /// run on `busy_threads`.
+    pub lone_threads: usize,
+    /// Threads of a pass while other work is under way.
+    pub busy_threads: usize,
 }
+
+/// What an inference function is given: the images, and the libtorch threads to run them on.
+pub trait Infer: Fn(&[PreparedImage], usize) -> Answers + Send + Sync {}
+impl<F: Fn(&[PreparedImage], usize) -> Answers + Send + Sync> Infer for F {}
+
+/// What an inference function answers.
+pub type Answers = skinlesion_core::Result<Vec<Prediction>>;
 
 /// The inference threads, to be joined at shutdown.
 pub struct Workers(Vec<std::thread::JoinHandle<()>>);
@@ -63,28 +81,34 @@ pub struct Batcher {
 
 impl Batcher {
     /// Starts `options.workers` inference threads, which answer each batch with `infer` (in
-    /// the server, `Classifier::classify_prepared`, which may run on many threads at once). A
+    /// the server, `Classifier::classify_prepared_on_threads`, which may run on many threads
+    /// at once). A
     /// panic inside `infer` fails that batch's requests, not the thread. The threads end,
     /// dropping `infer`, once every `Batcher` clone is gone; join them (`Workers::join`)
     /// before the process exits, so a model `infer` owns is never freed while `exit` tears
     /// libtorch down.
-    pub fn start<F>(infer: F, options: BatchOptions, metrics: Arc<Metrics>) -> (Self, Workers)
-    where
-        F: Fn(&[PreparedImage]) -> skinlesion_core::Result<Vec<Prediction>> + Send + Sync + 'static,
-    {
+    pub fn start<F: Infer + 'static>(
+        infer: F,
+        options: BatchOptions,
+        metrics: Arc<Metrics>,
+    ) -> (Self, Workers) {
         let (queue, jobs) = mpsc::sync_channel::<Job>(options.queue_size.max(1));
-        let jobs = Arc::new(Mutex::new(jobs));
+        let shared = Arc::new(Shared {
+            jobs: Mutex::new(jobs),
+            busy: AtomicUsize::new(0),
+            metrics,
+        });
         let infer = Arc::new(infer);
         let threads = (0..options.workers.max(1))
             .map(|i| {
-                let (infer, jobs, metrics) =
-                    (Arc::clone(&infer), Arc::clone(&jobs), Arc::clone(&metrics));
+                let (infer, shared) = (Arc::clone(&infer), Arc::clone(&shared));
                 std::thread::Builder::new()
                     .name(format!("inference-{i}"))
-                    .spawn(move || run(&*infer, &jobs, &options, &metrics))
+                    .spawn(move || run(&*infer, &shared, &options))
                     .expect("spawn inference thread")
             })
             .collect();
+        let metrics = Arc::clone(&shared.metrics);
         (Self { queue, metrics }, Workers(threads))
     }
 
@@ -100,6 +124,14 @@ impl Batcher {
             Err(TrySendError::Disconnected(_)) => Err(SubmitError::Closed),
         }
     }
+}
+
+/// What the inference threads share.
+struct Shared {
+    jobs: Mutex<Receiver<Job>>,
+    /// Workers running a forward pass now.
+    busy: AtomicUsize,
+    metrics: Arc<Metrics>,
 }
 
 /// The next batch, or `None` once every sender (the server) is gone. One worker gathers at a
@@ -119,13 +151,9 @@ fn next_batch(jobs: &Mutex<Receiver<Job>>, options: &BatchOptions) -> Option<Vec
     Some(batch)
 }
 
-fn run(
-    infer: &(impl Fn(&[PreparedImage]) -> skinlesion_core::Result<Vec<Prediction>> + ?Sized),
-    jobs: &Mutex<Receiver<Job>>,
-    options: &BatchOptions,
-    metrics: &Metrics,
-) {
-    while let Some(mut batch) = next_batch(jobs, options) {
+fn run(infer: &(impl Infer + ?Sized), shared: &Shared, options: &BatchOptions) {
+    let metrics = &shared.metrics;
+    while let Some(mut batch) = next_batch(&shared.jobs, options) {
         metrics.queue_depth.dec_by(batch.len() as i64);
         // Requests whose client gave up are not worth a forward pass.
         batch.retain(|job| !job.reply.is_closed());
@@ -135,7 +163,14 @@ fn run(
         metrics.batch_size.observe(batch.len() as f64);
         let (images, replies): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|j| (j.image, j.reply)).unzip();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| infer(&images)));
+        let others = shared.busy.fetch_add(1, Ordering::SeqCst);
+        let threads = match others == 0 && metrics.queue_depth.get() == 0 {
+            true => options.lone_threads,
+            false => options.busy_threads,
+        };
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| infer(&images, threads)));
+        shared.busy.fetch_sub(1, Ordering::SeqCst);
         match outcome {
             Ok(Ok(predictions)) => {
                 for (reply, prediction) in replies.into_iter().zip(predictions) {
@@ -185,7 +220,7 @@ mod tests {
         let calls = Arc::new(AtomicUsize::new(0));
         let infer = {
             let (classifier, calls) = (Arc::clone(&classifier), Arc::clone(&calls));
-            move |images: &[PreparedImage]| {
+            move |images: &[PreparedImage], _threads: usize| {
                 if calls.fetch_add(1, Ordering::SeqCst) == 0 {
                     panic!("injected fault in the first forward pass");
                 }
@@ -221,26 +256,28 @@ mod tests {
             max_batch,
             max_wait: Duration::ZERO,
             queue_size: 16,
+            lone_threads: 2,
+            busy_threads: 1,
         }
     }
 
-    /// Each call takes 300 ms; records how many ran at the same time.
-    fn slow_inference(
-        classifier: Arc<Classifier>,
-    ) -> (
-        impl Fn(&[PreparedImage]) -> skinlesion_core::Result<Vec<Prediction>> + Send + Sync,
-        Arc<AtomicUsize>,
-    ) {
+    /// Each pass's (passes running, threads it was given).
+    type Passes = Arc<Mutex<Vec<(usize, usize)>>>;
+
+    /// Each call takes 300 ms; records how many ran at the same time, and each pass.
+    fn slow_inference(classifier: Arc<Classifier>) -> (impl Infer, Arc<AtomicUsize>, Passes) {
         let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let seen = Arc::clone(&most);
-        let infer = move |images: &[PreparedImage]| {
+        let passes = Arc::new(Mutex::new(Vec::new()));
+        let (seen, recorded) = (Arc::clone(&most), Arc::clone(&passes));
+        let infer = move |images: &[PreparedImage], threads: usize| {
             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
             most.fetch_max(now, Ordering::SeqCst);
+            passes.lock().unwrap().push((now, threads));
             std::thread::sleep(Duration::from_millis(300));
             running.fetch_sub(1, Ordering::SeqCst);
-            classifier.classify_prepared(images)
+            classifier.classify_prepared_on_threads(images, threads)
         };
-        (infer, seen)
+        (infer, seen, recorded)
     }
 
     async fn answer_all(batcher: &Batcher, classifier: &Classifier, bytes: &[u8], n: usize) {
@@ -258,7 +295,7 @@ mod tests {
         let image = skinlesion_core::testing::ham10000_sample("test", 1).remove(0);
         let bytes = std::fs::read(&image.path).unwrap();
         for workers in [1, 2, 3] {
-            let (infer, most) = slow_inference(Arc::clone(&classifier));
+            let (infer, most, _) = slow_inference(Arc::clone(&classifier));
             let (batcher, threads) =
                 Batcher::start(infer, options(workers, 1), Arc::new(Metrics::new(1)));
             answer_all(&batcher, &classifier, &bytes, 6).await;
@@ -266,5 +303,33 @@ mod tests {
             drop(batcher);
             assert!(threads.join());
         }
+    }
+
+    #[tokio::test]
+    async fn a_lone_pass_gets_every_thread_and_concurrent_passes_one() {
+        let classifier = classifier();
+        let image = skinlesion_core::testing::ham10000_sample("test", 1).remove(0);
+        let bytes = std::fs::read(&image.path).unwrap();
+        let (infer, _, passes) = slow_inference(Arc::clone(&classifier));
+        let (batcher, threads) = Batcher::start(infer, options(2, 1), Arc::new(Metrics::new(1)));
+        // One at a time: each pass is alone.
+        for _ in 0..2 {
+            answer_all(&batcher, &classifier, &bytes, 1).await;
+        }
+        // Six at once: passes overlap, and those that overlap run one thread.
+        answer_all(&batcher, &classifier, &bytes, 6).await;
+        drop(batcher);
+        assert!(threads.join());
+        let passes = passes.lock().unwrap().clone();
+        assert_eq!(&passes[..2], &[(1, 2), (1, 2)], "{passes:?}");
+        for &(running, threads) in &passes[2..] {
+            if running > 1 {
+                assert_eq!(threads, 1, "{passes:?}");
+            }
+        }
+        assert!(
+            passes[2..].iter().any(|&(running, _)| running > 1),
+            "{passes:?}"
+        );
     }
 }

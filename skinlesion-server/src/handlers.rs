@@ -60,6 +60,7 @@ pub async fn ready(state: Arc<AppState>, _: Request<LingeringBody>) -> Handled {
         model: &meta.name,
         version: &meta.version,
         classes: &meta.classes,
+        precision: state.classifier.precision(),
         dermoscopy_gate: meta.calibration.dermoscopy_gate.as_ref(),
         disclaimer: DISCLAIMER,
     };

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use skinlesion_core::image::{DynamicImage, RgbImage};
 use skinlesion_core::{find_shipped_model, shipped_model_candidates};
-use skinlesion_core::{Classifier, Device, DISCLAIMER};
+use skinlesion_core::{Classifier, Device, Precision, DISCLAIMER};
 use tokio::net::TcpListener;
 
 use hyper::header::HeaderValue;
@@ -22,7 +22,7 @@ use skinlesion_server::app::{AppState, Limits};
 use skinlesion_server::auth::{Access, ApiTokens};
 use skinlesion_server::batcher::{BatchOptions, Batcher};
 use skinlesion_server::linger::Linger;
-use skinlesion_server::metrics::Metrics;
+use skinlesion_server::metrics::{Metrics, ModelLabels};
 use skinlesion_server::tls::{Tls, TlsFiles};
 
 /// Serves skinlesion over HTTP: the web page and the API listed below.
@@ -64,6 +64,11 @@ struct Config {
     /// Inference device: cpu, cuda, cuda:N or auto.
     #[arg(long, env = "SKINLESION_DEVICE", default_value = "auto")]
     device: Device,
+    /// Arithmetic: auto, fp32 or bf16. auto runs the model's bf16 network where this CPU
+    /// computes bfloat16 natively and the network's recorded agreement with fp32 meets the
+    /// library's bar; /ready and /metrics say which runs.
+    #[arg(long, env = "SKINLESION_PRECISION", default_value = "auto")]
+    precision: Precision,
     /// Forward passes run at once, each on its own thread (default: one per available core on
     /// a CPU, one on a GPU; on 2 cores two single-threaded passes served more requests per
     /// second than one pass on two threads at every load measured).
@@ -73,6 +78,11 @@ struct Config {
     /// workers already use every core; half the available cores on a GPU).
     #[arg(long, env = "SKINLESION_THREADS")]
     threads: Option<usize>,
+    /// libtorch threads of a forward pass that runs alone (no other pass running, nothing
+    /// queued): an idle server answers a lone request with every core (default: the available
+    /// cores; the value of --threads turns it off).
+    #[arg(long, env = "SKINLESION_LONE_REQUEST_THREADS")]
+    lone_request_threads: Option<usize>,
     /// Images decoded and preprocessed at once (default: the available cores).
     #[arg(long, env = "SKINLESION_DECODE_THREADS")]
     decode_threads: Option<usize>,
@@ -148,6 +158,7 @@ fn main() -> ExitCode {
     let default_threads = if workers > 1 { 1 } else { (cores / 2).max(1) };
     let classifier = Classifier::builder(&model)
         .device(config.device)
+        .precision(config.precision)
         .threads(config.threads.unwrap_or(default_threads))
         .max_pixels(config.max_megapixels.saturating_mul(1_000_000))
         .max_bytes(config.body_limit)
@@ -159,17 +170,31 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let metrics = Arc::new(Metrics::new(config.max_batch));
+    let metrics = Arc::new(Metrics::new(config.max_batch).with_model(ModelLabels {
+        name: classifier.metadata().name.clone(),
+        version: classifier.metadata().version.clone(),
+        precision: classifier.precision().to_string(),
+        device: classifier.device().to_string(),
+    }));
     let inference = Arc::clone(&classifier);
     let options = BatchOptions {
         workers,
         max_batch: config.max_batch,
         max_wait: Duration::from_millis(config.max_wait_ms),
         queue_size: config.queue_size,
+        lone_threads: config
+            .lone_request_threads
+            .unwrap_or(cores.max(classifier.threads()))
+            .max(1),
+        busy_threads: classifier.threads(),
     };
-    tracing::info!(workers, "inference workers");
+    tracing::info!(
+        workers,
+        lone_threads = options.lone_threads,
+        "inference workers"
+    );
     let (batcher, inference_threads) = Batcher::start(
-        move |images| inference.classify_prepared(images),
+        move |images: &[_], threads| inference.classify_prepared_on_threads(images, threads),
         options,
         Arc::clone(&metrics),
     );
@@ -214,6 +239,7 @@ async fn serve(
         version = %meta.version,
         sha256 = %meta.weights.sha256,
         device = %classifier.device(),
+        precision = %classifier.precision(),
         threads = classifier.threads(),
         "model loaded"
     );

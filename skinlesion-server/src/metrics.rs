@@ -5,6 +5,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -16,6 +17,16 @@ pub struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     pub route: &'static str,
+}
+
+/// What `skinlesion_model_info` says of the loaded model.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub name: String,
+    pub version: String,
+    /// The arithmetic it runs in (`fp32` or `bf16`).
+    pub precision: String,
+    pub device: String,
 }
 
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
@@ -68,6 +79,13 @@ impl Metrics {
             batch_size,
             queue_depth,
         }
+    }
+
+    /// Adds `skinlesion_model_info`, whose labels say which model runs and how.
+    pub fn with_model(mut self, labels: ModelLabels) -> Self {
+        self.registry
+            .register("model", "The model being served", Info::new(labels));
+        self
     }
 
     pub fn observe(&self, route: &'static str, status: u16, seconds: f64) {

@@ -5,7 +5,7 @@ use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
-use skinlesion_core::{DermoscopyGate, Explanation, LesionClass, Prediction};
+use skinlesion_core::{DermoscopyGate, Explanation, LesionClass, Precision, Prediction};
 
 pub type Reply = Response<Full<Bytes>>;
 
@@ -99,6 +99,8 @@ pub struct Ready<'a> {
     pub model: &'a str,
     pub version: &'a str,
     pub classes: &'a [LesionClass],
+    /// The arithmetic the network runs in: `fp32` or `bf16`.
+    pub precision: Precision,
     /// How to read a prediction's `ood_score` (null: the model has no gate).
     pub dermoscopy_gate: Option<&'a DermoscopyGate>,
     pub disclaimer: &'static str,

@@ -44,6 +44,8 @@ fn every_endpoint_answers_in_the_original_shape() {
         serde_json::to_value(gate).unwrap()
     );
     assert_eq!(ready["dermoscopy_gate"]["score"], "dermoscopy_head");
+    // The server's `auto` resolves as the library's does on this machine.
+    assert_eq!(ready["precision"], classifier.precision().to_string());
     let openapi = server.get("/openapi.yaml");
     assert_eq!(openapi.status, 200);
     assert!(openapi.text().contains("/predict/batch"));
@@ -96,6 +98,45 @@ fn every_endpoint_answers_in_the_original_shape() {
     assert!(metrics.contains("skinlesion_inference_batch_size_count"));
     assert!(metrics.contains("skinlesion_inference_queue_depth"));
     assert!(metrics.contains("skinlesion_http_request_duration_seconds_bucket"));
+    let info = format!("precision=\"{}\"", classifier.precision());
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("skinlesion_model_info{") && l.contains(&info)),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn precision_is_chosen_at_start_up_and_reported() {
+    let offers_bf16 = !in_process().metadata().other_precisions.is_empty();
+    let server = Server::start(&["--precision", "fp32"]);
+    assert_eq!(server.get("/ready").json()["precision"], "fp32");
+    drop(server);
+    if offers_bf16 {
+        let server = Server::start(&["--precision", "bf16"]);
+        assert_eq!(server.get("/ready").json()["precision"], "bf16");
+        let bytes = image(&test_ids(1)[0]);
+        let expected = skinlesion_core::Classifier::builder(model())
+            .device(skinlesion_core::Device::Cpu)
+            .precision(skinlesion_core::Precision::Bf16)
+            .build()
+            .unwrap()
+            .classify(&bytes)
+            .unwrap();
+        let answer = server.predict(&[("file", &bytes)]).json();
+        assert_prediction_matches(&answer["prediction"], &expected);
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_skinlesion-server"))
+        .args(["--port", "0", "--precision", "fp16"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("auto, fp32 or bf16"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use skinlesion_core::{Classifier, LesionClass, Prediction, UnknownReason};
+use skinlesion_core::{Classifier, LesionClass, Precision, Prediction, UnknownReason};
 
 use crate::data::{filter_split, read_labels, Sample};
 use crate::metrics::{self, ClassReport, ReliabilityBin};
@@ -53,11 +53,16 @@ pub struct EvalConfig {
     /// Images per forward pass; `None` for the device's fastest
     /// ([`skinlesion_core::Device::preferred_batch_size`]).
     pub batch_size: Option<usize>,
+    /// The arithmetic to score in (`Auto`: what a server on this machine runs).
+    pub precision: Precision,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Metrics {
     pub model: String,
+    /// The network scored: fp32 or bf16 (see the manifest's `other_precisions`).
+    pub precision: Precision,
+    /// Its weights' checksum.
     pub model_sha256: String,
     pub split: Option<String>,
     pub images: usize,
@@ -200,6 +205,7 @@ impl Labels {
 pub fn evaluate(config: &EvalConfig) -> Result<Metrics> {
     let classifier = Classifier::builder(&config.model)
         .device(skinlesion_core::Device::Cpu)
+        .precision(config.precision)
         .build()?;
     let meta = classifier.metadata().clone();
     let samples = filter_split(
@@ -208,7 +214,14 @@ pub fn evaluate(config: &EvalConfig) -> Result<Metrics> {
     )?;
     let labels = Labels::new(classifier.classes(), &config.maps, &samples)?;
     let (scored, failed) = score(&classifier, &samples, &labels, config)?;
-    let metrics = compute(&scored, &labels, &meta, config, failed);
+    let metrics = compute(
+        &scored,
+        &labels,
+        &meta,
+        classifier.precision(),
+        config,
+        failed,
+    );
     write_outputs(config, &meta, &metrics, &scored, classifier.classes())?;
     Ok(metrics)
 }
@@ -334,6 +347,7 @@ fn compute(
     scored: &[Scored],
     labels: &Labels,
     meta: &skinlesion_core::ModelMetadata,
+    precision: Precision,
     config: &EvalConfig,
     failed: Vec<String>,
 ) -> Metrics {
@@ -399,7 +413,12 @@ fn compute(
     );
     Metrics {
         model: meta.name.clone() + " " + &meta.version,
-        model_sha256: meta.weights.sha256.clone(),
+        precision,
+        model_sha256: meta
+            .weights_for(precision)
+            .unwrap_or(&meta.weights)
+            .sha256
+            .clone(),
         split: config.split.clone(),
         images: scored.len(),
         failed_images: failed,

@@ -10,6 +10,7 @@
 //!
 //! Research and education only; not a medical device.
 
+pub mod add_precision;
 pub mod classify;
 pub mod data;
 pub mod evaluate;

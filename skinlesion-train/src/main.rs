@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use skinlesion_core::{Classifier, Device, DISCLAIMER};
+use skinlesion_core::{Classifier, Device, Precision, DISCLAIMER};
+use skinlesion_train::add_precision::{add_precision, AddPrecisionConfig};
 use skinlesion_train::classify::{classify, collect_images, Format};
 use skinlesion_train::evaluate::{evaluate, EvalConfig, LabelMap};
 use skinlesion_train::train::regate::{regate, RegateConfig};
@@ -32,6 +33,9 @@ enum Command {
     /// Re-export a shipped model with its dermoscopy gate and Unknown threshold refitted (its
     /// network and operating point unchanged).
     Regate(RegateConfig),
+    /// Add a model's bf16 network (from scripts/bf16_network.py) to its manifest, with how
+    /// often its answers equal fp32's on labelled images.
+    AddPrecision(AddPrecisionConfig),
 }
 
 #[derive(clap::Args)]
@@ -58,6 +62,10 @@ struct EvaluateArgs {
     /// Images per forward pass. Default: the device's fastest (1 on a CPU, 64 on a GPU).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: Option<u32>,
+    /// auto, fp32 or bf16: the network to score (auto: what a server here runs; metrics.json
+    /// says which ran).
+    #[arg(long, default_value = "auto")]
+    precision: Precision,
 }
 
 #[derive(clap::Args)]
@@ -74,6 +82,10 @@ struct ClassifyArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     device: Device,
+    /// auto, fp32 or bf16 (auto: bf16 where this CPU computes it natively and the model
+    /// offers it).
+    #[arg(long, default_value = "auto")]
+    precision: Precision,
     /// Images per forward pass. Default: the device's fastest (1 on a CPU, 64 on a GPU).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: Option<u32>,
@@ -138,6 +150,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(a) => train(&a.config, a.resume).map(|_| ()),
         Command::Regate(a) => regate(&a).map(|_| ()),
+        Command::AddPrecision(a) => add_precision(&a).map(|_| ()),
         Command::Evaluate(a) => shipped_or(a.model)
             .and_then(|model| {
                 evaluate(&EvalConfig {
@@ -148,12 +161,16 @@ fn main() -> ExitCode {
                     maps: a.maps,
                     out_dir: a.out.clone(),
                     batch_size: a.batch_size.map(|b| b as usize),
+                    precision: a.precision,
                 })
             })
             .map(|m| report_evaluation(&m, &a.out)),
         Command::Classify(a) => (|| {
             let model = shipped_or(a.model)?;
-            let classifier = Classifier::builder(&model).device(a.device).build()?;
+            let classifier = Classifier::builder(&model)
+                .device(a.device)
+                .precision(a.precision)
+                .build()?;
             eprintln!("{DISCLAIMER}");
             let images = collect_images(&a.inputs)?;
             let failures = classify(

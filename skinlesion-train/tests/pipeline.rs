@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use skinlesion_core::testing::{small_input, write_mean_colour_model, MeanColourWeights};
 use skinlesion_core::training::preprocess;
 use skinlesion_core::DecodeLimits;
-use skinlesion_core::{Calibration, Classifier, Device, LesionClass};
+use skinlesion_core::{Calibration, Classifier, Device, LesionClass, Precision};
 use skinlesion_train::evaluate::{evaluate, EvalConfig};
 use skinlesion_train::nets::Architecture;
 use skinlesion_train::train::precision::TrainPrecision;
@@ -286,6 +286,7 @@ fn evaluate_computes_hand_checked_metrics() {
         maps: vec![],
         out_dir: dir.path().join("eval"),
         batch_size: Some(3),
+        precision: Precision::Auto,
     })
     .unwrap();
 
@@ -365,6 +366,7 @@ fn evaluate_computes_hand_checked_metrics() {
         maps: vec!["AKIEC=AK+SCC".parse().unwrap()],
         out_dir: dir.path().join("coarse"),
         batch_size: Some(8),
+        precision: Precision::Fp32,
     })
     .unwrap();
     assert_eq!(coarse.labels, ["AKIEC", "MEL", "NV"]);

@@ -1,25 +1,28 @@
 //! The in-process ceiling for the server load benchmark: what the library does with no HTTP in
 //! the way, on the same machine, model and images.
 //!
-//!   ceiling [SECONDS] [BATCH] [WORKERS]
+//!   ceiling [SECONDS] [BATCH] [WORKERS] [PRECISION]
 //!
 //! Prints one JSON object: `images_per_s` (WORKERS threads at once, each decoding and
 //! preprocessing BATCH images and running one forward pass on them, repeated for SECONDS; one
 //! worker gets every core for libtorch and for decoding, several get one thread each) and
 //! `single_ms_p50`/`single_ms_p99` (one `classify` of bytes at a time with the same settings, the
-//! latency a lone request could at best see).
+//! latency a lone request could at best see). PRECISION is `fp32` (default) or `bf16`.
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use skinlesion_benches::shipped_model;
 use skinlesion_core::testing::ham10000_sample;
-use skinlesion_core::{available_cores, Classifier, Device};
+use skinlesion_core::{available_cores, Classifier, Device, Precision};
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let seconds: f64 = args.next().map_or(10.0, |s| s.parse().expect("SECONDS"));
     let batch: usize = args.next().map_or(32, |s| s.parse().expect("BATCH"));
     let workers: usize = args.next().map_or(1, |s| s.parse().expect("WORKERS"));
+    let precision: Precision = args
+        .next()
+        .map_or(Precision::Fp32, |s| s.parse().expect("PRECISION"));
     let images: Vec<Vec<u8>> = ham10000_sample("test", 64)
         .iter()
         .map(|i| std::fs::read(&i.path).expect("a real image"))
@@ -28,6 +31,7 @@ fn main() {
     let classifier = Classifier::builder(shipped_model())
         .device(Device::Cpu)
         .threads(threads)
+        .precision(precision)
         .build()
         .expect("the shipped model loads");
 
@@ -37,7 +41,7 @@ fn main() {
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
     println!(
         "{{\"images_per_s\": {images_per_s:.1}, \"batch\": {batch}, \"workers\": {workers}, \
-         \"threads\": {threads}, \"single_ms_p50\": {:.3}, \"single_ms_p99\": {:.3}, \
+         \"threads\": {threads}, \"precision\": \"{precision}\", \"single_ms_p50\": {:.3}, \"single_ms_p99\": {:.3}, \
          \"single_samples\": {}}}",
         pct(0.5),
         pct(0.99),

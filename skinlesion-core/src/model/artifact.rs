@@ -36,6 +36,8 @@ pub fn write_artifact(
     })?;
     let bytes = std::fs::read(&weights_path).map_err(io(&weights_path))?;
     metadata.format = MANIFEST_FORMAT.to_owned();
+    // Networks in other precisions were derived from the weights this replaces.
+    metadata.other_precisions.clear();
     metadata.weights = WeightsRef {
         file: file_name,
         format: WeightsFormat::TorchScript,

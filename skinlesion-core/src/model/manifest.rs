@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::precision::Precision;
 use crate::preprocess::InputSpec;
 use crate::taxonomy::LesionClass;
 
@@ -39,8 +40,12 @@ pub struct ModelMetadata {
     /// exported without them (they classify, but cannot explain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_maps: Option<ClassMaps>,
-    /// The weights file and its checksum.
+    /// The weights file and its checksum (the fp32 network).
     pub weights: WeightsRef,
+    /// The same network traced for other arithmetic (bf16), each with how often its answers
+    /// equal the fp32 network's, measured when it was added; empty for fp32 only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_precisions: Vec<PrecisionWeights>,
     /// Free-form provenance (training data, licence, metrics); not interpreted.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub provenance: serde_json::Map<String, serde_json::Value>,
@@ -162,6 +167,87 @@ pub struct WeightsRef {
     pub sha256: String,
 }
 
+/// The network in another arithmetic than fp32: its weights and its measured agreement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrecisionWeights {
+    /// The arithmetic (only [`Precision::Bf16`] is valid here).
+    pub precision: Precision,
+    /// Its weights file and checksum.
+    pub weights: WeightsRef,
+    /// How far its answers are from the fp32 network's on validation images; `None` until
+    /// measured (`skinlesion-train add-precision` measures, then records it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<Agreement>,
+}
+
+/// How often a network in another precision gives the fp32 network's answers, on the same
+/// prepared images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agreement {
+    /// Which images, for people (e.g. `"HAM10000 val + ISIC 2017 val"`).
+    pub images: String,
+    /// How many.
+    pub count: u64,
+    /// Share with the same answer: the same class, or Unknown for the same reason.
+    pub same_answer: f64,
+    /// Share with the same dermoscopy-gate decision (1 for a model without a gate).
+    pub same_gate: f64,
+    /// The largest difference of any class probability over all images.
+    pub max_probability_difference: f32,
+    /// Balanced accuracy of the fp32 network's best guesses (abstention ignored).
+    pub balanced_accuracy_fp32: f64,
+    /// The same for this network.
+    pub balanced_accuracy: f64,
+}
+
+impl Agreement {
+    /// The header of the Markdown table whose rows [`Agreement`]'s `Display` writes.
+    pub const TABLE_HEADER: &'static str = "| images | count | same answer | same gate decision \
+         | largest probability difference | balanced accuracy fp32 / other |";
+}
+
+/// One Markdown table row: images, count, same answer, same gate, largest probability
+/// difference, balanced accuracies (the model card's table).
+impl std::fmt::Display for Agreement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "| {} | {} | {:.4} | {:.4} | {:.3} | {:.4} / {:.4} |",
+            self.images,
+            self.count,
+            self.same_answer,
+            self.same_gate,
+            self.max_probability_difference,
+            self.balanced_accuracy_fp32,
+            self.balanced_accuracy
+        )
+    }
+}
+
+impl WeightsRef {
+    fn validate(&self) -> Result<()> {
+        let sha = &self.sha256;
+        if sha.len() != 64
+            || !sha
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(Error::MetadataMismatch(format!(
+                "sha256 {sha:?} is not 64 lower-case hex digits"
+            )));
+        }
+        if self.file.is_empty() || Path::new(&self.file).components().count() != 1 {
+            return Err(Error::MetadataMismatch(format!(
+                "weights file {:?} must be a plain file name beside the manifest",
+                self.file
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// How a model's weights are stored. Serialised as in the manifest (`"torchscript"`); a
 /// manifest naming another format is refused as corrupt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,6 +258,19 @@ pub enum WeightsFormat {
 }
 
 impl ModelMetadata {
+    /// The weights of the network in `precision` (fp32: [`ModelMetadata::weights`]); `None`
+    /// when the artifact does not offer it.
+    pub fn weights_for(&self, precision: Precision) -> Option<&WeightsRef> {
+        match precision {
+            Precision::Fp32 => Some(&self.weights),
+            _ => self
+                .other_precisions
+                .iter()
+                .find(|o| o.precision == precision)
+                .map(|o| &o.weights),
+        }
+    }
+
     /// Reads and checks a model's manifest without loading its network: what a scheduler or a
     /// catalogue needs (name, version, classes) at the cost of one small file. `path` names the
     /// manifest (`.json`) or the weights beside it (`.pt`); the weights are not read, so their
@@ -252,19 +351,19 @@ impl ModelMetadata {
                 ));
             }
         }
-        let sha = &self.weights.sha256;
-        if sha.len() != 64
-            || !sha
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return fail(format!("sha256 {sha:?} is not 64 lower-case hex digits"));
-        }
-        if self.weights.file.is_empty() || Path::new(&self.weights.file).components().count() != 1 {
-            return fail(format!(
-                "weights file {:?} must be a plain file name beside the manifest",
-                self.weights.file
-            ));
+        self.weights.validate()?;
+        for (i, other) in self.other_precisions.iter().enumerate() {
+            if other.precision != Precision::Bf16
+                || self.other_precisions[..i]
+                    .iter()
+                    .any(|o| o.precision == other.precision)
+            {
+                return fail(format!(
+                    "other_precisions may hold one bf16 network, not {:?}",
+                    other.precision
+                ));
+            }
+            other.weights.validate()?;
         }
         self.input.validate()
     }

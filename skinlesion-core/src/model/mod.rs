@@ -20,6 +20,8 @@
 //! is the network itself, its output columns and how training writes an artifact.
 
 #[cfg(feature = "training")]
+mod agreement;
+#[cfg(feature = "training")]
 mod artifact;
 mod decision;
 mod manifest;
@@ -28,13 +30,14 @@ mod torchscript;
 
 pub(crate) use decision::most_probable;
 pub use manifest::{
-    read_metadata, Calibration, ClassMaps, DermoscopyGate, GateScore, ModelMetadata, ModelPaths,
-    WeightsFormat, WeightsRef,
+    read_metadata, Agreement, Calibration, ClassMaps, DermoscopyGate, GateScore, ModelMetadata,
+    ModelPaths, PrecisionWeights, WeightsFormat, WeightsRef,
 };
 pub use shipped::{find_shipped_model, shipped_model_candidates, SHIPPED_MODEL};
 pub use torchscript::{Model, OutputLayout, Outputs};
 #[cfg(feature = "training")]
 pub use {
+    agreement::AgreementTally,
     artifact::write_artifact,
     manifest::{MANIFEST_FORMAT, MANIFEST_FORMAT_1},
     torchscript::sha256_hex,

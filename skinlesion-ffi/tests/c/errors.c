@@ -138,6 +138,10 @@ int main(int argc, char **argv) {
   EXPECT_STATUS(skinlesion_options_set_max_bytes(options, 0), SKINLESION_STATUS_INVALID_ARGUMENT);
   EXPECT_STATUS(skinlesion_options_set_device(options, "cpu"), SKINLESION_STATUS_OK);
   EXPECT_STATUS(skinlesion_options_set_threads(options, 2), SKINLESION_STATUS_OK);
+  EXPECT_STATUS(skinlesion_options_set_precision(NULL, "fp32"), SKINLESION_STATUS_NULL_ARGUMENT);
+  EXPECT_STATUS(skinlesion_options_set_precision(options, NULL), SKINLESION_STATUS_NULL_ARGUMENT);
+  EXPECT_STATUS(skinlesion_options_set_precision(options, "fp16"), SKINLESION_STATUS_CONFIG_ERROR);
+  CHECK(strstr(skinlesion_last_error_message(), "auto, fp32 or bf16") != NULL);
 
   /* Loading. */
   skinlesion_classifier *classifier = NULL;
@@ -150,8 +154,15 @@ int main(int argc, char **argv) {
                 SKINLESION_STATUS_CHECKSUM_MISMATCH);
   EXPECT_STATUS(skinlesion_classifier_new(argv[2], options, &classifier), SKINLESION_STATUS_MODEL_CORRUPT);
   CHECK(classifier == NULL);
+  /* The test model has no bf16 network: asked for, it is a configuration error. */
+  EXPECT_STATUS(skinlesion_options_set_precision(options, "bf16"), SKINLESION_STATUS_OK);
+  EXPECT_STATUS(skinlesion_classifier_new(model, options, &classifier), SKINLESION_STATUS_CONFIG_ERROR);
+  CHECK(strstr(skinlesion_last_error_message(), "no bf16 network") != NULL);
+  EXPECT_STATUS(skinlesion_options_set_precision(options, "auto"), SKINLESION_STATUS_OK);
   EXPECT_STATUS(skinlesion_classifier_new(model, options, &classifier), SKINLESION_STATUS_OK);
   CHECK(classifier != NULL);
+  CHECK(strcmp(skinlesion_classifier_precision(classifier), "fp32") == 0);
+  CHECK(skinlesion_classifier_precision(NULL) == NULL);
 
   /* Encoded bytes. */
   skinlesion_prediction reference, p;

@@ -57,6 +57,7 @@ class NativeClassifier:
         cls,
         model: Union[str, PathLike[str]],
         device: str,
+        precision: str,
         threads: Optional[int] = None,
         max_pixels: Optional[int] = None,
         max_bytes: Optional[int] = None,
@@ -76,6 +77,8 @@ class NativeClassifier:
     @property
     def device(self) -> str: ...
     @property
+    def precision(self) -> str: ...
+    @property
     def threads(self) -> int: ...
     @property
     def max_pixels(self) -> int: ...
@@ -87,6 +90,8 @@ def read_metadata(path: Union[str, "PathLike[str]"]) -> Dict[str, Any]:
     loading the network. Raises the model's error (e.g. ``ModelNotFoundError``)."""
     ...
 
+def parse_precision(precision: str) -> str:
+    """The canonical name of ``auto``, ``fp32`` or ``bf16``; ConfigError for another."""
 def preferred_batch_size(device: str) -> int:
     """Images per forward pass that classify fastest per image on ``device`` (1 on a CPU)."""
 

@@ -55,6 +55,7 @@ pub fn export(e: Export<'_>) -> Result<ModelMetadata> {
         input: e.spec,
         calibration: e.calibration,
         class_maps,
+        other_precisions: Vec::new(),
         weights: WeightsRef {
             file: String::new(),
             format: WeightsFormat::TorchScript,

@@ -7,6 +7,7 @@
 //! called by its (Itanium-ABI) symbol name; both of its arguments are plain integers.
 
 use serde::{Deserialize, Serialize};
+use skinlesion_core::cpu_has_bf16;
 use tch::Device;
 
 /// The arithmetic of the training forward pass.
@@ -41,19 +42,6 @@ impl std::fmt::Display for TrainPrecision {
             Self::Fp32 => "fp32",
             Self::Bf16 => "bf16",
         })
-    }
-}
-
-/// True when this CPU has native bfloat16 dot products (AVX512-BF16: AMD Zen 4 onwards,
-/// Intel Cooper Lake and Sapphire Rapids onwards, whose AMX comes with it).
-pub fn cpu_has_bf16() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512bf16")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 

@@ -43,6 +43,7 @@ def write(
     batch_size: Optional[int] = None,
     concurrency: Optional[int] = None,
     device: str = "cpu",
+    precision: str = "auto",
     threads_per_worker: Optional[int] = None,
     extensions: Optional[Sequence[str]] = None,
 ) -> Summary:
@@ -57,7 +58,8 @@ def write(
         ValueError: bad inputs or options (see :func:`score`), an ``output`` that is a file or
             holds other files' columns, or one scored by another model.
     """
-    options = Options.checked(model, batch_size, concurrency, device, threads_per_worker, extensions)
+    options = Options.checked(model, batch_size, concurrency, device, precision, threads_per_worker,
+                              extensions)
     filesystem, root = _output_fs(output)
     before = _part_files(filesystem, root)
     if before and not resume:

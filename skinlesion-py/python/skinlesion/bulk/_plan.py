@@ -6,7 +6,8 @@ import dataclasses
 import os
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from .. import DEFAULT_MODEL, preferred_batch_size, read_metadata
+from .. import DEFAULT_MODEL, ConfigError, preferred_batch_size, read_metadata
+from .._skinlesion import parse_precision
 from ._cluster import connect, imports
 from ._files import Inputs, read_inputs
 from ._rows import Scorer
@@ -23,6 +24,7 @@ def score(
     batch_size: Optional[int] = None,
     concurrency: Optional[int] = None,
     device: str = "cpu",
+    precision: str = "auto",
     threads_per_worker: Optional[int] = None,
     extensions: Optional[Sequence[str]] = None,
     skip: Optional[Mapping[str, str]] = None,
@@ -41,6 +43,8 @@ def score(
             input, one worker fewer: its reads need a CPU; never more workers than blocks).
         device: ``"cpu"``, ``"cuda"`` (one GPU per worker) or ``"auto"`` (CUDA when the cluster
             has GPUs).
+        precision: ``"auto"``, ``"fp32"`` or ``"bf16"``, as :class:`skinlesion.Classifier`'s;
+            each row's ``model_precision`` says which ran.
         threads_per_worker: CPU threads (and Ray CPUs) per worker; ``None`` for 1 on CPU workers
             (measured fastest: one single-threaded worker per core; a multi-threaded worker
             competes with Ray's own threads for the cores), 2 on GPU workers (decoding).
@@ -50,10 +54,11 @@ def score(
             its output already holds).
 
     Raises:
-        ValueError: a missing input, no files, a bad option, or an unknown device.
+        ValueError: a missing input, no files, a bad option, or an unknown device or precision.
         ModelError: the model cannot be loaded.
     """
-    options = Options.checked(model, batch_size, concurrency, device, threads_per_worker, extensions)
+    options = Options.checked(model, batch_size, concurrency, device, precision, threads_per_worker,
+                              extensions)
     return options.dataset(inputs, skip)
 
 
@@ -66,18 +71,25 @@ class Options:
     batch_size: Optional[int]
     concurrency: Optional[int]
     device: str
+    precision: str
     threads: Optional[int]
     extensions: Optional[Sequence[str]]
 
     @staticmethod
-    def checked(model, batch_size, concurrency, device, threads, extensions) -> "Options":
+    def checked(model, batch_size, concurrency, device, precision, threads, extensions) -> "Options":
         check_counts(batch_size=batch_size, concurrency=concurrency, threads_per_worker=threads)
         if device not in _DEVICES:
             raise ValueError(f"device must be one of {', '.join(map(repr, _DEVICES))}, not {device!r}")
+        try:
+            precision = parse_precision(precision) if isinstance(precision, str) else None
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        if precision is None:
+            raise ValueError("precision must be a str: auto, fp32 or bf16")
         model = os.fspath(DEFAULT_MODEL if model is None else model)
         meta = read_metadata(model)  # the manifest alone: no network is loaded here
         return Options(model, (meta["name"], meta["version"]), batch_size, concurrency, device,
-                        threads, extensions)
+                       precision, threads, extensions)
 
     def dataset(self, inputs: Inputs, skip: Optional[Mapping[str, str]]):
         ray, _ = imports()
@@ -88,7 +100,8 @@ class Options:
         dataset, plan = read_inputs(inputs, self.extensions, plan)
         return dataset.map_batches(
             Scorer,
-            fn_constructor_kwargs={"model": self.model, "device": plan.device, "threads": plan.threads,
+            fn_constructor_kwargs={"model": self.model, "device": plan.device,
+                                   "precision": self.precision, "threads": plan.threads,
                                    "batch_size": plan.batch_size, "skip": skip_ref},
             # Ray's batches hold several forward passes' worth: its per-call cost is then shared.
             batch_size=max(plan.batch_size, _RAY_BATCH),

@@ -17,7 +17,7 @@ def schema(classes: Sequence[str]):
     ``path``, ``content_sha256`` (hex SHA-256 of the file's bytes), the answer (``code``,
     ``class_name``, ``best_guess``, ``confidence``, ``is_cancerous``, ``unknown_reason``,
     ``ood_score``), one ``probability_<CODE>`` per trained class, ``model_name``,
-    ``model_version``, then ``error_kind`` (the core's name of the error kind, e.g. ``decode``)
+    ``model_version``, ``model_precision`` (``fp32`` or ``bf16``: the arithmetic that scored it), then ``error_kind`` (the core's name of the error kind, e.g. ``decode``)
     and ``error`` (null unless the file could not be classified; the answer columns are null then).
     """
     _, pa = imports()
@@ -34,6 +34,7 @@ def schema(classes: Sequence[str]):
         *((f"probability_{code}", pa.float32()) for code in classes),
         ("model_name", pa.string()),
         ("model_version", pa.string()),
+        ("model_precision", pa.string()),
         ("error_kind", pa.string()),
         ("error", pa.string()),
     ]
@@ -44,10 +45,10 @@ class Scorer:
     """One Ray worker: loads the classifier once, then classifies each of Ray's batches in
     ``classify_batch`` calls of ``batch_size`` images."""
 
-    def __init__(self, model: str, device: str, threads: Optional[int], batch_size: int,
-                 skip: Optional[list]) -> None:
+    def __init__(self, model: str, device: str, precision: str, threads: Optional[int],
+                 batch_size: int, skip: Optional[list]) -> None:
         ray, _ = imports()
-        self._classifier = Classifier(model, device=device, threads=threads)
+        self._classifier = Classifier(model, device=device, precision=precision, threads=threads)
         self._batch_size = batch_size
         self._classes = [c.code for c in self._classifier.classes]
         self._schema = schema(self._classes)
@@ -75,6 +76,7 @@ class Scorer:
     def _row(self, path: str, sha256: str, result: Any) -> Dict[str, Any]:
         row: Dict[str, Any] = {"path": path, "content_sha256": sha256}
         row["model_name"], row["model_version"] = self._model
+        row["model_precision"] = self._classifier.precision
         if isinstance(result, BaseException):
             # The core's name of the kind ("decode_error"), as every interface names it.
             row["error_kind"], row["error"] = getattr(result, "kind", type(result).__name__), str(result)
