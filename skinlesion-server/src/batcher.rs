@@ -5,8 +5,8 @@
 //!
 //! Each worker's pass runs on one libtorch thread while others may be busy (one pass per core
 //! serves most requests per second), but a worker that finds no other worker busy and nothing
-//! queued runs its pass on `lone_threads`: an idle server answers a lone request with every
-//! core.
+//! queued runs its pass on `lone_threads` (the server's `--lone-request-threads`, off by
+//! default until it measures faster).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};

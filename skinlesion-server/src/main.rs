@@ -79,8 +79,9 @@ struct Config {
     #[arg(long, env = "SKINLESION_THREADS")]
     threads: Option<usize>,
     /// libtorch threads of a forward pass that runs alone (no other pass running, nothing
-    /// queued): an idle server answers a lone request with every core (default: the available
-    /// cores; the value of --threads turns it off).
+    /// queued), e.g. every core (default: --threads, i.e. off: on the 2-core machine measured,
+    /// a lone request took longer on 2 threads inside the server than on 1, 38 vs 30 ms p50 at
+    /// c=1; see benches/RESULTS.md). Measure before turning it on.
     #[arg(long, env = "SKINLESION_LONE_REQUEST_THREADS")]
     lone_request_threads: Option<usize>,
     /// Images decoded and preprocessed at once (default: the available cores).
@@ -184,7 +185,7 @@ fn main() -> ExitCode {
         queue_size: config.queue_size,
         lone_threads: config
             .lone_request_threads
-            .unwrap_or(cores.max(classifier.threads()))
+            .unwrap_or(classifier.threads())
             .max(1),
         busy_threads: classifier.threads(),
     };
