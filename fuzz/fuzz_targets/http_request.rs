@@ -28,9 +28,11 @@ fn server() -> (tokio::runtime::Runtime, Arc<AppState>) {
         max_batch: 4,
         max_wait: Duration::ZERO,
         queue_size: 16,
+        lone_threads: 1,
+        busy_threads: 1,
     };
     let (batcher, _inference_threads) = Batcher::start(
-        move |images| inference.classify_prepared(images),
+        move |images: &[_], threads| inference.classify_prepared_on_threads(images, threads),
         options,
         Arc::clone(&metrics),
     );
