@@ -20,7 +20,7 @@ import enum
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterable, List, Optional, Sequence, Union
+from typing import Any, Iterable, List, Optional, Union
 
 from ._skinlesion import (
     DISCLAIMER,
