@@ -146,7 +146,8 @@ impl ClassifierBuilder {
     }
 
     /// The arithmetic of the forward pass (default [`Precision::Auto`]: bf16 where the CPU has
-    /// it natively and the model offers it). See [`Classifier::precision`].
+    /// it natively and the model's bf16 network agrees with fp32 closely enough, see
+    /// [`Precision`]). See [`Classifier::precision`].
     pub fn precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
         self
