@@ -115,14 +115,16 @@ impl Batcher {
     /// Queues one prepared image; the answer arrives on the returned channel.
     pub fn submit(&self, image: PreparedImage) -> Result<oneshot::Receiver<Answer>, SubmitError> {
         let (reply, answer) = oneshot::channel();
-        match self.queue.try_send(Job { image, reply }) {
-            Ok(()) => {
-                self.metrics.queue_depth.inc();
-                Ok(answer)
-            }
-            Err(TrySendError::Full(_)) => Err(SubmitError::Full),
-            Err(TrySendError::Disconnected(_)) => Err(SubmitError::Closed),
-        }
+        // Counted before it is sent: a worker may take it (and count it out) at once, and a
+        // worker reads the depth to tell whether its pass runs alone.
+        self.metrics.queue_depth.inc();
+        let refused = match self.queue.try_send(Job { image, reply }) {
+            Ok(()) => return Ok(answer),
+            Err(TrySendError::Full(_)) => SubmitError::Full,
+            Err(TrySendError::Disconnected(_)) => SubmitError::Closed,
+        };
+        self.metrics.queue_depth.dec();
+        Err(refused)
     }
 }
 
