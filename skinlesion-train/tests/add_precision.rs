@@ -26,6 +26,14 @@ fn val_csv(dir: &std::path::Path, n: usize) -> PathBuf {
     path
 }
 
+/// The model's bf16 network, through the library.
+fn load_bf16(model: &std::path::Path) -> skinlesion_core::Result<Classifier> {
+    Classifier::builder(model)
+        .device(Device::Cpu)
+        .precision(Precision::Bf16)
+        .build()
+}
+
 #[test]
 fn a_second_network_is_measured_recorded_and_loaded() {
     let dir = tempfile::tempdir().unwrap();
@@ -41,11 +49,7 @@ fn a_second_network_is_measured_recorded_and_loaded() {
     let network = dir.path().join("m.bf16.pt");
     std::fs::copy(dir.path().join("m.pt"), &network).unwrap();
     // Not yet listed: the library refuses bf16.
-    let refused = Classifier::builder(&model)
-        .device(Device::Cpu)
-        .precision(Precision::Bf16)
-        .build()
-        .unwrap_err();
+    let refused = load_bf16(&model).unwrap_err();
     assert!(refused.to_string().contains("no bf16 network"), "{refused}");
 
     let mut config = AddPrecisionConfig {
@@ -74,20 +78,12 @@ fn a_second_network_is_measured_recorded_and_loaded() {
     assert_eq!(entry.weights.file, "m.bf16.pt");
     assert_eq!(entry.agreement.as_ref(), Some(&recorded));
     assert!(!dir.path().join("m.add-precision.json").exists());
-    let bf16 = Classifier::builder(&model)
-        .device(Device::Cpu)
-        .precision(Precision::Bf16)
-        .build()
-        .unwrap();
+    let bf16 = load_bf16(&model).unwrap();
     assert_eq!(bf16.precision(), Precision::Bf16);
 
     // A changed network no longer matches the recorded checksum.
     std::fs::write(&network, b"not the network").unwrap();
-    let err = Classifier::builder(&model)
-        .device(Device::Cpu)
-        .precision(Precision::Bf16)
-        .build()
-        .unwrap_err();
+    let err = load_bf16(&model).unwrap_err();
     assert!(err.to_string().contains("checksum mismatch"), "{err}");
 
     // A network elsewhere cannot be named by a manifest.
