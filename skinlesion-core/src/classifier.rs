@@ -8,14 +8,14 @@ use std::str::FromStr;
 use image::DynamicImage;
 use tch::Tensor;
 
+use crate::dicom::DicomInfo;
 use crate::error::{Error, Result};
 use crate::input::ImageInput;
 use crate::model::{read_metadata, Model, ModelMetadata, ModelPaths, OutputLayout, Outputs};
 use crate::precision::Precision;
 use crate::prediction::Prediction;
 use crate::preprocess::{
-    decode_image, decode_image_covering, prepare_parallel, preprocess_image, read_image_file,
-    DecodeLimits,
+    decode_with_header, prepare_parallel, preprocess_image, read_image_file, DecodeLimits,
 };
 use crate::taxonomy::LesionClass;
 
@@ -217,7 +217,18 @@ impl ClassifierBuilder {
 /// Preparing is the CPU-heavy, parallelisable half of classification; a server prepares on
 /// many threads and runs [`Classifier::classify_prepared`] once for the whole batch.
 #[derive(Debug)]
-pub struct PreparedImage(pub(crate) Tensor);
+pub struct PreparedImage {
+    pub(crate) tensor: Tensor,
+    /// What a DICOM input said about itself; its prediction carries it.
+    pub(crate) dicom: Option<DicomInfo>,
+}
+
+impl PreparedImage {
+    /// What the DICOM file this image came from says about itself; `None` for other inputs.
+    pub fn dicom(&self) -> Option<&DicomInfo> {
+        self.dicom.as_ref()
+    }
+}
 
 /// A loaded skin-lesion classifier.
 ///
@@ -332,8 +343,11 @@ impl Classifier {
     pub fn prepare<'a>(&self, input: impl Into<ImageInput<'a>>) -> Result<PreparedImage> {
         let spec = &self.metadata.input;
         // The network sees spec's pixels: a large JPEG need not be decoded beyond them.
-        let image = self.decode_covering(input.into(), Some((spec.width, spec.height)))?;
-        Ok(PreparedImage(preprocess_image(&image, spec)))
+        let (image, dicom) = self.decode_covering(input.into(), Some((spec.width, spec.height)))?;
+        Ok(PreparedImage {
+            tensor: preprocess_image(&image, spec),
+            dicom,
+        })
     }
 
     /// [`Classifier::prepare`] for many images on up to [`Classifier::threads`] threads,
@@ -350,26 +364,27 @@ impl Classifier {
     /// decoded image is borrowed, not copied).
     pub fn decode<'a>(&self, input: impl Into<ImageInput<'a>>) -> Result<Cow<'a, DynamicImage>> {
         self.decode_covering(input.into(), None)
+            .map(|(image, _)| image)
     }
 
     /// [`Classifier::decode`], a large JPEG only as far as `cover` needs (see
-    /// [`decode_image_covering`]).
-    fn decode_covering<'a>(
+    /// [`decode_image_covering`]), with what a DICOM input said about itself.
+    pub(crate) fn decode_covering<'a>(
         &self,
         input: ImageInput<'a>,
         cover: Option<(u32, u32)>,
-    ) -> Result<Cow<'a, DynamicImage>> {
+    ) -> Result<(Cow<'a, DynamicImage>, Option<DicomInfo>)> {
         let limits = &self.limits;
-        let decode = |bytes: &[u8]| match cover {
-            Some(cover) => decode_image_covering(bytes, limits, cover),
-            None => decode_image(bytes, limits),
+        let decode = |bytes: &[u8]| {
+            decode_with_header(bytes, limits, cover)
+                .map(|(image, dicom)| (Cow::Owned(image), dicom))
         };
-        Ok(match input {
-            ImageInput::Encoded(bytes) => Cow::Owned(decode(bytes)?),
-            ImageInput::Pixels(pixels) => Cow::Owned(pixels.to_image(limits)?),
-            ImageInput::Decoded(image) => Cow::Borrowed(image),
-            ImageInput::File(path) => Cow::Owned(decode(&read_image_file(path, limits)?)?),
-        })
+        match input {
+            ImageInput::Encoded(bytes) => decode(bytes),
+            ImageInput::Pixels(pixels) => Ok((Cow::Owned(pixels.to_image(limits)?), None)),
+            ImageInput::Decoded(image) => Ok((Cow::Borrowed(image), None)),
+            ImageInput::File(path) => decode(&read_image_file(path, limits)?),
+        }
     }
 
     /// Runs one forward pass over prepared images and applies calibration and the Unknown rule.
@@ -377,7 +392,11 @@ impl Classifier {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        self.predictions(&self.run(images)?)
+        let mut predictions = self.predictions(&self.run(images)?)?;
+        for (prediction, image) in predictions.iter_mut().zip(images) {
+            prediction.dicom.clone_from(&image.dicom);
+        }
+        Ok(predictions)
     }
 
     /// [`Classifier::classify_prepared`] on `threads` libtorch threads for this one pass.
@@ -417,7 +436,7 @@ impl Classifier {
         if images.is_empty() {
             return Err(Error::Inference("no images to run".into()));
         }
-        let batch = Tensor::cat(&images.iter().map(|p| &p.0).collect::<Vec<_>>(), 0);
+        let batch = Tensor::cat(&images.iter().map(|p| &p.tensor).collect::<Vec<_>>(), 0);
         Outputs::split(self.model.forward(&batch)?, self.output_layout())
     }
 

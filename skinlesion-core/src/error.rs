@@ -48,6 +48,55 @@ pub enum Error {
     #[error("invalid pixel buffer: {0}")]
     InvalidPixels(String),
 
+    /// A DICOM object that holds no image (a structured report, a presentation state, …).
+    #[error("DICOM object without pixel data: a {sop_class} object holds no image")]
+    NoPixelData {
+        /// The object's SOP class, by its standard name where known.
+        sop_class: String,
+    },
+
+    /// A DICOM object whose pixels are encoded in a way this build cannot decode.
+    #[error("unsupported DICOM transfer syntax: {name} ({uid})")]
+    UnsupportedTransferSyntax {
+        /// The transfer syntax UID.
+        uid: String,
+        /// Its name.
+        name: String,
+    },
+
+    /// A DICOM object that is not a colour photograph (an X-ray, CT or MR slice, a palette
+    /// image): the model reads colour photographs only.
+    #[error(
+        "not a colour photograph: photometric interpretation {photometric} with \
+         {samples_per_pixel} sample(s) per pixel; the model reads RGB or YCbCr photographs"
+    )]
+    NotColourPhotograph {
+        /// The Photometric Interpretation (0028,0004), `none` when absent.
+        photometric: String,
+        /// Samples per Pixel (0028,0002).
+        samples_per_pixel: u32,
+    },
+
+    /// A DICOM object whose samples are not 8 bits.
+    #[error(
+        "unsupported bit depth: {bits_allocated} bits allocated, {bits_stored} stored per \
+         sample; the model reads 8-bit colour"
+    )]
+    UnsupportedBitDepth {
+        /// Bits Allocated (0028,0100).
+        bits_allocated: u32,
+        /// Bits Stored (0028,0101).
+        bits_stored: u32,
+    },
+
+    /// A DICOM object with several frames (a video, a series in one object): each answer is
+    /// about one picture, so it is refused rather than reduced to one frame unasked.
+    #[error("multi-frame DICOM object with {frames} frames: classify one frame at a time")]
+    MultiFrame {
+        /// Number of Frames (0028,0008).
+        frames: u32,
+    },
+
     /// No model file at the given path.
     #[error("model not found: {}", path.display())]
     ModelNotFound {
@@ -141,6 +190,11 @@ impl Error {
             Error::InputTooLarge { .. } => ErrorKind::InputTooLarge,
             Error::ImageTooLarge { .. } => ErrorKind::ImageTooLarge,
             Error::InvalidPixels(_) => ErrorKind::InvalidPixels,
+            Error::NoPixelData { .. } => ErrorKind::NoPixelData,
+            Error::UnsupportedTransferSyntax { .. } => ErrorKind::UnsupportedTransferSyntax,
+            Error::NotColourPhotograph { .. } => ErrorKind::NotColourPhotograph,
+            Error::UnsupportedBitDepth { .. } => ErrorKind::UnsupportedBitDepth,
+            Error::MultiFrame { .. } => ErrorKind::MultiFrame,
             Error::ModelNotFound { .. } => ErrorKind::ModelNotFound,
             Error::ModelCorrupt { .. } => ErrorKind::ModelCorrupt,
             Error::ChecksumMismatch { .. } => ErrorKind::ChecksumMismatch,
@@ -173,6 +227,28 @@ impl Clone for Error {
                 max_pixels,
             },
             Error::InvalidPixels(m) => Error::InvalidPixels(m.clone()),
+            Error::NoPixelData { sop_class } => Error::NoPixelData {
+                sop_class: sop_class.clone(),
+            },
+            Error::UnsupportedTransferSyntax { uid, name } => Error::UnsupportedTransferSyntax {
+                uid: uid.clone(),
+                name: name.clone(),
+            },
+            Error::NotColourPhotograph {
+                photometric,
+                samples_per_pixel,
+            } => Error::NotColourPhotograph {
+                photometric: photometric.clone(),
+                samples_per_pixel: *samples_per_pixel,
+            },
+            &Error::UnsupportedBitDepth {
+                bits_allocated,
+                bits_stored,
+            } => Error::UnsupportedBitDepth {
+                bits_allocated,
+                bits_stored,
+            },
+            &Error::MultiFrame { frames } => Error::MultiFrame { frames },
             Error::ModelNotFound { path } => Error::ModelNotFound { path: path.clone() },
             Error::ModelCorrupt { path, reason } => Error::ModelCorrupt {
                 path: path.clone(),
@@ -270,7 +346,7 @@ error_kinds! {
         "The image has no bytes.",
         c: EmptyInput, python: EmptyInputError;
     UnsupportedFormat = 4, "unsupported_format", Input, "unsupported image format",
-        "The bytes are not in a supported image format (JPEG, PNG, TIFF, BMP, WebP, GIF).",
+        "The bytes are not in a supported image format (JPEG, PNG, TIFF, BMP, WebP, GIF, DICOM).",
         c: UnsupportedFormat, python: UnsupportedFormatError;
     Decode = 5, "decode", Input, "undecodable image",
         "The image is corrupt or truncated.",
@@ -311,6 +387,22 @@ error_kinds! {
     ClassNotInModel = 18, "class_not_in_model", Request, "class not in model",
         "A class was asked for that the model was not trained on.",
         c: ClassNotInModel, python: ClassNotInModelError;
+    NoPixelData = 19, "no_pixel_data", Input, "DICOM object without pixel data",
+        "The DICOM object holds no image (e.g. a structured report).",
+        c: NoPixelData, python: NoPixelDataError;
+    UnsupportedTransferSyntax = 20, "unsupported_transfer_syntax", Input,
+        "unsupported DICOM transfer syntax",
+        "The DICOM pixels are encoded in a transfer syntax this build cannot decode (e.g. JPEG-LS).",
+        c: UnsupportedTransferSyntax, python: UnsupportedTransferSyntaxError;
+    NotColourPhotograph = 21, "not_colour_photograph", Input, "not a colour photograph",
+        "The DICOM image is not a colour photograph (monochrome or palette; e.g. an X-ray).",
+        c: NotColourPhotograph, python: NotColourPhotographError;
+    UnsupportedBitDepth = 22, "unsupported_bit_depth", Input, "unsupported bit depth",
+        "The DICOM image's samples are not 8 bits.",
+        c: UnsupportedBitDepth, python: UnsupportedBitDepthError;
+    MultiFrame = 23, "multi_frame", Input, "multi-frame DICOM object",
+        "The DICOM object holds several frames; one picture is classified at a time.",
+        c: MultiFrame, python: MultiFrameError;
 }
 
 impl ErrorKind {

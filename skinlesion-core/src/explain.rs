@@ -6,11 +6,10 @@
 //! the head's bias is that class's logit) and a [`Heatmap`] of it in the original image's pixels
 //! (the resize policy undone), with a colour rendering and an overlay for people.
 
-use std::borrow::Cow;
-
 use image::{DynamicImage, Rgb, RgbImage, Rgba, RgbaImage};
 
 use crate::classifier::Classifier;
+use crate::dicom::DicomInfo;
 use crate::error::{Error, Result};
 use crate::input::ImageInput;
 use crate::model::ClassMaps;
@@ -274,11 +273,14 @@ impl Classifier {
             Ok(ok) => ok,
             Err(e) => return inputs.iter().map(|_| Err(e.clone())).collect(),
         };
-        let decoded: Vec<Result<DynamicImage>> = inputs
+        let decoded: Vec<Result<(DynamicImage, Option<DicomInfo>)>> = inputs
             .iter()
-            .map(|&i| self.decode(i).map(Cow::into_owned))
+            .map(|&i| {
+                let (image, dicom) = self.decode_covering(i, None)?;
+                Ok((image.into_owned(), dicom))
+            })
             .collect();
-        let good: Vec<&DynamicImage> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
+        let good: Vec<&DynamicImage> = decoded.iter().flatten().map(|(image, _)| image).collect();
         let mut explained = match self.explain_decoded(&good, maps, index) {
             Ok(e) => e.into_iter(),
             Err(e) => return decoded.into_iter().map(|d| d.and(Err(e.clone()))).collect(),
@@ -286,11 +288,12 @@ impl Classifier {
         decoded
             .into_iter()
             .map(|d| {
-                d.and_then(|_| {
-                    explained.next().ok_or_else(|| {
-                        Error::Inference("the forward pass explained fewer images".into())
-                    })
-                })
+                let (_, dicom) = d?;
+                let mut explanation = explained.next().ok_or_else(|| {
+                    Error::Inference("the forward pass explained fewer images".into())
+                })?;
+                explanation.prediction.dicom = dicom;
+                Ok(explanation)
             })
             .collect()
     }

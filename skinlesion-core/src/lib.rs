@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 
 mod classifier;
+mod dicom;
 mod error;
 mod explain;
 mod input;
@@ -46,6 +47,7 @@ pub mod testing;
 pub mod training;
 
 pub use classifier::{available_cores, Classifier, ClassifierBuilder, Device, PreparedImage};
+pub use dicom::DicomInfo;
 pub use error::{Error, ErrorFamily, ErrorKind, Result};
 pub use explain::{ClassMap, Explanation, Heatmap};
 pub use input::ImageInput;

@@ -3,6 +3,7 @@
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::dicom::DicomInfo;
 use crate::model::most_probable;
 use crate::taxonomy::LesionClass;
 
@@ -11,7 +12,8 @@ use crate::taxonomy::LesionClass;
 ///
 /// Serializes to the original HTTP API's shape, plus two fields:
 /// `{"class_name": "Melanoma", "is_cancerous": true, "confidence": 0.85, "all_predictions":
-/// {"Actinic keratosis": 0.01, ...}, "unknown_reason": null, "ood_score": 12.5}`.
+/// {"Actinic keratosis": 0.01, ...}, "unknown_reason": null, "ood_score": 12.5}`, and, for
+/// an image read from a DICOM file, `"dicom": {...}` ([`DicomInfo`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
     // Set by the Unknown rule (`model::decision`), read here.
@@ -21,6 +23,7 @@ pub struct Prediction {
     pub(crate) probabilities: Vec<(LesionClass, f32)>,
     pub(crate) unknown_reason: Option<UnknownReason>,
     pub(crate) ood_score: Option<f32>,
+    pub(crate) dicom: Option<DicomInfo>,
 }
 
 /// Why a prediction is Unknown.
@@ -94,6 +97,12 @@ impl Prediction {
         self.ood_score
     }
 
+    /// What the DICOM file the image came from says about it (SOP class, modality, body site,
+    /// laterality, age, sex; never an identifier); `None` for other inputs.
+    pub fn dicom(&self) -> Option<&DicomInfo> {
+        self.dicom.as_ref()
+    }
+
     /// Calibrated probability of every trained class, in [`LesionClass::ALL`] order.
     pub fn probabilities(&self) -> &[(LesionClass, f32)] {
         &self.probabilities
@@ -123,13 +132,18 @@ impl Serialize for AllPredictions<'_> {
 
 impl Serialize for Prediction {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Prediction", 6)?;
+        let fields = 6 + usize::from(self.dicom.is_some());
+        let mut s = serializer.serialize_struct("Prediction", fields)?;
         s.serialize_field("class_name", self.class.name())?;
         s.serialize_field("is_cancerous", &self.is_cancerous())?;
         s.serialize_field("confidence", &self.confidence)?;
         s.serialize_field("all_predictions", &AllPredictions(&self.probabilities))?;
         s.serialize_field("unknown_reason", &self.unknown_reason)?;
         s.serialize_field("ood_score", &self.ood_score)?;
+        match &self.dicom {
+            Some(dicom) => s.serialize_field("dicom", dicom)?,
+            None => s.skip_field("dicom")?,
+        }
         s.end()
     }
 }
@@ -148,6 +162,8 @@ struct Wire {
     unknown_reason: Option<UnknownReason>,
     #[serde(default)]
     ood_score: Option<f32>,
+    #[serde(default)]
+    dicom: Option<DicomInfo>,
 }
 
 impl<'de> Deserialize<'de> for Prediction {
@@ -166,6 +182,7 @@ impl<'de> Deserialize<'de> for Prediction {
             probabilities,
             unknown_reason,
             ood_score: wire.ood_score,
+            dicom: wire.dicom,
         })
     }
 }

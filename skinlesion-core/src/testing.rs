@@ -330,3 +330,72 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// DICOM fixtures from `tests/reference/dicom_fixtures.py` (pydicom in the project venv):
+/// pydicom's colour test files with pydicom's own pixels, HAM10000 images wrapped as
+/// JPEG-in-DICOM with identifiers that must never come out, and refusals. See the script.
+#[derive(Debug)]
+pub struct DicomFixtures {
+    /// The folder they are in (`fixtures.json` lists the colour ones).
+    pub dir: PathBuf,
+    /// The HAM10000 JPEGs that `ham-0.dcm`, `ham-1.dcm`, … wrap byte for byte.
+    pub jpegs: Vec<PathBuf>,
+    /// The identifiers the wrapped files carry (name, ID, birth date, accession number).
+    pub identifiers: Vec<String>,
+}
+
+impl DicomFixtures {
+    /// A fixture by file name.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// The DICOM fixtures, written once per script version under the workspace's `target/` (in a
+/// temporary folder renamed into place, so concurrent test processes never read half of it).
+pub fn dicom_fixtures() -> &'static DicomFixtures {
+    static FIXTURES: std::sync::OnceLock<DicomFixtures> = std::sync::OnceLock::new();
+    FIXTURES.get_or_init(write_dicom_fixtures)
+}
+
+fn write_dicom_fixtures() -> DicomFixtures {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let script = root.join("tests/reference/dicom_fixtures.py");
+    let jpegs: Vec<PathBuf> = ham10000_sample("test", 2)
+        .into_iter()
+        .map(|i| i.path)
+        .collect();
+    let source = std::fs::read(&script).expect("the fixture script");
+    let version = &crate::model::sha256_hex(&source)[..12];
+    let dir = root.join(format!("../target/dicom-fixtures-{version}"));
+    if !dir.join("fixtures.json").exists() {
+        let scratch = dir.with_extension(format!("tmp{}", std::process::id()));
+        let python = root.join("../.venv/bin/python");
+        assert!(
+            python.exists(),
+            "no project venv: run `bash scripts/setup.sh`"
+        );
+        let status = std::process::Command::new(python)
+            .arg(&script)
+            .arg(&scratch)
+            .args(&jpegs)
+            .status()
+            .expect("run the DICOM fixture script");
+        assert!(status.success(), "{} failed", script.display());
+        // Another process may have won the race: its folder is as good.
+        if std::fs::rename(&scratch, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&scratch);
+        }
+    }
+    let listing = std::fs::read_to_string(dir.join("fixtures.json")).expect("fixtures.json");
+    let listing: serde_json::Value = serde_json::from_str(&listing).expect("fixtures.json");
+    let identifiers = listing["identifiers"].as_array().expect("identifiers");
+    DicomFixtures {
+        identifiers: identifiers
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect(),
+        dir,
+        jpegs,
+    }
+}

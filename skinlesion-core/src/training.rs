@@ -9,6 +9,7 @@ use crate::classifier::{Classifier, Device, PreparedImage};
 use crate::error::Result;
 use crate::prediction::Prediction;
 
+pub use crate::dicom::decode_first_frame as decode_dicom_first_frame;
 pub use crate::explain::png;
 pub use crate::model::{
     read_metadata, sha256_hex, write_artifact, AgreementTally, ModelPaths, OutputLayout, Outputs,
@@ -28,12 +29,15 @@ impl PreparedImage {
     /// Wraps a 1×3×H×W `f32` tensor that [`preprocess_image`] produced; for callers that
     /// preprocess themselves.
     pub fn from_tensor(tensor: Tensor) -> Self {
-        Self(tensor)
+        Self {
+            tensor,
+            dicom: None,
+        }
     }
 
     /// The 1×3×H×W input tensor.
     pub fn tensor(&self) -> &Tensor {
-        &self.0
+        &self.tensor
     }
 }
 

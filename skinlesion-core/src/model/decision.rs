@@ -165,6 +165,7 @@ impl Prediction {
             probabilities,
             unknown_reason: (!confident).then_some(UnknownReason::LowConfidence),
             ood_score: None,
+            dicom: None,
         }
     }
 

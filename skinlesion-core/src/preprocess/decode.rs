@@ -5,6 +5,7 @@ use std::io::Cursor;
 use image::metadata::Orientation;
 use image::{DynamicImage, GrayImage, ImageDecoder, ImageError, ImageReader, RgbImage};
 
+use crate::dicom::{self, DicomInfo};
 use crate::error::{Error, Result};
 
 /// Limits applied before and while decoding untrusted images.
@@ -33,12 +34,28 @@ impl Default for DecodeLimits {
     }
 }
 
-/// Decodes encoded image bytes (JPEG, PNG, TIFF, BMP, WebP, GIF) into an upright image.
+/// Decodes encoded image bytes (JPEG, PNG, TIFF, BMP, WebP, GIF, or a DICOM file's one colour
+/// frame) into an upright image.
 ///
 /// Enforces `limits` (input bytes, then declared pixels before allocating) and applies the EXIF
 /// orientation, so a photo taken with the camera on its side is classified upright.
 pub fn decode_image(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage> {
-    decode(bytes, limits, None)
+    decode_with_header(bytes, limits, None).map(|(image, _)| image)
+}
+
+/// [`decode_image`] (within `cover`, see [`decode_image_covering`]), with what a DICOM file
+/// said about itself.
+pub(crate) fn decode_with_header(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    cover: Option<(u32, u32)>,
+) -> Result<(DynamicImage, Option<DicomInfo>)> {
+    check_length(bytes, limits)?;
+    if dicom::is_dicom(bytes) {
+        let (image, info) = dicom::decode(bytes, limits, cover)?;
+        return Ok((image, Some(info)));
+    }
+    Ok((decode(bytes, limits, cover)?, None))
 }
 
 /// [`decode_image`] for a picture that only has to cover `cover` (width, height, upright): a
@@ -51,10 +68,10 @@ pub fn decode_image_covering(
     limits: &DecodeLimits,
     cover: (u32, u32),
 ) -> Result<DynamicImage> {
-    decode(bytes, limits, Some(cover))
+    decode_with_header(bytes, limits, Some(cover)).map(|(image, _)| image)
 }
 
-fn decode(bytes: &[u8], limits: &DecodeLimits, cover: Option<(u32, u32)>) -> Result<DynamicImage> {
+fn check_length(bytes: &[u8], limits: &DecodeLimits) -> Result<()> {
     if bytes.is_empty() {
         return Err(Error::EmptyInput);
     }
@@ -65,12 +82,17 @@ fn decode(bytes: &[u8], limits: &DecodeLimits, cover: Option<(u32, u32)>) -> Res
             max_bytes: limits.max_bytes,
         });
     }
+    Ok(())
+}
+
+/// The image formats (everything but DICOM), lengths checked.
+fn decode(bytes: &[u8], limits: &DecodeLimits, cover: Option<(u32, u32)>) -> Result<DynamicImage> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::Decode(e.to_string()))?;
     if reader.format().is_none() {
         return Err(Error::UnsupportedFormat(
-            "not a recognised image; expected JPEG, PNG, TIFF, BMP, WebP or GIF".into(),
+            "not a recognised image; expected JPEG, PNG, TIFF, BMP, WebP, GIF or DICOM".into(),
         ));
     }
     let jpeg = reader.format() == Some(image::ImageFormat::Jpeg);

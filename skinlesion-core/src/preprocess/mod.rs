@@ -10,6 +10,7 @@ mod parallel;
 mod pixels;
 mod transform;
 
+pub(crate) use decode::decode_with_header;
 pub use decode::{decode_image, decode_image_covering, read_image_file, DecodeLimits};
 pub use parallel::prepare_parallel;
 pub use pixels::{PixelFormat, RawPixels};
