@@ -19,6 +19,11 @@
 //!   thread, and with the heatmap's PNG (what `POST /explain` sends): the cost of an
 //!   explanation is the ratio (target ≤ 1.15).
 //!
+//! - `dicom/*`: `classify` of a real HAM10000 JPEG against the same JPEG wrapped byte for byte
+//!   as JPEG-in-DICOM, and of its pixels as a PNG against the same pixels as uncompressed RGB
+//!   DICOM (the test fixtures, `skinlesion_core::testing::dicom_fixtures`), one thread: what
+//!   reading DICOM costs over the same pixels in a plain file (target ≤ 1.2×).
+//!
 //! libtorch's thread count is one per process, so each group builds its classifier right
 //! before measuring.
 
@@ -241,6 +246,30 @@ fn explain(c: &mut Criterion) {
     group.finish();
 }
 
+fn dicom(c: &mut Criterion) {
+    let classifier = classifier(1);
+    let fixtures = skinlesion_core::testing::dicom_fixtures();
+    let read = |path: &std::path::Path| std::fs::read(path).unwrap();
+    let rgb = read(&fixtures.path("ham-0-rgb.dcm"));
+    let pixels = classifier.decode(&rgb).unwrap();
+    let mut png = Cursor::new(Vec::new());
+    pixels.write_to(&mut png, ImageFormat::Png).unwrap();
+    let pairs = [
+        ("jpeg", read(&fixtures.jpegs[0])),
+        ("jpeg_in_dicom", read(&fixtures.path("ham-0.dcm"))),
+        ("png", png.into_inner()),
+        ("uncompressed_dicom", rgb),
+    ];
+    let mut group = c.benchmark_group("dicom");
+    group.throughput(Throughput::Elements(1));
+    for (name, bytes) in &pairs {
+        group.bench_function(format!("classify_{name}"), |b| {
+            b.iter(|| classifier.classify(bytes).unwrap())
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     preprocessing,
@@ -249,6 +278,7 @@ criterion_group!(
     batch_threads,
     large_jpeg_decoding,
     precision,
-    explain
+    explain,
+    dicom
 );
 criterion_main!(benches);

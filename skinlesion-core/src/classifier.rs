@@ -220,13 +220,13 @@ impl ClassifierBuilder {
 pub struct PreparedImage {
     pub(crate) tensor: Tensor,
     /// What a DICOM input said about itself; its prediction carries it.
-    pub(crate) dicom: Option<DicomInfo>,
+    pub(crate) dicom: Option<Box<DicomInfo>>,
 }
 
 impl PreparedImage {
     /// What the DICOM file this image came from says about itself; `None` for other inputs.
     pub fn dicom(&self) -> Option<&DicomInfo> {
-        self.dicom.as_ref()
+        self.dicom.as_deref()
     }
 }
 
@@ -346,7 +346,7 @@ impl Classifier {
         let (image, dicom) = self.decode_covering(input.into(), Some((spec.width, spec.height)))?;
         Ok(PreparedImage {
             tensor: preprocess_image(&image, spec),
-            dicom,
+            dicom: dicom.map(Box::new),
         })
     }
 

@@ -292,7 +292,7 @@ impl Classifier {
                 let mut explanation = explained.next().ok_or_else(|| {
                     Error::Inference("the forward pass explained fewer images".into())
                 })?;
-                explanation.prediction.dicom = dicom;
+                explanation.prediction.dicom = dicom.map(Box::new);
                 Ok(explanation)
             })
             .collect()

@@ -23,7 +23,8 @@ pub struct Prediction {
     pub(crate) probabilities: Vec<(LesionClass, f32)>,
     pub(crate) unknown_reason: Option<UnknownReason>,
     pub(crate) ood_score: Option<f32>,
-    pub(crate) dicom: Option<DicomInfo>,
+    // Boxed: most predictions have none, and it would triple the size of each.
+    pub(crate) dicom: Option<Box<DicomInfo>>,
 }
 
 /// Why a prediction is Unknown.
@@ -100,7 +101,7 @@ impl Prediction {
     /// What the DICOM file the image came from says about it (SOP class, modality, body site,
     /// laterality, age, sex; never an identifier); `None` for other inputs.
     pub fn dicom(&self) -> Option<&DicomInfo> {
-        self.dicom.as_ref()
+        self.dicom.as_deref()
     }
 
     /// Calibrated probability of every trained class, in [`LesionClass::ALL`] order.
@@ -163,7 +164,7 @@ struct Wire {
     #[serde(default)]
     ood_score: Option<f32>,
     #[serde(default)]
-    dicom: Option<DicomInfo>,
+    dicom: Option<Box<DicomInfo>>,
 }
 
 impl<'de> Deserialize<'de> for Prediction {

@@ -57,7 +57,7 @@ typedef enum {
    */
   SKINLESION_STATUS_EMPTY_INPUT = 3,
   /**
-   * The bytes are not in a supported image format (JPEG, PNG, TIFF, BMP, WebP, GIF).
+   * The bytes are not in a supported image format (JPEG, PNG, TIFF, BMP, WebP, GIF, DICOM).
    */
   SKINLESION_STATUS_UNSUPPORTED_FORMAT = 4,
   /**
@@ -116,6 +116,26 @@ typedef enum {
    * A class was asked for that the model was not trained on.
    */
   SKINLESION_STATUS_CLASS_NOT_IN_MODEL = 18,
+  /**
+   * The DICOM object holds no image (e.g. a structured report).
+   */
+  SKINLESION_STATUS_NO_PIXEL_DATA = 19,
+  /**
+   * The DICOM pixels are encoded in a transfer syntax this build cannot decode (e.g. JPEG-LS).
+   */
+  SKINLESION_STATUS_UNSUPPORTED_TRANSFER_SYNTAX = 20,
+  /**
+   * The DICOM image is not a colour photograph (monochrome or palette; e.g. an X-ray).
+   */
+  SKINLESION_STATUS_NOT_COLOUR_PHOTOGRAPH = 21,
+  /**
+   * The DICOM image's samples are not 8 bits.
+   */
+  SKINLESION_STATUS_UNSUPPORTED_BIT_DEPTH = 22,
+  /**
+   * The DICOM object holds several frames; one picture is classified at a time.
+   */
+  SKINLESION_STATUS_MULTI_FRAME = 23,
 } skinlesion_status;
 
 /**
@@ -217,6 +237,50 @@ typedef struct skinlesion_explanation skinlesion_explanation;
 typedef struct skinlesion_options skinlesion_options;
 
 /**
+ * What a DICOM file says about the image it held (`skinlesion_prediction.dicom`): NUL-terminated
+ * strings, empty where the file is silent (a longer value is cut at a character boundary).
+ * Never a patient's name, ID, birth date or any other identifier.
+ */
+typedef struct {
+  /**
+   * True when the image came from a DICOM file; every field below is empty otherwise.
+   */
+  bool is_dicom;
+  /**
+   * SOP Class UID, e.g. "1.2.840.10008.5.1.4.1.1.77.1.7".
+   */
+  char sop_class_uid[65];
+  /**
+   * Its name in the standard, e.g. "Dermoscopic Photography Image Storage".
+   */
+  char sop_class[129];
+  /**
+   * Modality: "DMS" dermoscopy, "XC" external-camera photography, ...
+   */
+  char modality[17];
+  /**
+   * The transfer syntax UID the pixels were encoded with.
+   */
+  char transfer_syntax_uid[65];
+  /**
+   * Anatomic Region Sequence code meaning, else Body Part Examined.
+   */
+  char body_site[129];
+  /**
+   * Image Laterality: "L", "R", "U" or "B".
+   */
+  char laterality[17];
+  /**
+   * Patient's Age as written, e.g. "045Y".
+   */
+  char patient_age[17];
+  /**
+   * Patient's Sex: "M", "F" or "O".
+   */
+  char patient_sex[17];
+} skinlesion_dicom;
+
+/**
  * One classification, written into memory the caller owns; it holds no pointers and is never
  * freed.
  */
@@ -262,6 +326,10 @@ typedef struct {
    */
   float ood_score;
   bool has_ood_score;
+  /**
+   * What a DICOM file said about the image; `dicom.is_dicom` is false for other inputs.
+   */
+  skinlesion_dicom dicom;
 } skinlesion_prediction;
 
 /**

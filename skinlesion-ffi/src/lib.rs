@@ -59,8 +59,8 @@ pub use options::{
 };
 pub use status::skinlesion_status;
 pub use types::{
-    skinlesion_encoded_image, skinlesion_pixel_format, skinlesion_prediction, skinlesion_raw_image,
-    skinlesion_unknown_reason,
+    skinlesion_dicom, skinlesion_encoded_image, skinlesion_pixel_format, skinlesion_prediction,
+    skinlesion_raw_image, skinlesion_unknown_reason,
 };
 
 /// Number of diagnostic classes a model can be trained on (every class but UNKNOWN); the length

@@ -15,7 +15,7 @@ pub enum skinlesion_status {
     InvalidArgument = 2,
     /// The image has no bytes.
     EmptyInput = 3,
-    /// The bytes are not in a supported image format (JPEG, PNG, TIFF, BMP, WebP, GIF).
+    /// The bytes are not in a supported image format (JPEG, PNG, TIFF, BMP, WebP, GIF, DICOM).
     UnsupportedFormat = 4,
     /// The image is corrupt or truncated.
     DecodeError = 5,
@@ -45,11 +45,21 @@ pub enum skinlesion_status {
     NoClassMaps = 17,
     /// A class was asked for that the model was not trained on.
     ClassNotInModel = 18,
+    /// The DICOM object holds no image (e.g. a structured report).
+    NoPixelData = 19,
+    /// The DICOM pixels are encoded in a transfer syntax this build cannot decode (e.g. JPEG-LS).
+    UnsupportedTransferSyntax = 20,
+    /// The DICOM image is not a colour photograph (monochrome or palette; e.g. an X-ray).
+    NotColourPhotograph = 21,
+    /// The DICOM image's samples are not 8 bits.
+    UnsupportedBitDepth = 22,
+    /// The DICOM object holds several frames; one picture is classified at a time.
+    MultiFrame = 23,
 }
 
 impl skinlesion_status {
     /// Every status, in code order.
-    pub(crate) const ALL: [skinlesion_status; 19] = [
+    pub(crate) const ALL: [skinlesion_status; 24] = [
         Self::Ok,
         Self::NullArgument,
         Self::InvalidArgument,
@@ -69,5 +79,10 @@ impl skinlesion_status {
         Self::Panic,
         Self::NoClassMaps,
         Self::ClassNotInModel,
+        Self::NoPixelData,
+        Self::UnsupportedTransferSyntax,
+        Self::NotColourPhotograph,
+        Self::UnsupportedBitDepth,
+        Self::MultiFrame,
     ];
 }

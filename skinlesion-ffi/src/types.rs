@@ -1,6 +1,8 @@
 //! The plain C types of results and inputs, and their conversions from the core's.
 
-use skinlesion_core::{LesionClass, PixelFormat, Prediction, RawPixels, UnknownReason};
+use std::ffi::c_char;
+
+use skinlesion_core::{DicomInfo, LesionClass, PixelFormat, Prediction, RawPixels, UnknownReason};
 
 use crate::error::Failure;
 use crate::lesion_class::skinlesion_lesion_class;
@@ -86,6 +88,84 @@ pub struct skinlesion_prediction {
     /// meaningful where `has_ood_score` is true (models without a gate have none).
     pub ood_score: f32,
     pub has_ood_score: bool,
+    /// What a DICOM file said about the image; `dicom.is_dicom` is false for other inputs.
+    pub dicom: skinlesion_dicom,
+}
+
+/// What a DICOM file says about the image it held (`skinlesion_prediction.dicom`): NUL-terminated
+/// strings, empty where the file is silent (a longer value is cut at a character boundary).
+/// Never a patient's name, ID, birth date or any other identifier.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct skinlesion_dicom {
+    /// True when the image came from a DICOM file; every field below is empty otherwise.
+    pub is_dicom: bool,
+    /// SOP Class UID, e.g. "1.2.840.10008.5.1.4.1.1.77.1.7".
+    pub sop_class_uid: [c_char; 65],
+    /// Its name in the standard, e.g. "Dermoscopic Photography Image Storage".
+    pub sop_class: [c_char; 129],
+    /// Modality: "DMS" dermoscopy, "XC" external-camera photography, ...
+    pub modality: [c_char; 17],
+    /// The transfer syntax UID the pixels were encoded with.
+    pub transfer_syntax_uid: [c_char; 65],
+    /// Anatomic Region Sequence code meaning, else Body Part Examined.
+    pub body_site: [c_char; 129],
+    /// Image Laterality: "L", "R", "U" or "B".
+    pub laterality: [c_char; 17],
+    /// Patient's Age as written, e.g. "045Y".
+    pub patient_age: [c_char; 17],
+    /// Patient's Sex: "M", "F" or "O".
+    pub patient_sex: [c_char; 17],
+}
+
+impl skinlesion_dicom {
+    const NONE: Self = Self {
+        is_dicom: false,
+        sop_class_uid: [0; 65],
+        sop_class: [0; 129],
+        modality: [0; 17],
+        transfer_syntax_uid: [0; 65],
+        body_site: [0; 129],
+        laterality: [0; 17],
+        patient_age: [0; 17],
+        patient_sex: [0; 17],
+    };
+}
+
+impl From<Option<&DicomInfo>> for skinlesion_dicom {
+    fn from(info: Option<&DicomInfo>) -> Self {
+        let mut out = Self::NONE;
+        let Some(info) = info else {
+            return out;
+        };
+        out.is_dicom = true;
+        copy_text(&info.sop_class_uid, &mut out.sop_class_uid);
+        copy_text(text(&info.sop_class), &mut out.sop_class);
+        copy_text(text(&info.modality), &mut out.modality);
+        copy_text(&info.transfer_syntax_uid, &mut out.transfer_syntax_uid);
+        copy_text(text(&info.body_site), &mut out.body_site);
+        copy_text(text(&info.laterality), &mut out.laterality);
+        copy_text(text(&info.patient_age), &mut out.patient_age);
+        copy_text(text(&info.patient_sex), &mut out.patient_sex);
+        out
+    }
+}
+
+fn text(value: &Option<String>) -> &str {
+    value.as_deref().unwrap_or("")
+}
+
+/// `text` into a NUL-terminated buffer, cut at a character boundary when too long.
+fn copy_text(text: &str, buffer: &mut [c_char]) {
+    let room = buffer.len() - 1;
+    let end = (0..=text.len().min(room))
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    for (slot, byte) in buffer.iter_mut().zip(&text.as_bytes()[..end]) {
+        *slot = *byte as c_char;
+    }
+    buffer[end] = 0;
 }
 
 impl skinlesion_prediction {
@@ -101,6 +181,7 @@ impl skinlesion_prediction {
         unknown_reason: skinlesion_unknown_reason::None,
         ood_score: 0.0,
         has_ood_score: false,
+        dicom: skinlesion_dicom::NONE,
     };
 }
 
@@ -115,6 +196,7 @@ impl From<&Prediction> for skinlesion_prediction {
             unknown_reason: p.unknown_reason().into(),
             ood_score: p.ood_score().unwrap_or(0.0),
             has_ood_score: p.ood_score().is_some(),
+            dicom: p.dicom().into(),
             ..Self::NONE
         };
         for &(class, probability) in p.probabilities() {

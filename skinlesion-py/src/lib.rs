@@ -176,6 +176,20 @@ impl PyPrediction {
         self.inner.ood_score()
     }
 
+    /// For an image read from a DICOM file, what the file says about it: ``sop_class_uid``,
+    /// ``sop_class``, ``modality``, ``transfer_syntax_uid``, ``body_site``, ``laterality``,
+    /// ``patient_age``, ``patient_sex`` (None where the file is silent); never a name, ID or
+    /// other identifier. None for other images.
+    #[getter]
+    fn dicom(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let Some(dicom) = self.inner.dicom() else {
+            return Ok(None);
+        };
+        let json =
+            serde_json::to_string(dicom).map_err(|e| SkinLesionError::new_err(e.to_string()))?;
+        json_to_py(py, &json).map(Some)
+    }
+
     /// Display name → calibrated probability for every class the model was trained on.
     #[getter]
     fn all_predictions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -187,7 +201,7 @@ impl PyPrediction {
     }
 
     /// The HTTP API's `prediction` object: class_name, is_cancerous, confidence,
-    /// all_predictions, unknown_reason, ood_score.
+    /// all_predictions, unknown_reason, ood_score, and `dicom` for a DICOM file's image.
     fn to_dict(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let json = serde_json::to_string(&self.inner)
             .map_err(|e| SkinLesionError::new_err(e.to_string()))?;

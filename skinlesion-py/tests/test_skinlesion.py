@@ -13,6 +13,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
 import threading
 import time
 
@@ -547,3 +548,41 @@ def test_explain_errors_are_those_of_classify(classifier, images):
     with pytest.raises(TypeError):
         classifier.explain(images[0], 4)
     assert issubclass(skinlesion.NoClassMapsError, skinlesion.ModelError)
+
+
+@pytest.fixture(scope="session")
+def dicom_dir(images, tmp_path_factory) -> pathlib.Path:
+    """The core's DICOM fixtures (pydicom in this venv): ham-0.dcm wraps images[0]."""
+    out = tmp_path_factory.mktemp("dicom")
+    script = REPO / "skinlesion-core" / "tests" / "reference" / "dicom_fixtures.py"
+    subprocess.run([sys.executable, str(script), str(out), str(images[0])], check=True)
+    return out
+
+
+def test_dicom_gives_the_wrapped_jpegs_answer_and_names_no_patient(classifier, images, dicom_dir):
+    wrapped = dicom_dir / "ham-0.dcm"
+    jpeg = classifier.classify(images[0])
+    for prediction in (classifier.classify(wrapped), classifier.classify(wrapped.read_bytes()),
+                       classifier.classify_batch([str(wrapped)])[0]):
+        assert_same(prediction, jpeg, tol=0.0)
+        assert prediction.dicom["sop_class"] == "Dermoscopic Photography Image Storage"
+        assert prediction.dicom["modality"] == "DMS"
+        assert prediction.dicom["body_site"] == "Upper arm"
+        assert (prediction.dicom["laterality"], prediction.dicom["patient_age"],
+                prediction.dicom["patient_sex"]) == ("L", "045Y", "F")
+        as_text = repr(prediction) + json.dumps(prediction.to_dict())
+        for identifier in json.loads((dicom_dir / "fixtures.json").read_text())["identifiers"]:
+            assert identifier not in as_text
+    assert jpeg.dicom is None and "dicom" not in jpeg.to_dict()
+
+
+def test_dicom_refusals_are_typed(classifier, dicom_dir):
+    cases = {"mr-16bit.dcm": skinlesion.NotColourPhotographError,
+             "rgb-16bit.dcm": skinlesion.UnsupportedBitDepthError,
+             "no-pixels.dcm": skinlesion.NoPixelDataError,
+             "jpeg-ls.dcm": skinlesion.UnsupportedTransferSyntaxError,
+             "examples_ybr_color.dcm": skinlesion.MultiFrameError}
+    for name, error in cases.items():
+        with pytest.raises(error) as caught:
+            classifier.classify(dicom_dir / name)
+        assert isinstance(caught.value, skinlesion.InputError), name

@@ -110,7 +110,9 @@ impl From<CoreError> for ApiError {
 /// is 4xx, ours 5xx; a few kinds have a more precise status.
 pub fn status_for(kind: ErrorKind) -> StatusCode {
     match kind {
-        ErrorKind::UnsupportedFormat => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorKind::UnsupportedFormat | ErrorKind::UnsupportedTransferSyntax => {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        }
         ErrorKind::InputTooLarge | ErrorKind::ImageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         // The server's model cannot do what was asked; no request can change that.
         ErrorKind::NoClassMaps => StatusCode::NOT_IMPLEMENTED,

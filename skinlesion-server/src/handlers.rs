@@ -127,17 +127,33 @@ pub async fn explain(state: Arc<AppState>, request: Request<LingeringBody>) -> H
     let explained = tokio::task::spawn_blocking(move || {
         let explanation = classifier.explain(&file[..], class)?;
         let png = explanation.heatmap().to_png();
-        Ok::<_, skinlesion_core::Error>((explanation, png))
+        // A browser cannot draw DICOM: the page previews the pixels the model saw.
+        let image_png = match explanation.prediction().dicom() {
+            Some(_) => Some(png_of(&*classifier.decode(&file[..])?)?),
+            None => None,
+        };
+        Ok::<_, skinlesion_core::Error>((explanation, png, image_png))
     });
-    let (explanation, png) = explained
+    let (explanation, png, image_png) = explained
         .await
         .map_err(|_| ApiError::internal("explaining failed internally"))??;
     let body = Explained {
         success: true,
         prediction: explanation.prediction(),
-        explanation: Heatmap::new(&explanation, &png),
+        explanation: Heatmap::new(&explanation, &png, image_png.as_deref()),
     };
     Ok(json_response(StatusCode::OK, &body))
+}
+
+/// An image as PNG bytes.
+fn png_of(image: &skinlesion_core::image::DynamicImage) -> Result<Vec<u8>, skinlesion_core::Error> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let format = skinlesion_core::image::ImageFormat::Png;
+    image
+        .to_rgb8()
+        .write_to(&mut out, format)
+        .map_err(|e| skinlesion_core::Error::Inference(format!("PNG encoding failed: {e}")))?;
+    Ok(out.into_inner())
 }
 
 /// A class code or name, else 400 naming the model's classes (a class the model was not

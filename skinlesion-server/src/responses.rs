@@ -61,22 +61,29 @@ pub struct Heatmap {
     pub height: u32,
     /// `data:image/png;base64,…`
     pub heatmap_png: String,
+    /// The decoded image as `data:image/png;base64,…`, only for a DICOM upload (which a
+    /// browser cannot draw): the page previews it under the heatmap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_png: Option<String>,
 }
 
 impl Heatmap {
-    pub fn new(explanation: &Explanation, png: &[u8]) -> Self {
-        use base64::Engine;
+    pub fn new(explanation: &Explanation, png: &[u8], image_png: Option<&[u8]>) -> Self {
         let heatmap = explanation.heatmap();
         Self {
             class: explanation.class().code(),
             width: heatmap.width(),
             height: heatmap.height(),
-            heatmap_png: format!(
-                "data:image/png;base64,{}",
-                base64::engine::general_purpose::STANDARD.encode(png)
-            ),
+            heatmap_png: data_url(png),
+            image_png: image_png.map(data_url),
         }
     }
+}
+
+fn data_url(png: &[u8]) -> String {
+    use base64::Engine;
+    let base64 = base64::engine::general_purpose::STANDARD.encode(png);
+    format!("data:image/png;base64,{base64}")
 }
 
 /// `GET /health`, the original app's.

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -16,8 +16,8 @@ pub enum Format {
     Jsonl,
 }
 
-const IMAGE_EXTENSIONS: [&str; 9] = [
-    "jpg", "jpeg", "png", "tif", "tiff", "bmp", "webp", "gif", "jfif",
+const IMAGE_EXTENSIONS: [&str; 11] = [
+    "jpg", "jpeg", "png", "tif", "tiff", "bmp", "webp", "gif", "jfif", "dcm", "dicom",
 ];
 
 /// The image files among `inputs`: files as given, folders searched recursively (sorted).
@@ -43,15 +43,23 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for path in entries {
         if path.is_dir() {
             walk(&path, out)?;
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        {
+        } else if is_image_file(&path) {
             out.push(path);
         }
     }
     Ok(())
+}
+
+/// An image by its extension, or a DICOM file by the `DICM` marker after its 128-byte preamble
+/// whatever its name (PACS exports name files by instance UID: `1.2.826.0.1.3680043…`).
+fn is_image_file(path: &Path) -> bool {
+    let extension = path.extension().and_then(|e| e.to_str());
+    if extension.is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())) {
+        return true;
+    }
+    let mut head = [0u8; 132];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head));
+    read.is_ok() && &head[128..] == b"DICM"
 }
 
 /// Classifies every image and writes the results; returns how many could not be classified

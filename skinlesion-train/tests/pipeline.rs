@@ -730,3 +730,62 @@ fn a_short_fine_tune_of_the_pretrained_backbone_yields_a_loadable_model() {
     assert!(moved("_blocks.3._expand_conv.weight") && moved("_conv_head.weight"));
     assert_eq!(trained["_fc.weight"].size(), [4, 1280]);
 }
+
+// DICOM files are found in folders by extension or, without one, by their marker, and
+// answered as the JPEG they wrap, with the `dicom` object in JSON lines.
+#[test]
+fn classify_reads_dicom_files_in_folders() {
+    let fixtures = skinlesion_core::testing::dicom_fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_mean_colour_model(
+        dir.path(),
+        "probe",
+        &LesionClass::DIAGNOSES,
+        &MeanColourWeights::distinct(8),
+        small_input(),
+        Calibration::default(),
+    )
+    .unwrap();
+    let folder = dir.path().join("pacs");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(&fixtures.jpegs[0], folder.join("a.jpg")).unwrap();
+    std::fs::copy(fixtures.path("ham-0.dcm"), folder.join("b.DCM")).unwrap();
+    std::fs::copy(
+        fixtures.path("ham-0.dcm"),
+        folder.join("1.2.826.0.1.3680043"),
+    )
+    .unwrap();
+    std::fs::write(folder.join("README"), b"no image here").unwrap();
+    let images = skinlesion_train::classify::collect_images(std::slice::from_ref(&folder)).unwrap();
+    let names: Vec<_> = images
+        .iter()
+        .map(|p| p.file_name().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["1.2.826.0.1.3680043", "a.jpg", "b.DCM"]);
+    let classifier = Classifier::builder(&model)
+        .device(Device::Cpu)
+        .build()
+        .unwrap();
+    let mut out = Vec::new();
+    let failures = skinlesion_train::classify::classify(
+        &classifier,
+        &images,
+        skinlesion_train::classify::Format::Jsonl,
+        4,
+        None,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(failures, 0);
+    let lines: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let jpeg = &lines[1];
+    assert!(jpeg.get("dicom").is_none());
+    for dicom in [&lines[0], &lines[2]] {
+        assert_eq!(dicom["all_predictions"], jpeg["all_predictions"]);
+        assert_eq!(dicom["dicom"]["modality"], "DMS");
+    }
+}

@@ -35,6 +35,10 @@ class Prediction:
     def ood_score(self) -> Optional[float]:
         """The gate's out-of-distribution score (larger: less like dermoscopy); None without one."""
     @property
+    def dicom(self) -> Optional[Dict[str, Optional[str]]]:
+        """For a DICOM file's image: sop_class_uid, sop_class, modality, transfer_syntax_uid,
+        body_site, laterality, patient_age, patient_sex (never an identifier); None otherwise."""
+    @property
     def all_predictions(self) -> Dict[str, float]:
         """Display name → calibrated probability for every class the model was trained on."""
     def to_dict(self) -> Dict[str, Any]:
