@@ -94,6 +94,7 @@ fn number(object: &DefaultDicomObject, tag: Tag) -> Option<u32> {
 /// Parses a DICOM file from its `DICM` marker on (the preamble skipped). The whole input is in
 /// memory already, within the byte limit.
 pub(super) fn parse(from_marker: &[u8]) -> Result<DefaultDicomObject> {
+    super::lengths::check(from_marker)?;
     OpenFileOptions::new()
         .read_preamble(ReadPreamble::Never)
         .from_reader(from_marker)

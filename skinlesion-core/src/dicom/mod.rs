@@ -8,6 +8,7 @@
 //! frame to RGB. Nothing of the header is logged or written anywhere: it is patient data.
 
 mod header;
+mod lengths;
 mod pixels;
 
 use image::DynamicImage;

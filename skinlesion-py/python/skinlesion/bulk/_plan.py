@@ -48,8 +48,10 @@ def score(
         threads_per_worker: CPU threads (and Ray CPUs) per worker; ``None`` for 1 on CPU workers
             (measured fastest: one single-threaded worker per core; a multi-threaded worker
             competes with Ray's own threads for the cores), 2 on GPU workers (decoding).
-        extensions: keep only files with these extensions (e.g. ``["jpg", "png"]``); ``None``
-            keeps every file (a non-image file becomes an error row). Not for Dataset inputs.
+        extensions: keep only files with these extensions (e.g. ``["jpg", "png", "dcm"]``);
+            ``None`` keeps every file (a non-image file becomes an error row), so DICOM files are
+            scored whatever they are called (PACS exports name them by UID). Not for Dataset
+            inputs.
         skip: ``{path: content_sha256}`` of files not to score again (:func:`write` passes what
             its output already holds).
 
