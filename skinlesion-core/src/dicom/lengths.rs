@@ -194,7 +194,11 @@ mod tests {
         let explicit = "1.2.840.10008.1.2.1";
         assert!(check(&file(explicit, &ob(4, b"abcd"))).is_ok());
         let e = check(&file(explicit, &ob(0xFFFF_FFF0, b"abcd"))).unwrap_err();
-        assert!(e.to_string().contains("(0009,0010) declares 4294967280 bytes, only 4"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("(0009,0010) declares 4294967280 bytes, only 4"),
+            "{e}"
+        );
         // Inside a sequence of undefined length, inside an item.
         let mut nested = vec![0x08, 0x00, 0x18, 0x22, b'S', b'Q', 0, 0];
         nested.extend_from_slice(&UNDEFINED.to_le_bytes());

@@ -10,6 +10,7 @@
 mod header;
 mod lengths;
 mod pixels;
+mod rle;
 
 use image::DynamicImage;
 

@@ -1,11 +1,12 @@
 //! One DICOM frame to RGB pixels.
 //!
-//! Three routes. JPEG Baseline/Extended holding YCbCr (what dermatoscopes and the 2020
-//! SIIM-ISIC release write) is handed to the same JPEG decoder as a `.jpg` file, so a JPEG
-//! wrapped in DICOM gives exactly the JPEG's answer. Uncompressed pixels are read here. The
-//! rest (RLE, JPEG lossless, JPEG 2000, RGB JPEG) is decoded by dicom-pixeldata, asked for raw
-//! samples only: its YCbCr → RGB conversion (0.10.1) adds the Cb term to green where it should
-//! subtract, and it cannot read uncompressed YBR_FULL_422, so colour conversion is done here.
+//! JPEG Baseline/Extended holding YCbCr (what dermatoscopes and the 2020 SIIM-ISIC release
+//! write) is handed to the same JPEG decoder as a `.jpg` file, so a JPEG wrapped in DICOM gives
+//! exactly the JPEG's answer; an RGB JPEG is decoded without a colour transform. Uncompressed
+//! pixels are read here and RLE is unpacked here ([`super::rle`]). JPEG lossless and JPEG 2000
+//! are decoded by dicom-pixeldata, asked for raw samples only: its YCbCr → RGB conversion
+//! (0.10.1) adds the Cb term to green where it should subtract, and it cannot read
+//! uncompressed YBR_FULL_422, so colour conversion is always done here.
 
 use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
@@ -13,6 +14,7 @@ use dicom_pixeldata::{PixelDecoder, PlanarConfiguration};
 use image::{DynamicImage, RgbImage};
 
 use super::header::Layout;
+use super::rle::{self, RLE_LOSSLESS};
 use crate::error::{Error, Result};
 use crate::preprocess::{decode_image, decode_image_covering, DecodeLimits};
 
@@ -43,6 +45,15 @@ pub(super) fn decode_frame(
         }
         Some(fragments) if jpeg_lossy && layout.photometric == "RGB" => {
             rgb_jpeg(&first_frame(fragments, layout), layout, limits)?
+        }
+        Some(fragments) if layout.transfer_syntax == RLE_LOSSLESS => {
+            let (width, height) = (layout.width, layout.height);
+            let planes = rle::decode(
+                &first_frame(fragments, layout),
+                3,
+                (width * height) as usize,
+            )?;
+            to_rgb(&planes, width, height, &layout.photometric, true)?
         }
         Some(_) => library_frame(object, limits)?,
         None => {
