@@ -55,6 +55,11 @@ from ._skinlesion import (  # noqa: E402
     ImageReadError,
     NoClassMapsError,
     ClassNotInModelError,
+    NoPixelDataError,
+    UnsupportedTransferSyntaxError,
+    NotColourPhotographError,
+    UnsupportedBitDepthError,
+    MultiFrameError,
 )
 
 _ERROR_CLASSES = [
@@ -73,6 +78,11 @@ _ERROR_CLASSES = [
     "ImageReadError",
     "NoClassMapsError",
     "ClassNotInModelError",
+    "NoPixelDataError",
+    "UnsupportedTransferSyntaxError",
+    "NotColourPhotographError",
+    "UnsupportedBitDepthError",
+    "MultiFrameError",
 ]
 # END generated
 

@@ -134,7 +134,7 @@ class EmptyInputError(InputError):
     """The image has no bytes."""
 
 class UnsupportedFormatError(InputError):
-    """The bytes are not in a supported image format (JPEG, PNG, TIFF, BMP, WebP, GIF)."""
+    """The bytes are not in a supported image format (JPEG, PNG, TIFF, BMP, WebP, GIF, DICOM)."""
 
 class DecodeError(InputError):
     """The image is corrupt or truncated."""
@@ -174,4 +174,19 @@ class NoClassMapsError(ModelError):
 
 class ClassNotInModelError(SkinLesionError):
     """A class was asked for that the model was not trained on."""
+
+class NoPixelDataError(InputError):
+    """The DICOM object holds no image (e.g. a structured report)."""
+
+class UnsupportedTransferSyntaxError(InputError):
+    """The DICOM pixels are encoded in a transfer syntax this build cannot decode (e.g. JPEG-LS)."""
+
+class NotColourPhotographError(InputError):
+    """The DICOM image is not a colour photograph (monochrome or palette; e.g. an X-ray)."""
+
+class UnsupportedBitDepthError(InputError):
+    """The DICOM image's samples are not 8 bits."""
+
+class MultiFrameError(InputError):
+    """The DICOM object holds several frames; one picture is classified at a time."""
 # END generated
