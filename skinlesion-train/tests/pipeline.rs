@@ -382,6 +382,25 @@ fn evaluate_computes_hand_checked_metrics() {
     assert!((coarse.accuracy - hits as f64 / 8.0).abs() < 1e-12);
 }
 
+/// `classify` to JSON lines: how many failed, and the lines read back.
+fn classify_jsonl(
+    classifier: &Classifier,
+    images: &[PathBuf],
+    batch: usize,
+) -> (usize, Vec<serde_json::Value>) {
+    let mut out = Vec::new();
+    let format = skinlesion_train::classify::Format::Jsonl;
+    let failures =
+        skinlesion_train::classify::classify(classifier, images, format, batch, None, &mut out)
+            .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let lines = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (failures, lines)
+}
+
 // One function: one folder of images and failures, read back in both output formats.
 #[test]
 fn classify_writes_a_row_per_image_and_reports_failures() {
@@ -423,22 +442,8 @@ fn classify_writes_a_row_per_image_and_reports_failures() {
         .unwrap();
     let images = skinlesion_train::classify::collect_images(std::slice::from_ref(&folder)).unwrap();
     assert_eq!(images.len(), 4);
-    let mut out = Vec::new();
-    let failures = skinlesion_train::classify::classify(
-        &classifier,
-        &images,
-        skinlesion_train::classify::Format::Jsonl,
-        2,
-        None,
-        &mut out,
-    )
-    .unwrap();
+    let (failures, lines) = classify_jsonl(&classifier, &images, 2);
     assert_eq!(failures, 1);
-    let lines: Vec<serde_json::Value> = String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert_eq!(lines.len(), 4);
     let (errors, answers): (Vec<_>, Vec<_>) = lines.iter().partition(|l| l.get("error").is_some());
     assert_eq!(errors.len(), 1);
@@ -766,22 +771,8 @@ fn classify_reads_dicom_files_in_folders() {
         .device(Device::Cpu)
         .build()
         .unwrap();
-    let mut out = Vec::new();
-    let failures = skinlesion_train::classify::classify(
-        &classifier,
-        &images,
-        skinlesion_train::classify::Format::Jsonl,
-        4,
-        None,
-        &mut out,
-    )
-    .unwrap();
+    let (failures, lines) = classify_jsonl(&classifier, &images, 4);
     assert_eq!(failures, 0);
-    let lines: Vec<serde_json::Value> = String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     let jpeg = &lines[1];
     assert!(jpeg.get("dicom").is_none());
     for dicom in [&lines[0], &lines[2]] {
