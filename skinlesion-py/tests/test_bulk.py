@@ -21,6 +21,7 @@ from test_skinlesion import MODEL, REPO, sample_test_split
 
 ray = pytest.importorskip("ray")
 CORRUPT = {"empty.jpg": "empty_input", "truncated.jpg": "decode", "notes.txt": "unsupported_format"}
+DICOM = "1.2.826.0.1.3680043.8.498.1"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -32,11 +33,16 @@ def local_ray():
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory) -> pathlib.Path:
-    """200 real test-split images and 3 files that are not images."""
+    """200 real test-split images, the first of them again as JPEG-in-DICOM named by UID alone
+    (as PACS exports are), and 3 files that are not images."""
     folder = tmp_path_factory.mktemp("archive")
     images = sample_test_split(200)
     for image in images:
         shutil.copy(image, folder)
+    fixtures = tmp_path_factory.mktemp("dicom")
+    script = REPO / "skinlesion-core" / "tests" / "reference" / "dicom_fixtures.py"
+    subprocess.run([sys.executable, str(script), str(fixtures), str(images[0])], check=True)
+    shutil.copy(fixtures / "ham-0.dcm", folder / DICOM)
     (folder / "empty.jpg").write_bytes(b"")
     data = images[0].read_bytes()
     (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
@@ -64,7 +70,7 @@ def files(folder: pathlib.Path) -> list[str]:
 
 def test_rows_equal_classify_batch(archive, uninterrupted):
     summary, rows = uninterrupted
-    assert (summary.scored, summary.errors, summary.already_scored) == (203, 3, 0)
+    assert (summary.scored, summary.errors, summary.already_scored) == (204, 3, 0)
     assert sorted(rows) == files(archive)
     classifier = skinlesion.Classifier(MODEL, device="cpu", threads=1)
     images = [p for p in files(archive) if os.path.basename(p) not in CORRUPT]
@@ -83,6 +89,10 @@ def test_rows_equal_classify_batch(archive, uninterrupted):
             assert row[f"probability_{codes[name]}"] == pytest.approx(p, abs=1e-6), name
         assert (row["model_name"], row["model_version"]) == (classifier.metadata["name"], classifier.metadata["version"])
         assert row["model_precision"] == classifier.precision
+    # The DICOM file is scored as the JPEG it wraps.
+    wrapped, jpeg = rows[str(archive / DICOM)], rows[str(archive / sample_test_split(1)[0].name)]
+    for key in (k for k in jpeg if k.startswith("probability_")):
+        assert wrapped[key] == pytest.approx(jpeg[key], abs=1e-6), key
     for name, kind in CORRUPT.items():
         row = rows[str(archive / name)]
         assert row["error_kind"] == kind and row["error"], row
@@ -96,7 +106,7 @@ def test_parquet_reads_back_with_the_documented_schema(uninterrupted):
     expected = bulk.schema(codes)
     assert table.schema.remove_metadata().equals(expected.remove_metadata())
     assert table.schema.metadata[b"skinlesion.disclaimer"].decode() == skinlesion.DISCLAIMER
-    assert table.num_rows == 203
+    assert table.num_rows == 204
 
 
 def test_resume_after_a_partial_run_and_a_cut_short_part(archive, uninterrupted, tmp_path):
@@ -108,7 +118,7 @@ def test_resume_after_a_partial_run_and_a_cut_short_part(archive, uninterrupted,
     part = next(output.iterdir())
     (output / "cut-short.parquet").write_bytes(part.read_bytes()[:300])
     second = bulk.write(archive, output)
-    assert (second.scored, second.already_scored) == (83, 120)
+    assert (second.scored, second.already_scored) == (84, 120)
     assert not (output / "cut-short.parquet").exists()
     assert rows_by_path(output) == expected
 
@@ -125,10 +135,10 @@ def test_resume_after_ctrl_c(archive, uninterrupted, tmp_path):
     log = run.communicate(timeout=120)[0]
     assert run.returncode != 0, f"the run finished before it was interrupted:\n{log}"
     partial = len(bulk.read(str(output))) if list(output.glob("*.parquet")) else 0
-    assert 0 < partial < 203, partial
+    assert 0 < partial < 204, partial
     resumed = subprocess.run(cli, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"{203 - partial} files scored" in resumed.stdout, resumed.stdout
+    assert f"{204 - partial} files scored" in resumed.stdout, resumed.stdout
     assert rows_by_path(output) == expected
 
 
