@@ -36,6 +36,8 @@ if [ ! -d "$corpus/dicom_bytes" ]; then
 fi
 
 export RUSTC_BOOTSTRAP=1
+# Leak checks stay on; the one suppression (with its reason) is a glibc thread-exit race.
+export LSAN_OPTIONS="suppressions=$root/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 for target in "${targets[@]}"; do
   log=fuzz/corpus/$target.log
   # The corpus folder holds the real-image seeds plus what earlier runs found.
