@@ -2,6 +2,7 @@
 //! uploads a real image, clicks "Analyze Image", and the rendered class and bars are checked
 //! against in-process classification; the "show where the model looked" toggle must lay the
 //! heatmap over the preview and take it away; an API error must be shown to the person.
+//! A DICOM file's preview (drawn from the server's decoded pixels) must match its JPEG's.
 //! Screenshots are saved to `target/test-artifacts/page.png` and `page-heatmap.png`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/setup.sh` installs them).
@@ -130,6 +131,15 @@ impl Driver {
         skinlesion_core::image::load_from_memory(&png)
             .unwrap()
             .to_rgb8()
+    }
+
+    /// Runs `body` (a function body) in the page and returns its value.
+    fn script(&self, body: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": body, "args": []})),
+        )
     }
 
     fn upload_and_analyze(&self, file: &std::path::Path) {
@@ -295,6 +305,42 @@ fn the_page_classifies_an_uploaded_image_and_shows_errors() {
     driver.upload_and_analyze(&text_file);
     let error = driver.wait_for_text("#error");
     assert!(error.contains("unsupported image format"), "{error}");
+
+    dicom_is_previewed_from_the_answer(&driver);
+}
+
+/// A browser cannot draw DICOM, so a `.dcm` file's preview is the pixels `/explain` decoded:
+/// the page must show the same picture, the same answer and a line naming what the file is as
+/// for the JPEG the file wraps, and no such line for the JPEG itself.
+fn dicom_is_previewed_from_the_answer(driver: &Driver) {
+    let fixtures = skinlesion_core::testing::dicom_fixtures();
+    let jpeg = fixtures.jpegs[0].canonicalize().unwrap();
+    let expected = in_process().classify(&jpeg).unwrap();
+    let mut previews = Vec::new();
+    for file in [jpeg, fixtures.path("ham-0.dcm").canonicalize().unwrap()] {
+        driver.upload_and_analyze(&file);
+        wait_until(driver, "the answer and its map", |d| {
+            d.text("#class-name") == expected.class().name() && d.displayed("#show-map")
+        });
+        wait_until(driver, "the preview drawn", |d| {
+            d.script("const p = document.getElementById('preview'); return p.complete && p.naturalWidth > 0;")
+                == json!(true)
+        });
+        previews.push(driver.element_pixels("#preview"));
+    }
+    let note = driver.text("#dicom-note");
+    assert!(
+        note.contains("Dermoscopic Photography Image Storage") && note.contains("DMS"),
+        "{note}"
+    );
+    let difference = mean_difference(&previews[0], &previews[1]);
+    assert!(
+        difference < 3.0,
+        "the DICOM preview differs from the JPEG's by {difference:.2} per channel"
+    );
+    driver.upload_and_analyze(&fixtures.jpegs[0].canonicalize().unwrap());
+    wait_until(driver, "the JPEG's answer", |d| d.displayed("#show-map"));
+    assert!(!driver.displayed("#dicom-note"), "a JPEG has no DICOM line");
 }
 
 /// Mean absolute difference per channel of two screenshots of one element (0–255).
