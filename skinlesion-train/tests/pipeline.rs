@@ -401,19 +401,24 @@ fn classify_jsonl(
     (failures, lines)
 }
 
-// One function: one folder of images and failures, read back in both output formats.
-#[test]
-fn classify_writes_a_row_per_image_and_reports_failures() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = write_mean_colour_model(
-        dir.path(),
+/// The eight-class mean-colour model the `classify` tests score folders with.
+fn probe_model(dir: &std::path::Path) -> std::path::PathBuf {
+    write_mean_colour_model(
+        dir,
         "probe",
         &LesionClass::DIAGNOSES,
         &MeanColourWeights::distinct(8),
         small_input(),
         Calibration::default(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+// One function: one folder of images and failures, read back in both output formats.
+#[test]
+fn classify_writes_a_row_per_image_and_reports_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = probe_model(dir.path());
     let folder = dir.path().join("images");
     std::fs::create_dir_all(folder.join("nested")).unwrap();
     for (i, r) in rows().iter().take(3).enumerate() {
@@ -742,15 +747,7 @@ fn a_short_fine_tune_of_the_pretrained_backbone_yields_a_loadable_model() {
 fn classify_reads_dicom_files_in_folders() {
     let fixtures = skinlesion_core::testing::dicom_fixtures();
     let dir = tempfile::tempdir().unwrap();
-    let model = write_mean_colour_model(
-        dir.path(),
-        "probe",
-        &LesionClass::DIAGNOSES,
-        &MeanColourWeights::distinct(8),
-        small_input(),
-        Calibration::default(),
-    )
-    .unwrap();
+    let model = probe_model(dir.path());
     let folder = dir.path().join("pacs");
     std::fs::create_dir_all(&folder).unwrap();
     std::fs::copy(&fixtures.jpegs[0], folder.join("a.jpg")).unwrap();
