@@ -633,6 +633,8 @@ fn _skinlesion(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_precision, m)?)?;
     m.add_function(wrap_pyfunction!(read_metadata, m)?)?;
     m.add("DISCLAIMER", skinlesion_core::DISCLAIMER)?;
+    let dicom_fields = pyo3::types::PyTuple::new(m.py(), skinlesion_core::DicomInfo::FIELDS)?;
+    m.add("DICOM_FIELDS", dicom_fields)?;
     m.add("SHIPPED_MODEL", skinlesion_core::SHIPPED_MODEL)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<PyPixels>()?;

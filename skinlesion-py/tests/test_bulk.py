@@ -89,10 +89,13 @@ def test_rows_equal_classify_batch(archive, uninterrupted):
             assert row[f"probability_{codes[name]}"] == pytest.approx(p, abs=1e-6), name
         assert (row["model_name"], row["model_version"]) == (classifier.metadata["name"], classifier.metadata["version"])
         assert row["model_precision"] == classifier.precision
+        assert row["dicom"] == prediction.dicom
     # The DICOM file is scored as the JPEG it wraps.
     wrapped, jpeg = rows[str(archive / DICOM)], rows[str(archive / sample_test_split(1)[0].name)]
     for key in (k for k in jpeg if k.startswith("probability_")):
         assert wrapped[key] == pytest.approx(jpeg[key], abs=1e-6), key
+    assert (wrapped["dicom"]["modality"], wrapped["dicom"]["sop_class"]) == ("DMS", "Dermoscopic Photography Image Storage")
+    assert jpeg["dicom"] is None
     for name, kind in CORRUPT.items():
         row = rows[str(archive / name)]
         assert row["error_kind"] == kind and row["error"], row

@@ -41,6 +41,19 @@ pub struct DicomInfo {
 }
 
 impl DicomInfo {
+    /// The fields' names in order, as the JSON answer, Python's `prediction.dicom` and the
+    /// bulk scorer's `dicom` column name them.
+    pub const FIELDS: [&'static str; 8] = [
+        "sop_class_uid",
+        "sop_class",
+        "modality",
+        "transfer_syntax_uid",
+        "body_site",
+        "laterality",
+        "patient_age",
+        "patient_sex",
+    ];
+
     /// The attributes above, read from a parsed object.
     pub(super) fn read(object: &DefaultDicomObject) -> Self {
         let meta = object.meta();
@@ -198,5 +211,42 @@ fn check_transfer_syntax(uid: &str) -> Result<()> {
         None => Err(unsupported("not a transfer syntax this build knows")),
         Some(ts) if !ts.can_decode_all() => Err(unsupported(ts.name())),
         Some(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DicomInfo;
+
+    #[test]
+    fn fields_name_what_the_answer_serialises() {
+        let info = DicomInfo {
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.77.1.7".into(),
+            sop_class: None,
+            modality: None,
+            transfer_syntax_uid: "1.2.840.10008.1.2.1".into(),
+            body_site: None,
+            laterality: None,
+            patient_age: None,
+            patient_sex: None,
+        };
+        let json = serde_json::to_string(&info).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let mut keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut fields = DicomInfo::FIELDS.to_vec();
+        keys.sort_unstable();
+        fields.sort_unstable();
+        assert_eq!(keys, fields);
+        // Serialised in the declared order: positions rise along FIELDS.
+        let at = |f: &str| json.find(&format!("\"{f}\"")).unwrap();
+        assert!(
+            DicomInfo::FIELDS.windows(2).all(|w| at(w[0]) < at(w[1])),
+            "{json}"
+        );
     }
 }

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, List, Optional, Union
 
 from ._skinlesion import (
+    DICOM_FIELDS,
     DISCLAIMER,
     SHIPPED_MODEL as _SHIPPED_MODEL,
     InputError,
@@ -87,6 +88,7 @@ _ERROR_CLASSES = [
 # END generated
 
 __all__ = [
+    "DICOM_FIELDS",
     "DISCLAIMER",
     "DEFAULT_MODEL",
     "LESION_CLASSES",

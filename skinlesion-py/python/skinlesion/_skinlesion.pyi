@@ -5,6 +5,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 __version__: str
 DISCLAIMER: str
+#: The keys of ``Prediction.dicom``, in order (the core's one list).
+DICOM_FIELDS: Tuple[str, ...]
 SHIPPED_MODEL: str
 
 class Prediction:

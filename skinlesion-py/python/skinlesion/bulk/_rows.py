@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Dict, Mapping, Optional, Sequence
 
-from .. import DISCLAIMER, LESION_CLASSES, Classifier
+from .. import DICOM_FIELDS, DISCLAIMER, LESION_CLASSES, Classifier
 from ._cluster import imports
 
 _CODE_BY_NAME = {c.display_name: c.code for c in LESION_CLASSES}
@@ -16,7 +16,9 @@ def schema(classes: Sequence[str]):
 
     ``path``, ``content_sha256`` (hex SHA-256 of the file's bytes), the answer (``code``,
     ``class_name``, ``best_guess``, ``confidence``, ``is_cancerous``, ``unknown_reason``,
-    ``ood_score``), one ``probability_<CODE>`` per trained class, ``model_name``,
+    ``ood_score``), one ``probability_<CODE>`` per trained class, ``dicom`` (for a DICOM file,
+    a struct of what it says about the image, :data:`skinlesion.DICOM_FIELDS`, never who the
+    patient is; null for other files), ``model_name``,
     ``model_version``, ``model_precision`` (``fp32`` or ``bf16``: the arithmetic that scored it), then ``error_kind`` (the core's name of the error kind, e.g. ``decode``)
     and ``error`` (null unless the file could not be classified; the answer columns are null then).
     """
@@ -32,6 +34,7 @@ def schema(classes: Sequence[str]):
         ("unknown_reason", pa.string()),
         ("ood_score", pa.float32()),
         *((f"probability_{code}", pa.float32()) for code in classes),
+        ("dicom", pa.struct([(field, pa.string()) for field in DICOM_FIELDS])),
         ("model_name", pa.string()),
         ("model_version", pa.string()),
         ("model_precision", pa.string()),
@@ -89,6 +92,7 @@ class Scorer:
             is_cancerous=result.is_cancerous,
             unknown_reason=result.unknown_reason,
             ood_score=result.ood_score,
+            dicom=result.dicom,
         )
         for name, p in result.all_predictions.items():
             row[f"probability_{_CODE_BY_NAME[name]}"] = p
