@@ -190,8 +190,18 @@ impl ClassifierBuilder {
             return Err(Error::Config("decode limits must be positive".into()));
         }
         let device = self.device.resolve()?;
+        // Loading and the trial pass run on one thread: a parallel region here would leave the
+        // loading thread a libgomp thread team for the process's life (once teams outnumber the
+        // cores, every multi-threaded pass runs about 2× slower; a server loads on one thread
+        // and runs its passes on another). The trial pass only checks the output's width.
+        tch::set_num_threads(1);
+        let loaded = self.load(device, threads);
         tch::set_num_threads(i32::try_from(threads).unwrap_or(i32::MAX));
+        loaded
+    }
 
+    /// Reads, checks and loads the model, then runs the trial pass.
+    fn load(self, device: tch::Device, threads: usize) -> Result<Classifier> {
         let (metadata, paths) = read_metadata(&self.path)?;
         let precision = self.precision.resolve(device, &metadata.other_precisions)?;
         let weights = metadata

@@ -7,6 +7,12 @@
 //! serves most requests per second), but a worker that finds no other worker busy and nothing
 //! queued runs its pass on `lone_threads` (the server's `--lone-request-threads`, off by
 //! default until it measures faster).
+//!
+//! Every pass on more than one thread runs on one thread of its own, the wide lane: libgomp
+//! (libtorch's OpenMP) keeps a thread team for each thread that has run a parallel region, and
+//! once those teams hold more threads than there are cores it stops spinning between regions
+//! for the whole process; a 2-thread pass then took 31 ms instead of 15 here, slower than on
+//! one thread (23 ms).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -61,7 +67,7 @@ impl<F: Fn(&[PreparedImage], usize) -> Answers + Send + Sync> Infer for F {}
 /// What an inference function answers.
 pub type Answers = skinlesion_core::Result<Vec<Prediction>>;
 
-/// The inference threads, to be joined at shutdown.
+/// The inference threads (the workers and the wide lane), to be joined at shutdown.
 pub struct Workers(Vec<std::thread::JoinHandle<()>>);
 
 impl Workers {
@@ -99,15 +105,17 @@ impl Batcher {
             metrics,
         });
         let infer = Arc::new(infer);
-        let threads = (0..options.workers.max(1))
+        let (wide, wide_thread) = WideLane::start(Arc::clone(&infer));
+        let mut threads: Vec<_> = (0..options.workers.max(1))
             .map(|i| {
-                let (infer, shared) = (Arc::clone(&infer), Arc::clone(&shared));
+                let (infer, shared, wide) = (Arc::clone(&infer), Arc::clone(&shared), wide.clone());
                 std::thread::Builder::new()
                     .name(format!("inference-{i}"))
-                    .spawn(move || run(&*infer, &shared, &options))
+                    .spawn(move || run(&*infer, &wide, &shared, &options))
                     .expect("spawn inference thread")
             })
             .collect();
+        threads.push(wide_thread);
         let metrics = Arc::clone(&shared.metrics);
         (Self { queue, metrics }, Workers(threads))
     }
@@ -153,7 +161,52 @@ fn next_batch(jobs: &Mutex<Receiver<Job>>, options: &BatchOptions) -> Option<Vec
     Some(batch)
 }
 
-fn run(infer: &(impl Infer + ?Sized), shared: &Shared, options: &BatchOptions) {
+/// The one thread that runs passes on more than one libtorch thread (see the module's note).
+#[derive(Clone)]
+struct WideLane(mpsc::Sender<WidePass>);
+
+/// A pass for the wide lane: images, threads, and where its outcome goes.
+type WidePass = (Vec<PreparedImage>, usize, mpsc::SyncSender<PassOutcome>);
+
+/// A pass's answers, or the panic it raised.
+type PassOutcome = std::thread::Result<Answers>;
+
+impl WideLane {
+    /// Starts the lane's thread; it ends, dropping `infer`, once every worker has.
+    fn start<F: Infer + 'static>(infer: Arc<F>) -> (Self, std::thread::JoinHandle<()>) {
+        let (passes, received) = mpsc::channel::<WidePass>();
+        let thread = std::thread::Builder::new()
+            .name("inference-wide".into())
+            .spawn(move || {
+                for (images, threads, outcome) in received {
+                    let _ = outcome.send(run_pass(&*infer, &images, threads));
+                }
+            })
+            .expect("spawn the wide inference thread");
+        (Self(passes), thread)
+    }
+
+    /// Runs one pass on the lane and waits for it.
+    fn run(&self, images: Vec<PreparedImage>, threads: usize) -> PassOutcome {
+        let (outcome, received) = mpsc::sync_channel(1);
+        let lost = || -> PassOutcome { Err(Box::new("the wide inference thread has stopped")) };
+        if self.0.send((images, threads, outcome)).is_err() {
+            return lost();
+        }
+        received.recv().unwrap_or_else(|_| lost())
+    }
+}
+
+/// One pass, a panic inside it caught.
+fn run_pass(
+    infer: &(impl Infer + ?Sized),
+    images: &[PreparedImage],
+    threads: usize,
+) -> PassOutcome {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| infer(images, threads)))
+}
+
+fn run(infer: &(impl Infer + ?Sized), wide: &WideLane, shared: &Shared, options: &BatchOptions) {
     let metrics = &shared.metrics;
     while let Some(mut batch) = next_batch(&shared.jobs, options) {
         metrics.queue_depth.dec_by(batch.len() as i64);
@@ -170,8 +223,10 @@ fn run(infer: &(impl Infer + ?Sized), shared: &Shared, options: &BatchOptions) {
             true => options.lone_threads,
             false => options.busy_threads,
         };
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| infer(&images, threads)));
+        let outcome = match threads {
+            1 => run_pass(infer, &images, threads),
+            _ => wide.run(images, threads),
+        };
         shared.busy.fetch_sub(1, Ordering::SeqCst);
         match outcome {
             Ok(Ok(predictions)) => {
@@ -263,8 +318,8 @@ mod tests {
         }
     }
 
-    /// Each pass's (passes running, threads it was given).
-    type Passes = Arc<Mutex<Vec<(usize, usize)>>>;
+    /// Each pass's (passes running, threads it was given, the thread that ran it).
+    type Passes = Arc<Mutex<Vec<(usize, usize, String)>>>;
 
     /// Each call takes 300 ms; records how many ran at the same time, and each pass.
     fn slow_inference(classifier: Arc<Classifier>) -> (impl Infer, Arc<AtomicUsize>, Passes) {
@@ -274,7 +329,8 @@ mod tests {
         let infer = move |images: &[PreparedImage], threads: usize| {
             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
             most.fetch_max(now, Ordering::SeqCst);
-            passes.lock().unwrap().push((now, threads));
+            let thread = std::thread::current().name().unwrap_or_default().to_owned();
+            passes.lock().unwrap().push((now, threads, thread));
             std::thread::sleep(Duration::from_millis(300));
             running.fetch_sub(1, Ordering::SeqCst);
             classifier.classify_prepared_on_threads(images, threads)
@@ -323,15 +379,20 @@ mod tests {
         drop(batcher);
         assert!(threads.join());
         let passes = passes.lock().unwrap().clone();
-        assert_eq!(&passes[..2], &[(1, 2), (1, 2)], "{passes:?}");
-        for &(running, threads) in &passes[2..] {
-            if running > 1 {
-                assert_eq!(threads, 1, "{passes:?}");
+        let lone: Vec<_> = passes[..2].iter().map(|(r, t, _)| (*r, *t)).collect();
+        assert_eq!(lone, [(1, 2), (1, 2)], "{passes:?}");
+        for (running, threads, _) in &passes[2..] {
+            if *running > 1 {
+                assert_eq!(*threads, 1, "{passes:?}");
             }
         }
         assert!(
-            passes[2..].iter().any(|&(running, _)| running > 1),
+            passes[2..].iter().any(|(running, _, _)| *running > 1),
             "{passes:?}"
         );
+        // Only the wide lane runs passes on more than one thread (libgomp's teams).
+        for (_, threads, thread) in &passes {
+            assert_eq!(*threads > 1, thread == "inference-wide", "{passes:?}");
+        }
     }
 }

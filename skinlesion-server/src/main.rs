@@ -274,11 +274,19 @@ async fn serve(
     println!("listening on {scheme}://{address}");
     tracing::info!(%address, "{DISCLAIMER}");
 
-    // Warm-up: one forward pass before /ready says yes.
+    // Warm-up: one pass through the batcher, the requests' own path, before /ready says yes
+    // (a pass run on a blocking-pool thread would give that thread a libgomp team: see the
+    // batcher's note on its wide lane).
     let warm = Arc::clone(&state);
-    tokio::task::spawn_blocking(move || {
+    tokio::spawn(async move {
         let grey = DynamicImage::ImageRgb8(RgbImage::from_pixel(64, 64, [128, 128, 128].into()));
-        match warm.classifier.classify(&grey) {
+        let prepared = warm.classifier.prepare(&grey).map_err(|e| e.to_string());
+        let submitted = prepared.and_then(|p| warm.batcher.submit(p).map_err(|e| format!("{e:?}")));
+        let answered = match submitted {
+            Ok(answer) => answer.await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match answered.and_then(|a| a.map_err(|e| e.to_string())) {
             Ok(_) => warm.ready.store(true, Ordering::Release),
             Err(e) => tracing::error!(error = %e, "warm-up inference failed"),
         }
