@@ -8,14 +8,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 cargo build --release --quiet -p skinlesion-server
 data=${SKINLESION_DATA:-../shared/data/ham10000}
-mapfile -t images < <(python3 - "$data" <<'PY'
-import csv, os, sys
-data = sys.argv[1]
-rows = [r for r in csv.DictReader(open(os.path.join(data, "labels.csv"))) if r["split"] == "test"]
-for r in rows[:64]:
-    print(os.path.abspath(os.path.join(data, "images", r["image_id"] + ".jpg")))
-PY
-)
+mapfile -t images < <(python3 benches/load/test_images.py "$data")
 url=http://127.0.0.1:5399
 pid=
 trap '[ -z "$pid" ] || kill $pid 2>/dev/null || true' EXIT
