@@ -23,7 +23,8 @@ pub const AUTO_BALANCED_ACCURACY_DIFFERENCE: f64 = 0.005;
 /// pooled features, the class head, the dermoscopy gate's distance and the class maps are
 /// computed in fp32 from the same pass, so that bf16's 8-bit mantissa does not move gate
 /// decisions or heatmaps. How often its answers equal fp32's is measured at export and
-/// recorded in the manifest.
+/// recorded in the manifest. It is a CPU network: its convolutions are oneDNN's fused ones
+/// (convolution and activation in one pass), which no GPU runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
@@ -36,15 +37,15 @@ pub enum Precision {
     Auto,
     /// 32-bit floating point throughout.
     Fp32,
-    /// bfloat16 convolutions with an fp32 head. Runs anywhere, but is slow where the CPU
-    /// emulates bfloat16.
+    /// bfloat16 convolutions with an fp32 head, on a CPU. Runs on any x86-64 CPU, but is slow
+    /// where the CPU emulates bfloat16; refused on a GPU.
     Bf16,
 }
 
 impl Precision {
     /// The arithmetic a classifier on `device` runs, given the networks its artifact offers
     /// besides fp32: never `Auto`. An error when `Bf16` is asked of a model without a bf16
-    /// network.
+    /// network, or on a device other than the CPU.
     pub(crate) fn resolve(
         self,
         device: tch::Device,
@@ -57,6 +58,10 @@ impl Precision {
             .is_some_and(Agreement::close_enough_for_auto);
         match self {
             Precision::Fp32 => Ok(Precision::Fp32),
+            Precision::Bf16 if device != tch::Device::Cpu => Err(Error::Config(format!(
+                "precision bf16 runs on the CPU only (its network uses oneDNN's fused CPU \
+                 convolutions), not on {device:?}; use fp32 or auto there"
+            ))),
             Precision::Bf16 if has_bf16 => Ok(Precision::Bf16),
             Precision::Bf16 => Err(Error::Config(
                 "precision bf16 asked for, but this model has no bf16 network (its manifest's \
@@ -189,6 +194,14 @@ mod tests {
             Precision::Auto.resolve(cpu, &unmeasured).unwrap(),
             Precision::Fp32
         );
+    }
+
+    #[test]
+    fn bf16_is_refused_on_a_gpu() {
+        let err = Precision::Bf16
+            .resolve(tch::Device::Cuda(0), &bf16(1.0))
+            .unwrap_err();
+        assert!(err.to_string().contains("CPU only"), "{err}");
     }
 
     #[test]
