@@ -128,6 +128,34 @@ pub fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Runs `f` with the calling thread's libtorch thread count set to `threads`, and restores the
+/// previous count afterwards, a panic included. An error for 0 threads.
+///
+/// Use it for work on threads that are not the classifier's own, e.g. an explanation on a
+/// server's blocking pool with `threads` 1: libgomp (libtorch's OpenMP) keeps a thread team for
+/// every thread that has run a multi-threaded pass, and once the teams outnumber the cores every
+/// multi-threaded pass in the process runs about 2× slower (benches/RESULTS.md).
+pub fn with_threads<T>(threads: usize, f: impl FnOnce() -> T) -> Result<T> {
+    if threads == 0 {
+        return Err(Error::Config("threads must be at least 1".into()));
+    }
+    let before = tch::get_num_threads();
+    let wanted = i32::try_from(threads).unwrap_or(i32::MAX);
+    if wanted == before {
+        return Ok(f());
+    }
+    // Restores the count on the way out, a panic included.
+    struct Restore(i32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            tch::set_num_threads(self.0);
+        }
+    }
+    let _restore = Restore(before);
+    tch::set_num_threads(wanted);
+    Ok(f())
+}
+
 /// Options for loading a [`Classifier`]; start from [`Classifier::builder`].
 #[derive(Debug, Clone)]
 pub struct ClassifierBuilder {
@@ -414,30 +442,13 @@ impl Classifier {
     /// libtorch's thread count belongs to the calling thread once it has run an operation, so
     /// a server whose workers each run one thread can let a worker that finds nothing else to
     /// do use every core for a lone request, while the other workers keep their one thread.
-    /// The calling thread's previous count is restored afterwards.
+    /// The calling thread's previous count is restored afterwards (see [`with_threads`]).
     pub fn classify_prepared_on_threads(
         &self,
         images: &[PreparedImage],
         threads: usize,
     ) -> Result<Vec<Prediction>> {
-        if threads == 0 {
-            return Err(Error::Config("threads must be at least 1".into()));
-        }
-        let before = tch::get_num_threads();
-        let wanted = i32::try_from(threads).unwrap_or(i32::MAX);
-        if wanted == before {
-            return self.classify_prepared(images);
-        }
-        // Restores the count on the way out, a panic included.
-        struct Restore(i32);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                tch::set_num_threads(self.0);
-            }
-        }
-        let _restore = Restore(before);
-        tch::set_num_threads(wanted);
-        self.classify_prepared(images)
+        with_threads(threads, || self.classify_prepared(images))?
     }
 
     /// Everything one forward pass gives: the raw logits and, from a network that scores its

@@ -46,7 +46,9 @@ pub mod testing;
 #[cfg(feature = "training")]
 pub mod training;
 
-pub use classifier::{available_cores, Classifier, ClassifierBuilder, Device, PreparedImage};
+pub use classifier::{
+    available_cores, with_threads, Classifier, ClassifierBuilder, Device, PreparedImage,
+};
 pub use dicom::DicomInfo;
 pub use error::{Error, ErrorFamily, ErrorKind, Result};
 pub use explain::{ClassMap, Explanation, Heatmap};

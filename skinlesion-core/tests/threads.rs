@@ -34,7 +34,9 @@ fn preparing_an_image_starts_no_libtorch_threads() {
             wait.recv().unwrap();
         });
         let before = counted.recv().unwrap();
-        assert_eq!(threads(), before, "preparing an image started threads");
+        let after = threads();
+        // Released before asserting: a failed assertion must not leave the thread waiting.
         checked.send(()).unwrap();
+        assert_eq!(after, before, "preparing an image started threads");
     });
 }

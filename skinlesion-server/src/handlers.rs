@@ -113,7 +113,8 @@ pub async fn predict_batch(state: Arc<AppState>, request: Request<LingeringBody>
 /// `POST /explain`: the prediction and where the model looked, as a heatmap PNG over the
 /// image's own pixels. Decoding and the forward pass run together on the blocking pool
 /// (within the decode slots), not through the batcher: an explanation needs the class maps
-/// of its own pass.
+/// of its own pass. The pass runs on one libtorch thread: a blocking-pool thread that ran a
+/// multi-threaded pass would keep a libgomp team, which slows every multi-threaded pass.
 pub async fn explain(state: Arc<AppState>, request: Request<LingeringBody>) -> Handled {
     let queried = query_value(request.uri().query(), "class");
     let form = read_form(request, state.limits.body_limit, 1).await?;
@@ -125,7 +126,8 @@ pub async fn explain(state: Arc<AppState>, request: Request<LingeringBody>) -> H
     let _slot = decode_slot(&state).await?;
     let classifier = Arc::clone(&state.classifier);
     let explained = tokio::task::spawn_blocking(move || {
-        let explanation = classifier.explain(&file[..], class)?;
+        let explanation =
+            skinlesion_core::with_threads(1, || classifier.explain(&file[..], class))??;
         let png = explanation.heatmap().to_png();
         // A browser cannot draw DICOM: the page previews the pixels the model saw.
         let image_png = match explanation.prediction().dicom() {

@@ -80,8 +80,9 @@ struct Config {
     threads: Option<usize>,
     /// libtorch threads of a forward pass that runs alone (no other pass running, nothing
     /// queued), e.g. every core (default: --threads, i.e. off: on the 2-core machine measured,
-    /// a lone request took longer on 2 threads inside the server than on 1, 38 vs 30 ms p50 at
-    /// c=1; see benches/RESULTS.md). Measure before turning it on.
+    /// lone passes on 2 threads answered c=1 in 18 ms p50 against 29 ms on one, but made the
+    /// p99 at c=16 worse in two of three runs; see benches/RESULTS.md). Measure before turning
+    /// it on.
     #[arg(long, env = "SKINLESION_LONE_REQUEST_THREADS")]
     lone_request_threads: Option<usize>,
     /// Images decoded and preprocessed at once (default: the available cores).
