@@ -399,3 +399,25 @@ fn write_dicom_fixtures() -> DicomFixtures {
         jpegs,
     }
 }
+
+/// How many threads the process gained while `work` ran on a fresh thread (Linux: counts
+/// `/proc/self/task`). The fresh thread stays alive while the count is taken, so only threads
+/// that outlive `work` (a libgomp team, say) count. Run it alone in its test binary: other
+/// tests' threads would count too.
+pub fn threads_started_by(work: impl FnOnce() + Send) -> usize {
+    let count = || std::fs::read_dir("/proc/self/task").map_or(0, |tasks| tasks.count());
+    let (done, finished) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let before = count();
+            work();
+            let _ = done.send(before);
+            let _ = released.recv();
+        });
+        let before = finished.recv().expect("the work panicked");
+        let after = count();
+        drop(release);
+        after.saturating_sub(before)
+    })
+}

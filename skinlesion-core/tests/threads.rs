@@ -4,14 +4,8 @@
 //! a server prepares on many threads and runs its passes on others.
 //! One test in its own binary: it counts the process's threads.
 
-use std::sync::mpsc;
-
-use skinlesion_core::testing::{ham10000_sample, shipped_model};
+use skinlesion_core::testing::{ham10000_sample, shipped_model, threads_started_by};
 use skinlesion_core::{Classifier, Device};
-
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
-}
 
 #[test]
 fn preparing_an_image_starts_no_libtorch_threads() {
@@ -21,22 +15,8 @@ fn preparing_an_image_starts_no_libtorch_threads() {
         .build()
         .unwrap();
     let bytes = std::fs::read(&ham10000_sample("test", 1)[0].path).unwrap();
-    let (prepared, counted) = mpsc::channel();
-    let (checked, wait) = mpsc::channel::<()>();
-    std::thread::scope(|s| {
-        // A fresh thread, as a server's blocking pool has: libtorch gives it the process's
-        // thread count (2) for any parallel region it runs.
-        let (classifier, bytes) = (&classifier, &bytes);
-        s.spawn(move || {
-            let before = threads();
-            classifier.prepare(&bytes[..]).unwrap();
-            prepared.send(before).unwrap();
-            wait.recv().unwrap();
-        });
-        let before = counted.recv().unwrap();
-        let after = threads();
-        // Released before asserting: a failed assertion must not leave the thread waiting.
-        checked.send(()).unwrap();
-        assert_eq!(after, before, "preparing an image started threads");
-    });
+    // A fresh thread, as a server's blocking pool has: libtorch gives it the process's thread
+    // count (2) for any parallel region it runs.
+    let started = threads_started_by(|| drop(classifier.prepare(&bytes[..]).unwrap()));
+    assert_eq!(started, 0, "preparing an image started threads");
 }
