@@ -15,6 +15,10 @@
 //! - `precision/*`: `classify` of one real 200×150 image's bytes, and the forward pass alone,
 //!   on one thread with the model's fp32 and bf16 networks (the bf16 one where the model has
 //!   one); the ratio is what bf16 gains on this CPU (native only with AVX512-BF16).
+//! - `precision_mix/*`: `classify` of 48 real images' bytes one by one (32 HAM10000 `val`, 16
+//!   second-source `val`), one thread, in fp32, bf16 and bf16-checked: bf16-checked re-runs
+//!   its close calls in fp32, so its cost depends on how many a set has, which one image
+//!   cannot show.
 //! - `explain/*`: `explain` against `classify` of the bytes of one real 200×150 image on one
 //!   thread, and with the heatmap's PNG (what `POST /explain` sends): the cost of an
 //!   explanation is the ratio (target ≤ 1.15).
@@ -226,6 +230,40 @@ fn precision(c: &mut Criterion) {
     group.finish();
 }
 
+fn precision_mix(c: &mut Criterion) {
+    use skinlesion_core::testing::{ham10000_images, second_source_images};
+    // The first of each `val` in file order: the mix of close calls a real set has.
+    let val = |images: Vec<skinlesion_core::testing::LabelledImage>| {
+        images.into_iter().filter(|i| i.split == "val")
+    };
+    let images: Vec<Vec<u8>> = (val(ham10000_images()).take(32))
+        .chain(val(second_source_images()).take(16))
+        .map(|i| std::fs::read(&i.path).expect("a real image"))
+        .collect();
+    let mut group = c.benchmark_group("precision_mix");
+    group.throughput(Throughput::Elements(images.len() as u64));
+    group.sample_size(10);
+    for precision in [Precision::Fp32, Precision::Bf16, Precision::Bf16Checked] {
+        let Ok(classifier) = Classifier::builder(shipped_model())
+            .device(Device::Cpu)
+            .threads(1)
+            .precision(precision)
+            .build()
+        else {
+            eprintln!("precision_mix/{precision}: the model does not offer it");
+            continue;
+        };
+        group.bench_function(format!("classify_48_images_{precision}"), |b| {
+            b.iter(|| {
+                for bytes in &images {
+                    classifier.classify(bytes).unwrap();
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 fn explain(c: &mut Criterion) {
     let classifier = classifier(1);
     let bytes = real_jpeg();
@@ -278,6 +316,7 @@ criterion_group!(
     batch_threads,
     large_jpeg_decoding,
     precision,
+    precision_mix,
     explain,
     dicom
 );

@@ -11,7 +11,9 @@ use tch::Tensor;
 use crate::dicom::DicomInfo;
 use crate::error::{Error, Result};
 use crate::input::ImageInput;
-use crate::model::{read_metadata, Model, ModelMetadata, ModelPaths, OutputLayout, Outputs};
+use crate::model::{
+    read_metadata, Margins, Model, ModelMetadata, ModelPaths, OutputLayout, Outputs,
+};
 use crate::precision::Precision;
 use crate::prediction::Prediction;
 use crate::preprocess::{
@@ -237,16 +239,42 @@ impl ClassifierBuilder {
             .ok_or_else(|| Error::Config(format!("this model has no {precision} network")))?;
         let path = paths.weights.with_file_name(&weights.file);
         let model = Model::load(&path, &weights.sha256, device)?;
+        let fallback = match precision {
+            Precision::Bf16Checked => Some(Fallback::load(&metadata, &paths, device)?),
+            _ => None,
+        };
         let classifier = Classifier {
             model,
+            fallback,
             metadata,
             paths,
             limits: self.limits,
             threads,
             precision,
         };
-        classifier.check_outputs()?;
+        classifier.check_outputs(&classifier.model)?;
+        if let Some(fallback) = &classifier.fallback {
+            classifier.check_outputs(&fallback.fp32)?;
+        }
         Ok(classifier)
+    }
+}
+
+/// The fp32 network that re-runs a bf16 network's close calls ([`Precision::Bf16Checked`]).
+#[derive(Debug)]
+struct Fallback {
+    fp32: Model,
+    bands: Margins,
+}
+
+impl Fallback {
+    fn load(metadata: &ModelMetadata, paths: &ModelPaths, device: tch::Device) -> Result<Self> {
+        let bands = (metadata.other_precisions.iter())
+            .find_map(|o| o.recheck.as_ref())
+            .map(|r| r.bands)
+            .ok_or_else(|| Error::Config("this model has no bf16 recheck bands".into()))?;
+        let fp32 = Model::load(&paths.weights, &metadata.weights.sha256, device)?;
+        Ok(Self { fp32, bands })
     }
 }
 
@@ -285,6 +313,8 @@ impl PreparedImage {
 #[derive(Debug)]
 pub struct Classifier {
     model: Model,
+    /// For [`Precision::Bf16Checked`]: fp32 for the close calls.
+    fallback: Option<Fallback>,
     metadata: ModelMetadata,
     paths: ModelPaths,
     limits: DecodeLimits,
@@ -430,7 +460,7 @@ impl Classifier {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        let mut predictions = self.predictions(&self.run(images)?)?;
+        let (_, mut predictions) = self.answer(images)?;
         for (prediction, image) in predictions.iter_mut().zip(images) {
             prediction.dicom.clone_from(&image.dicom);
         }
@@ -454,11 +484,44 @@ impl Classifier {
     /// Everything one forward pass gives: the raw logits and, from a network that scores its
     /// inputs for the dermoscopy gate, those scores.
     pub(crate) fn run(&self, images: &[PreparedImage]) -> Result<Outputs> {
+        self.run_on(
+            &self.model,
+            &images.iter().map(|p| &p.tensor).collect::<Vec<_>>(),
+        )
+    }
+
+    fn run_on(&self, model: &Model, images: &[&Tensor]) -> Result<Outputs> {
         if images.is_empty() {
             return Err(Error::Inference("no images to run".into()));
         }
-        let batch = Tensor::cat(&images.iter().map(|p| &p.tensor).collect::<Vec<_>>(), 0);
-        Outputs::split(self.model.forward(&batch)?, self.output_layout())
+        Outputs::split(
+            model.forward(&Tensor::cat(images, 0))?,
+            self.output_layout(),
+        )
+    }
+
+    /// One forward pass and its predictions; under [`Precision::Bf16Checked`], the images
+    /// whose answers were close calls get the fp32 network's predictions instead.
+    pub(crate) fn answer(&self, images: &[PreparedImage]) -> Result<(Outputs, Vec<Prediction>)> {
+        let outputs = self.run(images)?;
+        let mut predictions = self.predictions(&outputs)?;
+        let Some(fallback) = &self.fallback else {
+            return Ok((outputs, predictions));
+        };
+        let calibration = &self.metadata.calibration;
+        let close: Vec<usize> = (self.rows(&outputs)?.iter().enumerate())
+            .filter(|(_, (row, score))| calibration.margins(row, *score).within(&fallback.bands))
+            .map(|(i, _)| i)
+            .collect();
+        if close.is_empty() {
+            return Ok((outputs, predictions));
+        }
+        let again: Vec<&Tensor> = close.iter().map(|&i| &images[i].tensor).collect();
+        let checked = self.predictions(&self.run_on(&fallback.fp32, &again)?)?;
+        for (i, prediction) in close.into_iter().zip(checked) {
+            predictions[i] = prediction;
+        }
+        Ok((outputs, predictions))
     }
 
     /// The columns the manifest says the network returns.
@@ -475,9 +538,17 @@ impl Classifier {
 
     /// Calibrated, gated predictions from one forward pass of this model.
     pub(crate) fn predictions(&self, outputs: &Outputs) -> Result<Vec<Prediction>> {
+        let (classes, calibration) = (&self.metadata.classes, &self.metadata.calibration);
+        (self.rows(outputs)?.iter())
+            .map(|(row, score)| calibration.prediction(classes, row, *score))
+            .collect()
+    }
+
+    /// One forward pass's outputs image by image: the row of logits, and the gate score when
+    /// the network returns one.
+    pub(crate) fn rows(&self, outputs: &Outputs) -> Result<Vec<(Vec<f32>, Option<f32>)>> {
         let logits = &outputs.logits;
         let classes = &self.metadata.classes;
-        let calibration = &self.metadata.calibration;
         let (n, c) = logits.size2().map_err(|_| {
             Error::Inference(format!("expected N×C logits, got {:?}", logits.size()))
         })?;
@@ -502,11 +573,12 @@ impl Classifier {
                 scores.len()
             )));
         }
-        rows.chunks(c as usize)
+        Ok(rows
+            .chunks(c as usize)
             .take(n as usize)
+            .map(<[f32]>::to_vec)
             .zip(scores)
-            .map(|(row, score)| calibration.prediction(classes, row, score))
-            .collect()
+            .collect())
     }
 
     fn classify_prepared_results(
@@ -543,13 +615,13 @@ impl Classifier {
 
     /// The dry run on load: zeros in, and exactly one value per class out (plus the gate's
     /// score when the manifest's gate needs one from the network).
-    fn check_outputs(&self) -> Result<()> {
+    fn check_outputs(&self, model: &Model) -> Result<()> {
         let spec = &self.metadata.input;
         let zeros = Tensor::zeros(
             [1, 3, i64::from(spec.height), i64::from(spec.width)],
             (tch::Kind::Float, tch::Device::Cpu),
         );
-        let out = self.model.forward(&zeros).map_err(|e| {
+        let out = model.forward(&zeros).map_err(|e| {
             Error::MetadataMismatch(format!(
                 "the network does not accept a 1×3×{}×{} input as the metadata says: {e}",
                 spec.height, spec.width

@@ -332,8 +332,7 @@ impl Classifier {
         }
         let prepared = self.prepare_batch(images.iter().copied());
         let prepared = prepared.into_iter().collect::<Result<Vec<_>>>()?;
-        let outputs = self.run(&prepared)?;
-        let predictions = self.predictions(&outputs)?;
+        let (outputs, predictions) = self.answer(&prepared)?;
         let all_maps = outputs
             .class_maps
             .as_ref()

@@ -55,8 +55,8 @@ pub use explain::{ClassMap, Explanation, Heatmap};
 pub use input::ImageInput;
 pub use model::{
     find_shipped_model, shipped_model_candidates, Agreement, Calibration, ClassMaps,
-    DermoscopyGate, GateScore, ModelMetadata, PrecisionWeights, WeightsFormat, WeightsRef,
-    SHIPPED_MODEL,
+    DermoscopyGate, GateScore, Margins, ModelMetadata, PrecisionWeights, Recheck, WeightsFormat,
+    WeightsRef, SHIPPED_MODEL,
 };
 pub use precision::{
     cpu_has_bf16, Precision, AUTO_BALANCED_ACCURACY_DIFFERENCE, AUTO_SAME_ANSWER, AUTO_SAME_GATE,

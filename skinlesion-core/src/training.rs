@@ -68,4 +68,10 @@ impl Classifier {
     pub fn predictions_from_outputs(&self, outputs: &Outputs) -> Result<Vec<Prediction>> {
         self.predictions(outputs)
     }
+
+    /// One forward pass's outputs image by image: each row of logits, with the gate score
+    /// when the network returns one (what [`crate::Calibration::margins`] reads).
+    pub fn rows_from_outputs(&self, outputs: &Outputs) -> Result<Vec<(Vec<f32>, Option<f32>)>> {
+        self.rows(outputs)
+    }
 }

@@ -8,7 +8,9 @@
 
 use skinlesion_core::testing::{ham10000_sample, second_source_images, shipped_model};
 use skinlesion_core::training::AgreementTally;
-use skinlesion_core::{cpu_has_bf16, Agreement, Classifier, Device, ModelMetadata, Precision};
+use skinlesion_core::{
+    cpu_has_bf16, Agreement, Classifier, Device, ModelMetadata, Precision, Recheck,
+};
 
 fn classifier(precision: Precision) -> Classifier {
     Classifier::builder(shipped_model())
@@ -28,12 +30,42 @@ fn recorded() -> Agreement {
     bf16.agreement.clone().expect("with its agreement measured")
 }
 
+fn recorded_recheck() -> Recheck {
+    let metadata = ModelMetadata::read(shipped_model()).unwrap();
+    (metadata.other_precisions.iter())
+        .find_map(|o| o.recheck.clone())
+        .expect("the shipped bf16 network has recheck bands")
+}
+
+/// Up to `n` images of each measured set: HAM10000 `val` and `test`, the second source's `val`.
+fn sample_sets(n: usize) -> [(&'static str, Vec<skinlesion_core::testing::LabelledImage>); 3] {
+    [
+        ("HAM10000 val", ham10000_sample("val", n)),
+        ("HAM10000 test", ham10000_sample("test", n)),
+        (
+            "second-source val",
+            second_source_images()
+                .into_iter()
+                .filter(|i| i.split == "val")
+                .take(n)
+                .collect(),
+        ),
+    ]
+}
+
+fn sample_size(default: usize) -> usize {
+    std::env::var("SKINLESION_PRECISION_IMAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 #[test]
 fn auto_runs_bf16_only_where_native_and_close_enough() {
-    let expected = if cpu_has_bf16() && recorded().close_enough_for_auto() {
-        Precision::Bf16
-    } else {
-        Precision::Fp32
+    let expected = match cpu_has_bf16() {
+        true if recorded().close_enough_for_auto() => Precision::Bf16,
+        true if recorded_recheck().agreement.close_enough_for_auto() => Precision::Bf16Checked,
+        _ => Precision::Fp32,
     };
     assert_eq!(classifier(Precision::Auto).precision(), expected);
     assert_eq!(classifier(Precision::Bf16).precision(), Precision::Bf16);
@@ -45,23 +77,8 @@ fn bf16_answers_as_recorded_on_real_images() {
         eprintln!("skipped: this CPU has no native bfloat16 (AVX512-BF16)");
         return;
     }
-    let n = std::env::var("SKINLESION_PRECISION_IMAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(24);
     let (fp32, bf16) = (classifier(Precision::Fp32), classifier(Precision::Bf16));
-    let sets = [
-        ("HAM10000 val", ham10000_sample("val", n)),
-        ("HAM10000 test", ham10000_sample("test", n)),
-        (
-            "second-source val",
-            second_source_images()
-                .into_iter()
-                .filter(|i| i.split == "val")
-                .take(n)
-                .collect(),
-        ),
-    ];
+    let sets = sample_sets(sample_size(24));
     let recorded = recorded();
     let mut all = AgreementTally::new(fp32.classes());
     for (name, images) in sets {
@@ -111,4 +128,45 @@ fn bf16_explains_where_fp32_does() {
     let var = |v: &[f32], m: f32| v.iter().map(|x| (x - m) * (x - m)).sum::<f32>();
     let correlation = cov / (var(a, ma) * var(b, mb)).sqrt();
     assert!(correlation > 0.95, "heatmap correlation {correlation}");
+}
+
+/// bf16-checked answers each image with fp32's prediction exactly when bf16's answer lies
+/// within the recorded bands of a boundary, else with bf16's; and agrees with fp32 as recorded.
+#[test]
+fn bf16_checked_reruns_the_close_calls_in_fp32() {
+    if !cpu_has_bf16() {
+        eprintln!("skipped: this CPU has no native bfloat16 (AVX512-BF16)");
+        return;
+    }
+    let [fp32, bf16, checked] =
+        [Precision::Fp32, Precision::Bf16, Precision::Bf16Checked].map(classifier);
+    assert_eq!(checked.precision(), Precision::Bf16Checked);
+    let (recheck, calibration) = (recorded_recheck(), &fp32.metadata().calibration);
+    let mut tally = AgreementTally::new(fp32.classes());
+    let mut rechecked = 0;
+    for image in sample_sets(sample_size(40))
+        .into_iter()
+        .flat_map(|(_, images)| images)
+    {
+        // One image a pass: the same passes give the same numbers (a batch of another size
+        // may differ in the last bits), so equality is exact.
+        let prepared = [fp32.prepare(&image.path).unwrap()];
+        let rows = bf16
+            .rows_from_outputs(&bf16.forward(&prepared).unwrap())
+            .unwrap();
+        let [a, b, c] = [&fp32, &bf16, &checked].map(|m| m.classify_prepared(&prepared).unwrap());
+        let close = (calibration.margins(&rows[0].0, rows[0].1)).within(&recheck.bands);
+        rechecked += usize::from(close);
+        let expected = if close { &a[0] } else { &b[0] };
+        assert_eq!(&c[0], expected, "{}", image.path.display());
+        tally.add(Some(image.class), &a[0], &c[0]);
+    }
+    let measured = tally.agreement("sample");
+    eprintln!("{measured}\n{rechecked} rechecked");
+    assert!(rechecked > 0, "no image of the sample was a close call");
+    assert!(
+        measured.same_answer >= recheck.agreement.same_answer - 0.03,
+        "{measured:?} vs recorded {:?}",
+        recheck.agreement
+    );
 }

@@ -10,7 +10,7 @@ use skinlesion_core::testing::{
     ham10000_dir, ham10000_images, noise, second_source_images, LabelledImage,
 };
 use skinlesion_core::training::sha256_hex;
-use skinlesion_core::{Classifier, Device, LesionClass, Prediction, UnknownReason};
+use skinlesion_core::{Classifier, Device, LesionClass, Precision, Prediction, UnknownReason};
 
 use skinlesion_core::testing::shipped_model as manifest;
 
@@ -35,9 +35,11 @@ const RECORDED: &[(&str, &str, &str, f32, &str)] = &[
     ("ISIC_0026869", "UNK", "VASC", 0.733096, "not_dermoscopy"),
 ];
 
+/// The fp32 network, whose answers were recorded (`tests/precision.rs` holds bf16 to them).
 fn classifier() -> Classifier {
     Classifier::builder(manifest())
         .device(Device::Cpu)
+        .precision(Precision::Fp32)
         .build()
         .expect("the shipped model loads and verifies its checksum")
 }

@@ -406,8 +406,8 @@ skinlesion_status skinlesion_classifier_new(const char *model_path,
                                             skinlesion_classifier **out);
 
 /**
- * The arithmetic the classifier's network runs in, "fp32" or "bf16" (static; never freed);
- * NULL for a NULL handle.
+ * The arithmetic the classifier's network runs in, "fp32", "bf16" or "bf16-checked" (static;
+ * never freed); NULL for a NULL handle.
  *
  * # Safety
  * `classifier` must be NULL or a live handle.
@@ -599,8 +599,9 @@ skinlesion_status skinlesion_options_set_max_pixels(skinlesion_options *options,
                                                     uint64_t max_pixels);
 
 /**
- * Sets the arithmetic of the forward pass: "fp32", "bf16", or "auto" (bf16 where the CPU
- * computes it natively and the model's bf16 network agrees with fp32 closely enough; see
+ * Sets the arithmetic of the forward pass: "fp32", "bf16", "bf16-checked" (bf16, with the
+ * answers close to a decision boundary re-run in fp32), or "auto" (on a CPU that computes
+ * bfloat16 natively, whichever of bf16 and bf16-checked agrees with fp32 closely enough; see
  * `skinlesion_classifier_precision`). An unknown name is `SKINLESION_STATUS_CONFIG_ERROR`; a
  * model without a bf16 network is reported by `skinlesion_classifier_new`.
  *

@@ -73,8 +73,8 @@ pub unsafe extern "C" fn skinlesion_classifier_free(classifier: *mut skinlesion_
     }
 }
 
-/// The arithmetic the classifier's network runs in, "fp32" or "bf16" (static; never freed);
-/// NULL for a NULL handle.
+/// The arithmetic the classifier's network runs in, "fp32", "bf16" or "bf16-checked" (static;
+/// never freed); NULL for a NULL handle.
 ///
 /// # Safety
 /// `classifier` must be NULL or a live handle.
@@ -83,15 +83,14 @@ pub unsafe extern "C" fn skinlesion_classifier_precision(
     classifier: *const skinlesion_classifier,
 ) -> *const c_char {
     // The core's names, as static C strings made once.
-    static NAMES: OnceLock<[(Precision, CString); 2]> = OnceLock::new();
+    static NAMES: OnceLock<[(Precision, CString); Precision::ALL.len()]> = OnceLock::new();
     guard(std::ptr::null(), || {
         // SAFETY: forwarded from the caller.
         let Ok(classifier) = (unsafe { classifier_ref(classifier) }) else {
             return std::ptr::null();
         };
         let names = NAMES.get_or_init(|| {
-            [Precision::Fp32, Precision::Bf16]
-                .map(|p| (p, CString::new(p.to_string()).unwrap_or_default()))
+            Precision::ALL.map(|p| (p, CString::new(p.to_string()).unwrap_or_default()))
         });
         names
             .iter()

@@ -606,8 +606,9 @@ fn read_metadata(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Py<PyAny>
     json_to_py(py, &json)
 }
 
-/// The canonical name of a precision (`auto`, `fp32`, `bf16`); a ConfigError for another:
-/// bulk scoring checks its option with the core's own parser before any job starts.
+/// The canonical name of a precision (`auto`, `fp32`, `bf16`, `bf16-checked`); a ConfigError
+/// for another: bulk scoring checks its option with the core's own parser before any job
+/// starts.
 #[pyfunction]
 fn parse_precision(precision: &str) -> PyResult<String> {
     let precision: Precision = precision.parse().map_err(to_py_err)?;

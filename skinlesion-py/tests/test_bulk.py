@@ -217,7 +217,7 @@ def test_cli_prints_a_summary_and_fails_clearly(archive, tmp_path):
         (None, {"threads_per_worker": 1.5}, "threads_per_worker must be a positive int"),
         (None, {"device": "tpu"}, "device must be one of 'cpu', 'cuda', 'auto', not 'tpu'"),
         (None, {"device": "cuda"}, "the Ray cluster has no GPUs"),
-        (None, {"precision": "fp16"}, "unknown precision \"fp16\": use auto, fp32 or bf16"),
+        (None, {"precision": "fp16"}, "unknown precision \"fp16\": use auto, fp32, bf16 or bf16-checked"),
         (None, {"precision": 16}, "precision must be a str"),
         (None, {"extensions": ["png"]}, "with extensions ['png']"),
     ],

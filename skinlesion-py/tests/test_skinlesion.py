@@ -260,7 +260,7 @@ def test_classifier_properties(classifier):
     assert classifier.classes == skinlesion.LESION_CLASSES[:8]
     assert classifier.device == "cpu"
     assert classifier.threads >= 1
-    assert classifier.precision in ("fp32", "bf16")
+    assert classifier.precision in ("fp32", "bf16", "bf16-checked")
     assert f"precision={classifier.precision!r}" in repr(classifier)
     assert classifier.model_path == MODEL
     meta = classifier.metadata
@@ -272,7 +272,7 @@ def test_classifier_properties(classifier):
 def test_precision_is_chosen_and_checked(images):
     fp32 = skinlesion.Classifier(MODEL, device="cpu", precision="fp32")
     assert fp32.precision == "fp32"
-    with pytest.raises(skinlesion.ConfigError, match="auto, fp32 or bf16"):
+    with pytest.raises(skinlesion.ConfigError, match="auto, fp32, bf16 or bf16-checked"):
         skinlesion.Classifier(MODEL, device="cpu", precision="fp16")
     with pytest.raises(TypeError, match="precision must be a str"):
         skinlesion.Classifier(MODEL, device="cpu", precision=16)
@@ -280,6 +280,9 @@ def test_precision_is_chosen_and_checked(images):
         bf16 = skinlesion.Classifier(MODEL, device="cpu", precision="bf16")
         assert bf16.precision == "bf16"
         assert bf16.classify(images[0]).best_guess in [c.code for c in bf16.classes]
+        checked = skinlesion.Classifier(MODEL, device="cpu", precision="BF16-checked")
+        assert checked.precision == "bf16-checked" and "bf16-checked" in repr(checked)
+        assert checked.classify(images[0]).best_guess in [c.code for c in checked.classes]
     else:
         with pytest.raises(skinlesion.ConfigError, match="no bf16 network"):
             skinlesion.Classifier(MODEL, device="cpu", precision="bf16")

@@ -64,9 +64,10 @@ struct Config {
     /// Inference device: cpu, cuda, cuda:N or auto.
     #[arg(long, env = "SKINLESION_DEVICE", default_value = "auto")]
     device: Device,
-    /// Arithmetic: auto, fp32 or bf16. auto runs the model's bf16 network where this CPU
-    /// computes bfloat16 natively and the network's recorded agreement with fp32 meets the
-    /// library's bar; /ready and /metrics say which runs.
+    /// Arithmetic: auto, fp32, bf16 or bf16-checked (bf16, close calls re-run in fp32). auto
+    /// runs the model's bf16 network, checked or not, where this CPU computes bfloat16
+    /// natively and its recorded agreement with fp32 meets the library's bar; /ready and
+    /// /metrics say which runs.
     #[arg(long, env = "SKINLESION_PRECISION", default_value = "auto")]
     precision: Precision,
     /// Forward passes run at once, each on its own thread (default: one per available core on

@@ -24,7 +24,7 @@ pub struct RouteLabels {
 pub struct ModelLabels {
     pub name: String,
     pub version: String,
-    /// The arithmetic it runs in (`fp32` or `bf16`).
+    /// The arithmetic it runs in (`fp32`, `bf16` or `bf16-checked`).
     pub precision: String,
     pub device: String,
 }

@@ -106,7 +106,7 @@ pub struct Ready<'a> {
     pub model: &'a str,
     pub version: &'a str,
     pub classes: &'a [LesionClass],
-    /// The arithmetic the network runs in: `fp32` or `bf16`.
+    /// The arithmetic the network runs in: `fp32`, `bf16` or `bf16-checked`.
     pub precision: Precision,
     /// How to read a prediction's `ood_score` (null: the model has no gate).
     pub dermoscopy_gate: Option<&'a DermoscopyGate>,

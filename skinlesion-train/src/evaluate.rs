@@ -60,7 +60,8 @@ pub struct EvalConfig {
 #[derive(Debug, Serialize)]
 pub struct Metrics {
     pub model: String,
-    /// The network scored: fp32 or bf16 (see the manifest's `other_precisions`).
+    /// The arithmetic scored: fp32, bf16 or bf16-checked (see the manifest's
+    /// `other_precisions`).
     pub precision: Precision,
     /// Its weights' checksum.
     pub model_sha256: String,

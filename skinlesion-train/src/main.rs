@@ -62,8 +62,8 @@ struct EvaluateArgs {
     /// Images per forward pass. Default: the device's fastest (1 on a CPU, 64 on a GPU).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: Option<u32>,
-    /// auto, fp32 or bf16: the network to score (auto: what a server here runs; metrics.json
-    /// says which ran).
+    /// auto, fp32, bf16 or bf16-checked: the arithmetic to score (auto: what a server here
+    /// runs; metrics.json says which ran).
     #[arg(long, default_value = "auto")]
     precision: Precision,
 }
@@ -82,8 +82,8 @@ struct ClassifyArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     device: Device,
-    /// auto, fp32 or bf16 (auto: bf16 where this CPU computes it natively and the model
-    /// offers it).
+    /// auto, fp32, bf16 or bf16-checked (auto: bf16, checked or not, where this CPU computes
+    /// it natively and the model's recorded agreement meets the library's bar).
     #[arg(long, default_value = "auto")]
     precision: Precision,
     /// Images per forward pass. Default: the device's fastest (1 on a CPU, 64 on a GPU).

@@ -58,8 +58,21 @@ fn a_second_network_is_measured_recorded_and_loaded() {
         labels: vec![val_csv(dir.path(), 3)],
         images: vec![skinlesion_core::testing::ham10000_dir().join("images")],
         split: "val".into(),
+        recheck_quantile: 0.9,
+        keep_recheck: true,
         dry_run: true,
     };
+    // No bands recorded yet to keep.
+    let err = add_precision(&config).unwrap_err();
+    assert!(
+        err.to_string().contains("records no recheck bands"),
+        "{err}"
+    );
+    config.keep_recheck = false;
+    config.recheck_quantile = 0.0;
+    let err = add_precision(&config).unwrap_err();
+    assert!(err.to_string().contains("--recheck-quantile"), "{err}");
+    config.recheck_quantile = 0.9;
     let measured = add_precision(&config).unwrap();
     assert_eq!(measured.count, 12);
     assert_eq!((measured.same_answer, measured.same_gate), (1.0, 1.0));
@@ -80,6 +93,29 @@ fn a_second_network_is_measured_recorded_and_loaded() {
     assert!(!dir.path().join("m.add-precision.json").exists());
     let bf16 = load_bf16(&model).unwrap();
     assert_eq!(bf16.precision(), Precision::Bf16);
+    // The same network twice moves no margin: zero bands, nothing rechecked, the same answers.
+    let recheck = entry.recheck.as_ref().expect("recheck bands recorded");
+    let b = recheck.bands;
+    assert_eq!(
+        (b.answer, b.confidence, b.gate, recheck.quantile),
+        (0.0, 0.0, 0.0, 0.9)
+    );
+    assert_eq!(
+        (recheck.rechecked, recheck.agreement.same_answer),
+        (0.0, 1.0)
+    );
+    let checked = Classifier::builder(&model)
+        .device(Device::Cpu)
+        .precision(Precision::Bf16Checked)
+        .build()
+        .unwrap();
+    assert_eq!(checked.precision(), Precision::Bf16Checked);
+    // Kept bands are measured again, not refitted.
+    config.keep_recheck = true;
+    config.dry_run = true;
+    assert_eq!(add_precision(&config).unwrap(), recorded);
+    config.keep_recheck = false;
+    config.dry_run = false;
 
     // A changed network no longer matches the recorded checksum.
     std::fs::write(&network, b"not the network").unwrap();

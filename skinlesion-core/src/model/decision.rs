@@ -31,15 +31,20 @@ impl Calibration {
     /// The index of the answer for one row of logits (the first on ties): the most probable
     /// class, or for a format-1 calibration with a `decision_bias` the largest `logit + bias`.
     pub fn decision(&self, logits: &[f32]) -> usize {
-        let scores: Vec<f64> = match self.decision_bias.is_empty() {
+        argmax(self.decision_scores(logits))
+    }
+
+    /// The scores [`Calibration::decision`] compares: scaled logits plus the log prior, or
+    /// for a format-1 calibration with a `decision_bias`, `logit + bias`.
+    pub(crate) fn decision_scores(&self, logits: &[f32]) -> Vec<f64> {
+        match self.decision_bias.is_empty() {
             true => self.scaled(logits),
             false => logits
                 .iter()
                 .zip(&self.decision_bias)
                 .map(|(&l, &b)| f64::from(l + b))
                 .collect(),
-        };
-        argmax(scores)
+        }
     }
 
     /// The calibrated probability of the answer for one row of logits (what a prediction

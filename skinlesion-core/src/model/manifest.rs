@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::Margins;
 use crate::error::{Error, Result};
 use crate::precision::Precision;
 use crate::preprocess::InputSpec;
@@ -179,6 +180,26 @@ pub struct PrecisionWeights {
     /// measured (`skinlesion-train add-precision` measures, then records it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agreement: Option<Agreement>,
+    /// The fp32 recheck of this network's close calls ([`Precision::Bf16Checked`]); `None`
+    /// until `skinlesion-train add-precision` fits it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recheck: Option<Recheck>,
+}
+
+/// Which answers of a bf16 network are re-run in fp32, and what that gives: an image is
+/// rechecked when any of its [`Margins`] is at most the band's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recheck {
+    /// Each band is this quantile of how far bf16 moved that margin's quantity on the
+    /// measuring images.
+    pub quantile: f64,
+    /// The bands.
+    pub bands: Margins,
+    /// Share of the measuring images rechecked.
+    pub rechecked: f64,
+    /// The checked answers against fp32's on the same images.
+    pub agreement: Agreement,
 }
 
 /// How often a network in another precision gives the fp32 network's answers, on the same
@@ -266,7 +287,7 @@ impl ModelMetadata {
             _ => self
                 .other_precisions
                 .iter()
-                .find(|o| o.precision == precision)
+                .find(|o| o.precision == precision.network())
                 .map(|o| &o.weights),
         }
     }
@@ -364,6 +385,19 @@ impl ModelMetadata {
                 ));
             }
             other.weights.validate()?;
+            if let Some(recheck) = &other.recheck {
+                let b = &recheck.bands;
+                let bands_ok = [b.answer, b.confidence, b.gate]
+                    .iter()
+                    .all(|x| x.is_finite() && *x >= 0.0);
+                if !(bands_ok && recheck.quantile > 0.0 && recheck.quantile <= 1.0) {
+                    return fail(format!(
+                        "the bf16 recheck needs finite bands of 0 or more and a quantile in \
+                         (0, 1], not {:?} at {}",
+                        recheck.bands, recheck.quantile
+                    ));
+                }
+            }
         }
         self.input.validate()
     }

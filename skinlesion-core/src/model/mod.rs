@@ -16,7 +16,8 @@
 //! touches only this file.
 //!
 //! [`manifest`] is what the JSON says and how it is checked; [`decision`] is the whole rule
-//! from logits to an answer (probabilities, the one argmax, the gate, Unknown); [`torchscript`]
+//! from logits to an answer (probabilities, the one argmax, the gate, Unknown); [`recheck`] how
+//! close an answer came to another (for bf16's fp32 recheck); [`torchscript`]
 //! is the network itself, its output columns and how training writes an artifact.
 
 #[cfg(feature = "training")]
@@ -25,14 +26,16 @@ mod agreement;
 mod artifact;
 mod decision;
 mod manifest;
+mod recheck;
 mod shipped;
 mod torchscript;
 
 pub(crate) use decision::most_probable;
 pub use manifest::{
     read_metadata, Agreement, Calibration, ClassMaps, DermoscopyGate, GateScore, ModelMetadata,
-    ModelPaths, PrecisionWeights, WeightsFormat, WeightsRef,
+    ModelPaths, PrecisionWeights, Recheck, WeightsFormat, WeightsRef,
 };
+pub use recheck::Margins;
 pub use shipped::{find_shipped_model, shipped_model_candidates, SHIPPED_MODEL};
 pub use torchscript::{Model, OutputLayout, Outputs};
 #[cfg(feature = "training")]

@@ -17,10 +17,12 @@ pub fn real_images(n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
-/// A classifier on the CPU with one thread (answers do not depend on the machine).
+/// A classifier on the CPU with one thread in fp32 (answers do not depend on the machine:
+/// `auto` runs bf16 where the CPU has it; `tests/precision.rs` tests that).
 pub fn cpu(manifest: &std::path::Path) -> skinlesion_core::Classifier {
     skinlesion_core::Classifier::builder(manifest)
         .device(skinlesion_core::Device::Cpu)
+        .precision(skinlesion_core::Precision::Fp32)
         .threads(1)
         .build()
         .unwrap()

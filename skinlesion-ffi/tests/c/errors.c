@@ -141,7 +141,7 @@ int main(int argc, char **argv) {
   EXPECT_STATUS(skinlesion_options_set_precision(NULL, "fp32"), SKINLESION_STATUS_NULL_ARGUMENT);
   EXPECT_STATUS(skinlesion_options_set_precision(options, NULL), SKINLESION_STATUS_NULL_ARGUMENT);
   EXPECT_STATUS(skinlesion_options_set_precision(options, "fp16"), SKINLESION_STATUS_CONFIG_ERROR);
-  CHECK(strstr(skinlesion_last_error_message(), "auto, fp32 or bf16") != NULL);
+  CHECK(strstr(skinlesion_last_error_message(), "auto, fp32, bf16 or bf16-checked") != NULL);
 
   /* Loading. */
   skinlesion_classifier *classifier = NULL;
@@ -156,6 +156,9 @@ int main(int argc, char **argv) {
   CHECK(classifier == NULL);
   /* The test model has no bf16 network: asked for, it is a configuration error. */
   EXPECT_STATUS(skinlesion_options_set_precision(options, "bf16"), SKINLESION_STATUS_OK);
+  EXPECT_STATUS(skinlesion_classifier_new(model, options, &classifier), SKINLESION_STATUS_CONFIG_ERROR);
+  CHECK(strstr(skinlesion_last_error_message(), "no bf16 network") != NULL);
+  EXPECT_STATUS(skinlesion_options_set_precision(options, "bf16-checked"), SKINLESION_STATUS_OK);
   EXPECT_STATUS(skinlesion_classifier_new(model, options, &classifier), SKINLESION_STATUS_CONFIG_ERROR);
   CHECK(strstr(skinlesion_last_error_message(), "no bf16 network") != NULL);
   EXPECT_STATUS(skinlesion_options_set_precision(options, "auto"), SKINLESION_STATUS_OK);

@@ -170,10 +170,12 @@ class Classifier:
         model: Path to a model manifest (``.json``) or its weights (``.pt``); ``None`` for the
             model shipped with this package.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        precision: ``"auto"``, ``"fp32"`` or ``"bf16"``. ``"auto"`` runs the model's bf16
-            network where this CPU computes bfloat16 natively and the network's recorded
-            agreement with fp32 meets the library's bar; ``"bf16"`` runs it wherever the model
-            has one (slow where bfloat16 is emulated). The ``precision`` property says which runs.
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"bf16-checked"`` (bf16, with the
+            answers close to a decision boundary re-run in fp32). ``"auto"`` runs the model's
+            bf16 network, checked or not, where this CPU computes bfloat16 natively and its
+            recorded agreement with fp32 meets the library's bar; ``"bf16"`` runs it wherever
+            the model has one (slow where bfloat16 is emulated). The ``precision`` property
+            says which runs.
         threads: CPU threads for inference and decoding; ``None`` for all available cores.
         max_pixels: Largest image accepted, in pixels (refused from the header, before decoding).
         max_bytes: Largest encoded image accepted, in bytes.
@@ -285,7 +287,7 @@ class Classifier:
 
     @property
     def precision(self) -> str:
-        """The arithmetic the network runs in: ``"fp32"`` or ``"bf16"``."""
+        """The arithmetic the network runs in: ``"fp32"``, ``"bf16"`` or ``"bf16-checked"``."""
         return self._native.precision
 
     @property

@@ -51,8 +51,8 @@ def _parser() -> argparse.ArgumentParser:
                    "(default: 1 on CPU, 64 on GPU)")
     p.add_argument("--concurrency", type=int, default=None, help="workers (default: fill the cluster)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (cpu)")
-    p.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (auto: bf16 where the "
-                   "CPU has it natively and the model's bf16 network agrees with fp32)")
+    p.add_argument("--precision", default="auto", help="auto, fp32, bf16 or bf16-checked (auto: "
+                   "bf16, checked or not, where the CPU has it natively and its answers agree with fp32)")
     p.add_argument("--threads-per-worker", type=int, default=None, help="CPU threads per worker")
     p.add_argument("--extensions", nargs="+", default=None, help="only files with these extensions")
     p.add_argument("--no-resume", action="store_true", help="refuse an output that already has results")

@@ -87,7 +87,7 @@ class Options:
         except ConfigError as e:
             raise ValueError(str(e)) from None
         if precision is None:
-            raise ValueError("precision must be a str: auto, fp32 or bf16")
+            raise ValueError("precision must be a str: auto, fp32, bf16 or bf16-checked")
         model = os.fspath(DEFAULT_MODEL if model is None else model)
         meta = read_metadata(model)  # the manifest alone: no network is loaded here
         return Options(model, (meta["name"], meta["version"]), batch_size, concurrency, device,
