@@ -97,7 +97,7 @@ def read_metadata(path: Union[str, "PathLike[str]"]) -> Dict[str, Any]:
     ...
 
 def parse_precision(precision: str) -> str:
-    """The canonical name of ``auto``, ``fp32`` or ``bf16``; ConfigError for another."""
+    """The canonical name of ``auto``, ``fp32``, ``bf16`` or ``bf16-checked``; ConfigError for another."""
 def preferred_batch_size(device: str) -> int:
     """Images per forward pass that classify fastest per image on ``device`` (1 on a CPU)."""
 
