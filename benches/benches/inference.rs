@@ -205,18 +205,26 @@ fn large_jpeg_decoding(c: &mut Criterion) {
     group.finish();
 }
 
+/// The benchmarked model on one thread in `precision`; `None` (and a line saying so) when
+/// the model does not offer it.
+fn in_precision(group: &str, precision: Precision) -> Option<Classifier> {
+    let built = Classifier::builder(shipped_model())
+        .device(Device::Cpu)
+        .threads(1)
+        .precision(precision)
+        .build();
+    if let Err(e) = &built {
+        eprintln!("{group}/{precision}: skipped: {e}");
+    }
+    built.ok()
+}
+
 fn precision(c: &mut Criterion) {
     let bytes = real_jpeg();
     let mut group = c.benchmark_group("precision");
     group.throughput(Throughput::Elements(1));
     for precision in [Precision::Fp32, Precision::Bf16] {
-        let Ok(classifier) = Classifier::builder(shipped_model())
-            .device(Device::Cpu)
-            .threads(1)
-            .precision(precision)
-            .build()
-        else {
-            eprintln!("precision/{precision}: the model has no {precision} network");
+        let Some(classifier) = in_precision("precision", precision) else {
             continue;
         };
         let prepared = [classifier.prepare(&bytes).unwrap()];
@@ -244,13 +252,7 @@ fn precision_mix(c: &mut Criterion) {
     group.throughput(Throughput::Elements(images.len() as u64));
     group.sample_size(10);
     for precision in [Precision::Fp32, Precision::Bf16, Precision::Bf16Checked] {
-        let Ok(classifier) = Classifier::builder(shipped_model())
-            .device(Device::Cpu)
-            .threads(1)
-            .precision(precision)
-            .build()
-        else {
-            eprintln!("precision_mix/{precision}: the model does not offer it");
+        let Some(classifier) = in_precision("precision_mix", precision) else {
             continue;
         };
         group.bench_function(format!("classify_48_images_{precision}"), |b| {

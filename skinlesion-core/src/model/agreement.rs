@@ -77,20 +77,7 @@ impl AgreementTally {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Calibration, DermoscopyGate, GateScore};
-
-    fn calibration() -> Calibration {
-        Calibration {
-            temperature: 1.0,
-            unknown_threshold: 0.5,
-            log_prior: Vec::new(),
-            decision_bias: Vec::new(),
-            dermoscopy_gate: Some(DermoscopyGate {
-                score: GateScore::DermoscopyHead,
-                threshold: 0.0,
-            }),
-        }
-    }
+    use crate::model::test_calibration as calibration;
 
     #[test]
     fn counts_answers_gates_differences_and_recall() {

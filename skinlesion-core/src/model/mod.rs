@@ -31,6 +31,21 @@ mod shipped;
 mod torchscript;
 
 pub(crate) use decision::most_probable;
+
+/// A calibration for unit tests: temperature 1, Unknown below 0.5, a head gate at 0.
+#[cfg(test)]
+pub(crate) fn test_calibration() -> Calibration {
+    Calibration {
+        temperature: 1.0,
+        unknown_threshold: 0.5,
+        log_prior: Vec::new(),
+        decision_bias: Vec::new(),
+        dermoscopy_gate: Some(DermoscopyGate {
+            score: GateScore::DermoscopyHead,
+            threshold: 0.0,
+        }),
+    }
+}
 pub use manifest::{
     read_metadata, Agreement, Calibration, ClassMaps, DermoscopyGate, GateScore, ModelMetadata,
     ModelPaths, PrecisionWeights, Recheck, WeightsFormat, WeightsRef,

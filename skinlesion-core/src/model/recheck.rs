@@ -116,20 +116,7 @@ impl Calibration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DermoscopyGate, GateScore};
-
-    fn calibration() -> Calibration {
-        Calibration {
-            temperature: 1.0,
-            unknown_threshold: 0.5,
-            log_prior: Vec::new(),
-            decision_bias: Vec::new(),
-            dermoscopy_gate: Some(DermoscopyGate {
-                score: GateScore::DermoscopyHead,
-                threshold: 0.0,
-            }),
-        }
-    }
+    use crate::model::test_calibration as calibration;
 
     #[test]
     fn margins_measure_the_distance_to_each_boundary() {
