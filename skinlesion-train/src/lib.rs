@@ -19,3 +19,12 @@ pub mod nets;
 pub mod plots;
 pub mod progress;
 pub mod train;
+
+/// libtorch's random generator is one for the process, and unit tests run on several threads:
+/// a test that seeds it and checks what it draws, or that draws at all (building a network
+/// initialises weights), takes its turn here, or another test's draws land in between.
+#[cfg(test)]
+pub(crate) fn generator_turn() -> std::sync::MutexGuard<'static, ()> {
+    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    GENERATOR.lock().unwrap_or_else(|e| e.into_inner())
+}

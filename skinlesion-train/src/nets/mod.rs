@@ -403,6 +403,7 @@ mod tests {
 
     #[test]
     fn every_architecture_parses_builds_and_answers_per_class() {
+        let _turn = crate::generator_turn();
         use clap::ValueEnum;
         assert_eq!(Architecture::value_variants(), Architecture::ALL);
         for arch in Architecture::ALL {
@@ -421,6 +422,7 @@ mod tests {
 
     #[test]
     fn mirror_averaging_is_the_mean_of_both_views_for_any_batch() {
+        let _turn = crate::generator_turn();
         let vs = nn::VarStore::new(Device::Cpu);
         let averaged = MirrorAveraged(Architecture::ResNetLite.build(&vs.root(), shape(128)));
         let x = Tensor::rand([3, 3, 128, 128], (Kind::Float, Device::Cpu));
@@ -437,6 +439,7 @@ mod tests {
 
     #[test]
     fn the_deep_variant_adds_blocks_to_the_low_resolution_stages() {
+        let _turn = crate::generator_turn();
         let (lite, _) = parameters(Architecture::ResNetLite);
         let (deep, _) = parameters(Architecture::ResNetLiteDeep);
         // One more 112- and one more 192-channel block: two 3×3 convolutions and BN each.

@@ -155,12 +155,9 @@ mod tests {
     use skinlesion_core::ColourConstancy;
     use tch;
 
-    /// libtorch's generator is one per process: tests that seed it take turns.
-    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
     #[test]
     fn mixup_blends_each_image_with_one_partner() {
-        let _turn = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = crate::generator_turn();
         tch::manual_seed(3);
         let batch = Tensor::rand([6, 3, 8, 8], (Kind::Float, Device::Cpu));
         let (same, none) = mixup(batch.shallow_clone(), 0.0);
@@ -184,7 +181,7 @@ mod tests {
 
     #[test]
     fn augmentation_keeps_shape_and_range() {
-        let _turn = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = crate::generator_turn();
         let spec = Architecture::ResNetLite.input_spec(32, ColourConstancy::None);
         let to_rgb = |y: &Tensor| {
             y * Tensor::from_slice(&spec.std).view([1, 3, 1, 1])
@@ -209,6 +206,7 @@ mod tests {
 
     #[test]
     fn colour_casts_tint_grey_images_only_when_asked() {
+        let _turn = crate::generator_turn();
         let spec = Architecture::ResNetLite.input_spec(32, ColourConstancy::None);
         let grey_rgb = Tensor::full([8, 3, 32, 32], 0.5, (Kind::Float, Device::Cpu));
         let grey = (grey_rgb - Tensor::from_slice(&spec.mean).view([1, 3, 1, 1]))

@@ -280,6 +280,7 @@ mod tests {
 
     #[test]
     fn scores_are_squared_mahalanobis_distances_to_the_nearest_class() {
+        let _turn = crate::generator_turn();
         // Two classes in 2-D with a known within-class spread.
         let rows = [[-1.1f32, 0.0], [-0.9, 0.0], [-1.0, 0.2], [-1.0, -0.2]];
         let mut data: Vec<f32> = rows.iter().flatten().copied().collect();
@@ -300,6 +301,7 @@ mod tests {
 
     #[test]
     fn the_quantile_refuses_at_most_the_set_share_of_validation() {
+        let _turn = crate::generator_turn();
         let scores: Vec<f32> = (1..=100).map(|i| i as f32).collect();
         let threshold = val_quantile(&scores, VAL_REFUSED);
         assert_eq!(threshold, 95.0);
@@ -323,6 +325,7 @@ mod tests {
 
     #[test]
     fn the_head_separates_what_it_was_fitted_on_and_is_stationary() {
+        let _turn = crate::generator_turn();
         tch::manual_seed(3);
         let (x, other) = clouds();
         let head = LinearHead::fit(&x, &other).unwrap();
@@ -362,6 +365,7 @@ mod tests {
 
     #[test]
     fn the_head_converges_with_fewer_images_than_features() {
+        let _turn = crate::generator_turn();
         tch::manual_seed(5);
         // 24 images, 300 features: the two sides are separable, only the penalty bounds it.
         let x = Tensor::randn([24, 300], (Kind::Float, Device::Cpu));
@@ -373,6 +377,7 @@ mod tests {
 
     #[test]
     fn head_or_distance_refuses_when_either_rule_does() {
+        let _turn = crate::generator_turn();
         tch::manual_seed(4);
         let (x, other) = clouds();
         let dermoscopy: Vec<i64> = other.iter().map(|&o| i64::from(o)).collect();

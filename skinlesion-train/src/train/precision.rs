@@ -128,6 +128,7 @@ mod tests {
 
     #[test]
     fn convolutions_run_in_bf16_inside_the_guard_only() {
+        let _turn = crate::generator_turn();
         let x = Tensor::rand([1, 3, 8, 8], (Kind::Float, Device::Cpu));
         let w = Tensor::rand([4, 3, 3, 3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let conv = |x: &Tensor| x.conv2d::<&Tensor>(&w, None, [1, 1], [0, 0], [1, 1], 1);
@@ -151,6 +152,7 @@ mod tests {
 
     #[test]
     fn a_weight_changed_between_steps_is_cast_again() {
+        let _turn = crate::generator_turn();
         let x = Tensor::ones([1, 1, 1, 1], (Kind::Float, Device::Cpu));
         let w = Tensor::ones([1, 1, 1, 1], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let out = |w: &Tensor| {

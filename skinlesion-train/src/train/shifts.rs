@@ -282,6 +282,7 @@ mod tests {
 
     #[test]
     fn no_shift_at_probability_zero_and_the_same_shift_for_the_same_seed() {
+        let _turn = crate::generator_turn();
         let x = image();
         assert!(max_diff(&shift(&x, 0.0, 9), &x) < 1e-6);
         let a = shift(&x, 1.0, 9);
@@ -293,6 +294,7 @@ mod tests {
 
     #[test]
     fn each_shift_does_what_it_says() {
+        let _turn = crate::generator_turn();
         let rgb = image();
         // Field stop: corners black, centre kept.
         let round = field_stop(&rgb, 20.0);
