@@ -558,8 +558,10 @@ fn classify_writes_a_row_per_image_and_reports_failures() {
 #[test]
 fn training_and_serving_apply_one_calibration_to_real_logits() {
     let shipped = skinlesion_core::testing::shipped_model();
+    // fp32 on both sides: the refit artifact below carries the fp32 network only.
     let classifier = Classifier::builder(&shipped)
         .device(Device::Cpu)
+        .precision(Precision::Fp32)
         .build()
         .unwrap();
     let classes = classifier.classes().to_vec();
@@ -599,6 +601,7 @@ fn training_and_serving_apply_one_calibration_to_real_logits() {
     std::fs::write(dir.path().join("refit.json"), manifest.to_string()).unwrap();
     let refit = Classifier::builder(dir.path().join("refit.json"))
         .device(Device::Cpu)
+        .precision(Precision::Fp32)
         .build()
         .unwrap();
     let served = refit.predictions_from_outputs(&outputs).unwrap();

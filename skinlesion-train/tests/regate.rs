@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use skinlesion_core::testing::{ham10000_dir, ham10000_images, shipped_model};
-use skinlesion_core::{Classifier, Device, GateScore, UnknownReason};
+use skinlesion_core::{Classifier, Device, GateScore, Precision, UnknownReason};
 use skinlesion_train::train::regate::{regate, RegateConfig};
 
 fn repo() -> PathBuf {
@@ -81,9 +81,11 @@ fn regate_keeps_the_network_and_refits_the_gate_and_unknown_rule() {
         .unwrap()
         .contains("same network"));
 
+    // fp32 both: `auto` may run the shipped model's bf16 network, which regate does not carry.
     let cpu = |path: &Path| {
         Classifier::builder(path)
             .device(Device::Cpu)
+            .precision(Precision::Fp32)
             .build()
             .unwrap()
     };
