@@ -504,12 +504,15 @@ impl Classifier {
     /// whose answers were close calls get the fp32 network's predictions instead.
     pub(crate) fn answer(&self, images: &[PreparedImage]) -> Result<(Outputs, Vec<Prediction>)> {
         let outputs = self.run(images)?;
-        let mut predictions = self.predictions(&outputs)?;
+        let rows = self.rows(&outputs)?;
+        let (classes, calibration) = (&self.metadata.classes, &self.metadata.calibration);
+        let mut predictions = (rows.iter())
+            .map(|(row, score)| calibration.prediction(classes, row, *score))
+            .collect::<Result<Vec<_>>>()?;
         let Some(fallback) = &self.fallback else {
             return Ok((outputs, predictions));
         };
-        let calibration = &self.metadata.calibration;
-        let close: Vec<usize> = (self.rows(&outputs)?.iter().enumerate())
+        let close: Vec<usize> = (rows.iter().enumerate())
             .filter(|(_, (row, score))| calibration.margins(row, *score).within(&fallback.bands))
             .map(|(i, _)| i)
             .collect();
