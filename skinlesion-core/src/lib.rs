@@ -11,7 +11,7 @@
 //! ```no_run
 //! use skinlesion_core::Classifier;
 //!
-//! let classifier = Classifier::load("models/skinlesion-v4.3.json")?;
+//! let classifier = Classifier::load("models/skinlesion-v5.json")?;
 //! let prediction = classifier.classify("lesion.jpg")?;
 //! println!("{}", serde_json::to_string_pretty(&prediction).unwrap());
 //! # Ok::<(), skinlesion_core::Error>(())

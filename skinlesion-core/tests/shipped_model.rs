@@ -14,25 +14,25 @@ use skinlesion_core::{Classifier, Device, LesionClass, Precision, Prediction, Un
 
 use skinlesion_core::testing::shipped_model as manifest;
 
-/// SHA-256 of `models/skinlesion-v4.3.pt`, recorded when the model was shipped.
-const WEIGHTS_SHA256: &str = "0e3ba7c6aa1ff707bf5628a10969d8b6a5d00b2785779882b46041ecc2c35f53";
+/// SHA-256 of `models/skinlesion-v5.pt`, recorded when the model was shipped.
+const WEIGHTS_SHA256: &str = "a89c5a6764116b34c4a6b1e7d80fd25308afa1c69f0c3e4b65b830c1cee6c039";
 
 /// (image id, answer, best guess, confidence, Unknown reason), recorded with `skinlesion-train
 /// evaluate` (predictions.csv) when the model was shipped.
 const RECORDED: &[(&str, &str, &str, f32, &str)] = &[
-    ("ISIC_0024307", "NV", "NV", 0.516701, ""),
-    ("ISIC_0024312", "SCC", "SCC", 0.347251, ""),
-    ("ISIC_0024403", "MEL", "MEL", 0.408389, ""),
-    ("ISIC_0024418", "MEL", "MEL", 0.609801, ""),
-    ("ISIC_0024449", "MEL", "MEL", 0.892813, ""),
-    ("ISIC_0024948", "AK", "AK", 0.500304, ""),
-    ("ISIC_0025250", "VASC", "VASC", 0.965411, ""),
-    ("ISIC_0025302", "DF", "DF", 0.631234, ""),
-    // v4.2 abstained on these two (low confidence; not dermoscopy); v4.3 answers both.
-    ("ISIC_0024364", "NV", "NV", 0.303165, ""),
-    ("ISIC_0024378", "NV", "NV", 0.420740, ""),
-    ("ISIC_0024492", "UNK", "MEL", 0.236132, "low_confidence"),
-    ("ISIC_0026869", "UNK", "VASC", 0.733096, "not_dermoscopy"),
+    ("ISIC_0024307", "NV", "NV", 0.453077, ""),
+    ("ISIC_0024383", "BKL", "BKL", 0.739916, ""),
+    ("ISIC_0024403", "BCC", "BCC", 0.557922, ""),
+    ("ISIC_0024449", "MEL", "MEL", 0.898283, ""),
+    ("ISIC_0025250", "VASC", "VASC", 0.962818, ""),
+    ("ISIC_0025302", "DF", "DF", 0.296065, ""),
+    ("ISIC_0026212", "AK", "AK", 0.970331, ""),
+    ("ISIC_0026327", "SCC", "SCC", 0.768631, ""),
+    // A nevus called melanoma: the melanoma operating point's price (see the model card).
+    ("ISIC_0024363", "MEL", "MEL", 0.302351, ""),
+    ("ISIC_0024521", "UNK", "NV", 0.215716, "low_confidence"),
+    ("ISIC_0024523", "UNK", "NV", 0.233436, "low_confidence"),
+    ("ISIC_0028750", "UNK", "BKL", 0.441012, "not_dermoscopy"),
 ];
 
 /// The fp32 network, whose answers were recorded (`tests/precision.rs` holds bf16 to them).
@@ -107,7 +107,7 @@ fn every_test_answer_is_the_top_probability_and_the_gate_accepts_test_dermoscopy
             refused += usize::from(p.unknown_reason() == Some(UnknownReason::NotDermoscopy));
         }
     }
-    // Measured when shipped: 5 of 1469 (0.3 %); the target is 2 % (see the model card).
+    // Measured when shipped: 2 of 1469 (0.1 %); the target is 2 % (see the model card).
     let share = refused as f64 / test.len() as f64;
     assert!(
         share <= 0.02,
@@ -139,7 +139,7 @@ fn gate_and_answers(classifier: &Classifier, paths: &[PathBuf]) -> (usize, usize
 
 /// Second-source `val` images the gate refused when the model was shipped (of 497; the
 /// target is at most 3 %, 14).
-const REFUSED_SECOND_SOURCE: usize = 6;
+const REFUSED_SECOND_SOURCE: usize = 1;
 
 /// Dermoscopy from other clinics and devices, never fitted on: the second source's `val`.
 #[test]
@@ -177,6 +177,13 @@ fn assert_refused(p: &Prediction, what: &str) {
     assert!(p.is_unknown() && !p.is_cancerous(), "{what}");
 }
 
+/// Photographs the shipped gate accepts, known when it was shipped (see the model card's "The
+/// dermoscopy gate"): v5 takes scikit-image's fundus photograph (`retina`: round, reddish,
+/// with vessels) for dermoscopy, as it does three crops of it in the OOD bench; v4.3 refused
+/// it. Any other photograph accepted, or this one refused, fails the test until the list and
+/// the card say so.
+const ACCEPTED_PHOTOGRAPHS: &[&str] = &["retina.jpg"];
+
 #[test]
 fn the_gate_refuses_photographs_that_are_not_dermoscopy() {
     let classifier = classifier();
@@ -188,9 +195,16 @@ fn the_gate_refuses_photographs_that_are_not_dermoscopy() {
         .collect();
     photos.sort();
     assert!(photos.len() >= 10, "{}", dir.display());
+    let mut accepted = Vec::new();
     for (photo, result) in photos.iter().zip(classifier.classify_batch(&photos)) {
-        assert_refused(&result.unwrap(), &photo.display().to_string());
+        let p = result.unwrap();
+        let name = photo.file_name().unwrap().to_string_lossy().into_owned();
+        match p.unknown_reason() {
+            Some(UnknownReason::NotDermoscopy) => assert_refused(&p, &name),
+            _ => accepted.push(name),
+        }
     }
+    assert_eq!(accepted, ACCEPTED_PHOTOGRAPHS);
 }
 
 #[test]
