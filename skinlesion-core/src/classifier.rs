@@ -505,15 +505,17 @@ impl Classifier {
     pub(crate) fn answer(&self, images: &[PreparedImage]) -> Result<(Outputs, Vec<Prediction>)> {
         let outputs = self.run(images)?;
         let rows = self.rows(&outputs)?;
-        let (classes, calibration) = (&self.metadata.classes, &self.metadata.calibration);
-        let mut predictions = (rows.iter())
-            .map(|(row, score)| calibration.prediction(classes, row, *score))
-            .collect::<Result<Vec<_>>>()?;
+        let mut predictions = self.predictions_of(&rows)?;
         let Some(fallback) = &self.fallback else {
             return Ok((outputs, predictions));
         };
         let close: Vec<usize> = (rows.iter().enumerate())
-            .filter(|(_, (row, score))| calibration.margins(row, *score).within(&fallback.bands))
+            .filter(|(_, (row, score))| {
+                self.metadata
+                    .calibration
+                    .margins(row, *score)
+                    .within(&fallback.bands)
+            })
             .map(|(i, _)| i)
             .collect();
         if close.is_empty() {
@@ -541,8 +543,13 @@ impl Classifier {
 
     /// Calibrated, gated predictions from one forward pass of this model.
     pub(crate) fn predictions(&self, outputs: &Outputs) -> Result<Vec<Prediction>> {
+        self.predictions_of(&self.rows(outputs)?)
+    }
+
+    /// Calibrated, gated predictions of rows that [`Self::rows`] read.
+    fn predictions_of(&self, rows: &[(Vec<f32>, Option<f32>)]) -> Result<Vec<Prediction>> {
         let (classes, calibration) = (&self.metadata.classes, &self.metadata.calibration);
-        (self.rows(outputs)?.iter())
+        (rows.iter())
             .map(|(row, score)| calibration.prediction(classes, row, *score))
             .collect()
     }
