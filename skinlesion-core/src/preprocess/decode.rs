@@ -3,8 +3,9 @@
 use std::io::Cursor;
 
 use image::metadata::Orientation;
-use image::{DynamicImage, GrayImage, ImageDecoder, ImageError, ImageReader, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageError, ImageReader};
 
+use super::jpeg_reduced::decode_reduced;
 use crate::dicom::{self, DicomInfo};
 use crate::error::{Error, Result};
 
@@ -128,10 +129,9 @@ fn decode(bytes: &[u8], limits: &DecodeLimits, cover: Option<(u32, u32)>) -> Res
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let scaled = cover.filter(|_| jpeg).and_then(|cover| {
         let cover = upright_to_stored(orientation, cover);
-        // A second decoder meets untrusted bytes here: should it panic, the full decode (the
-        // one that is fuzzed and reports typed errors) answers instead.
-        let attempt = || jpeg_scaled(bytes, (width, height), cover);
-        std::panic::catch_unwind(attempt).ok().flatten()
+        // A second decoder meets untrusted bytes here: should it fail, the full decode (the
+        // one that reports typed errors) answers instead.
+        jpeg_scaled(bytes, (width, height), cover)
     });
     let mut image = match scaled {
         Some(image) => image,
@@ -155,35 +155,16 @@ fn upright_to_stored(orientation: Orientation, (width, height): (u32, u32)) -> (
 
 /// A JPEG of `stored` size decoded at the smallest DCT scale whose result covers `cover`
 /// (both in the stored axes) with [`SCALED_MARGIN`] to spare. `None` when no scale below 1
-/// would, when the data is not 8-bit grey or RGB (CMYK, 16-bit), or when this decoder fails
-/// where the full one might not: the caller then decodes in full.
+/// would, when the data is not 8-bit grey or colour (CMYK, 12-bit), or when libjpeg finds
+/// anything wrong with it: the caller then decodes in full.
 fn jpeg_scaled(bytes: &[u8], stored: (u32, u32), cover: (u32, u32)) -> Option<DynamicImage> {
     let scaled = |side: u32, eighths: u32| side.saturating_mul(eighths).div_ceil(8);
     let needed = |side: u32| side.saturating_mul(SCALED_MARGIN);
-    let eighths = [1, 2, 4].into_iter().find(|&e| {
+    let eighths = [1u8, 2, 4].into_iter().find(|&e| {
+        let e = u32::from(e);
         scaled(stored.0, e) >= needed(cover.0) && scaled(stored.1, e) >= needed(cover.1)
     })?;
-    let mut decoder = jpeg_decoder::Decoder::new(bytes);
-    decoder.read_info().ok()?;
-    // The decoder picks the smallest scale that reaches the request on either axis: asking
-    // for exactly the chosen scale's size gets that scale.
-    let side = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
-    let request = (
-        side(scaled(stored.0, eighths)),
-        side(scaled(stored.1, eighths)),
-    );
-    let (width, height) = decoder.scale(request.0, request.1).ok()?;
-    let pixels = decoder.decode().ok()?;
-    let (width, height) = (u32::from(width), u32::from(height));
-    match decoder.info()?.pixel_format {
-        jpeg_decoder::PixelFormat::L8 => {
-            GrayImage::from_raw(width, height, pixels).map(DynamicImage::ImageLuma8)
-        }
-        jpeg_decoder::PixelFormat::RGB24 => {
-            RgbImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgb8)
-        }
-        _ => None,
-    }
+    decode_reduced(bytes, eighths)
 }
 
 /// How many times the network's input a reduced-scale decode keeps on each side, so that the

@@ -1,13 +1,17 @@
 //! Image decoding and preprocessing: the one path from an image to the network's input tensor,
 //! shared by inference and training so the two cannot drift apart.
 //!
-//! [`decode`] turns untrusted bytes into an upright image within [`DecodeLimits`]; [`pixels`]
-//! takes raw buffers from callers that decoded already; [`transform`] is the one resize,
-//! colour-constancy and normalisation step; [`parallel`] prepares a batch on scoped threads.
+//! [`decode`] turns untrusted bytes into an upright image within [`DecodeLimits`] (a large
+//! JPEG at a reduced scale through [`jpeg_reduced`]); [`pixels`]
+//! takes raw buffers from callers that decoded already; [`transform`] is the one resize
+//! ([`resample`]'s arithmetic), colour-constancy and normalisation step; [`parallel`] prepares
+//! a batch on scoped threads.
 
 mod decode;
+mod jpeg_reduced;
 mod parallel;
 mod pixels;
+mod resample;
 mod transform;
 
 pub(crate) use decode::decode_with_header;

@@ -1,10 +1,11 @@
 //! An image to the network's input tensor: resize, colour constancy, normalise.
 
-use image::imageops::{self, FilterType};
+use image::imageops;
 use image::{DynamicImage, RgbImage};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use super::resample::resize_region;
 #[cfg(feature = "training")]
 use super::{decode_image, DecodeLimits};
 use crate::error::{Error, Result};
@@ -129,19 +130,24 @@ impl InputSpec {
 /// scaled to 8 bits. Resampling is bilinear with antialiasing (support widened by the
 /// downscale factor), as PIL's `Image.resize(..., BILINEAR)` does.
 pub fn resize_rgb(image: &DynamicImage, spec: &InputSpec) -> RgbImage {
-    let rgb = image.to_rgb8();
-    let (w, h) = rgb.dimensions();
-    let rgb = match spec.resize {
-        ResizePolicy::Stretch => rgb,
-        ResizePolicy::CenterCrop => {
-            let (cx, cy, cw, ch) = center_crop_box(w, h, spec.width, spec.height);
-            imageops::crop_imm(&rgb, cx, cy, cw, ch).to_image()
+    let converted;
+    let rgb = match image {
+        DynamicImage::ImageRgb8(rgb) => rgb,
+        other => {
+            converted = other.to_rgb8();
+            &converted
         }
     };
-    if rgb.dimensions() == (spec.width, spec.height) {
-        return rgb;
+    let (w, h) = rgb.dimensions();
+    let region = match spec.resize {
+        ResizePolicy::Stretch => (0, 0, w, h),
+        ResizePolicy::CenterCrop => center_crop_box(w, h, spec.width, spec.height),
+    };
+    let (x, y, cw, ch) = region;
+    if (cw, ch) == (spec.width, spec.height) {
+        return imageops::crop_imm(rgb, x, y, cw, ch).to_image();
     }
-    imageops::resize(&rgb, spec.width, spec.height, FilterType::Triangle)
+    resize_region(rgb, region, spec.width, spec.height)
 }
 
 /// The largest centred box of the target aspect ratio: (x, y, width, height).
