@@ -63,6 +63,12 @@ def main():
         image = Image.open(path).convert("RGB")
         small = image.resize((40, 30))
         write("classify_bytes", f"{i}.jpg", jpeg)
+        if i % 4 == 0:
+            # Large enough (for the fuzz model's 64-pixel input) to be decoded at a reduced
+            # scale by libjpeg-turbo; under the target's 64 KB input limit.
+            buffer = io.BytesIO()
+            image.resize((1024, 768)).save(buffer, "JPEG", quality=75)
+            write("classify_bytes", f"{i}-large.jpg", buffer.getvalue())
         for fmt in ("PNG", "BMP", "TIFF", "WEBP", "GIF"):
             buffer = io.BytesIO()
             small.save(buffer, fmt)

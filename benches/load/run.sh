@@ -17,10 +17,11 @@
 # and the hardware bound (hardware_bound.py). Prints Markdown tables and the targets,
 # writes target/load-bench/results.json and target/load-bench/load.png.
 #
-# Each runs in every precision of PRECISIONS (default "fp32 bf16"; bf16 where the shipped model
-# has a bf16 network): skinlesion-server with --precision, the torch peers on the artifact's bf16
-# network (TORCH_PRECISION), named NAME-bf16; the Keras original runs in fp32 only. The ceiling
-# and the hardware bound are measured per precision.
+# Each runs in every precision of PRECISIONS (default "fp32 bf16"; bf16 and bf16-checked where
+# the shipped model has a bf16 network): skinlesion-server with --precision, named NAME-PRECISION;
+# the torch peers on the artifact's bf16 network (TORCH_PRECISION) for bf16 and bf16-checked
+# alike (their best: no fp32 re-runs), named NAME-bf16 and run once; the Keras original runs in
+# fp32 only. The ceiling and the hardware bound are measured per precision.
 #
 # Environment: DURATION (s per run, default 20), REPEATS (runs per level; medians are reported,
 # default 3), LEVELS (default "1 4 16 64"), IMAGES (distinct images, default 64), SERVERS
@@ -103,15 +104,17 @@ labels=
 for precision in $precisions; do
   for name in $servers; do
     [ "$precision" = fp32 ] || [ "$name" != keras-original ] || continue
-    label=$name; [ "$precision" = fp32 ] || label=$name-$precision
+    served=$precision; [ "$name" = skinlesion ] || served=${precision%-checked}
+    label=$name; [ "$served" = fp32 ] || label=$name-$served
+    case " $labels " in *" $label "*) continue ;; esac
     labels="$labels $label"
     port=$((port + 1))
     case $name in
       skinlesion) exec target/release/skinlesion-server --model "$shipped" --port $port --precision "$precision" ;;
       keras-original) exec "$keras_venv/bin/python" benches/load/keras_original.py $port ;;
-      flask-torch) TORCH_PRECISION=$precision exec "$py" benches/load/flask_reference.py "$shipped" $port ;;
-      fastapi-torch) TORCH_PRECISION=$precision exec "$py" benches/load/fastapi_reference.py "$shipped" $port ;;
-      litserve-torch) TORCH_PRECISION=$precision exec "$py" benches/load/litserve_reference.py "$shipped" $port ;;
+      flask-torch) TORCH_PRECISION=$served exec "$py" benches/load/flask_reference.py "$shipped" $port ;;
+      fastapi-torch) TORCH_PRECISION=$served exec "$py" benches/load/fastapi_reference.py "$shipped" $port ;;
+      litserve-torch) TORCH_PRECISION=$served exec "$py" benches/load/litserve_reference.py "$shipped" $port ;;
       *) echo "load bench: unknown server $name" >&2; exit 2 ;;
     esac >"$out/$label.log" 2>&1 &  # each branch execs: $! is the server itself
     pid=$!
@@ -147,6 +150,6 @@ one = [r for r in runs if r["threads"] == 1] or single
 best["single_1thread_ms_p50"] = statistics.median(r["single_ms_p50"] for r in one)
 (out / f"ceiling-{precision}.json").write_text(json.dumps(best))
 PY
-  "$py" benches/load/hardware_bound.py "$shipped" "$cores" 10 "$precision" > "$out/hardware-$precision.json"
+  "$py" benches/load/hardware_bound.py "$shipped" "$cores" 10 "${precision%-checked}" > "$out/hardware-$precision.json"
 done
 "$py" benches/load/report.py "$out" "$labels" "$levels" "$repeats" "$duration" "$precisions"

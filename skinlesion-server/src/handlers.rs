@@ -194,13 +194,15 @@ async fn decode_slot(state: &AppState) -> Result<tokio::sync::SemaphorePermit<'_
 
 /// Decodes and preprocesses on the blocking pool, then waits for the batcher's answer.
 async fn classify(state: &Arc<AppState>, file: Bytes) -> Result<Prediction, ApiError> {
+    let preparing = state.batcher.preparing();
     let slot = decode_slot(state).await?;
     let classifier = Arc::clone(&state.classifier);
     let prepared = tokio::task::spawn_blocking(move || classifier.prepare(&file[..]))
         .await
         .map_err(|_| ApiError::internal("image decoding failed internally"))??;
     drop(slot);
-    let answer = state.batcher.submit(prepared).map_err(|e| match e {
+    let answer = state.batcher.submit(prepared, preparing);
+    let answer = answer.map_err(|e| match e {
         SubmitError::Full => ApiError::unavailable("the server is overloaded; retry shortly"),
         SubmitError::Closed => ApiError::unavailable("inference is not running"),
     })?;

@@ -80,10 +80,9 @@ struct Config {
     #[arg(long, env = "SKINLESION_THREADS")]
     threads: Option<usize>,
     /// libtorch threads of a forward pass that runs alone (no other pass running, nothing
-    /// queued), e.g. every core (default: --threads, i.e. off: on the 2-core machine measured,
-    /// lone passes on 2 threads answered c=1 in 18 ms p50 against 29 ms on one, but made the
-    /// p99 at c=16 worse in two of three runs; see benches/RESULTS.md). Measure before turning
-    /// it on.
+    /// queued, no other request being decoded). Default: every core on a CPU (on the 2-core
+    /// machine measured, a lone request took 8.2 ms p50 instead of 10.5 in bf16-checked and
+    /// 14.7 instead of 24.5 in fp32, with c=16 unchanged); see benches/RESULTS.md.
     #[arg(long, env = "SKINLESION_LONE_REQUEST_THREADS")]
     lone_request_threads: Option<usize>,
     /// Images decoded and preprocessed at once (default: the available cores).
@@ -125,6 +124,15 @@ struct Config {
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
     #[arg(long, env = "SKINLESION_SHUTDOWN_GRACE_S", default_value_t = 30)]
     shutdown_grace_s: u64,
+}
+
+/// A lone pass's libtorch threads when `--lone-request-threads` is not given: every core on a
+/// CPU, the busy passes' count on a GPU (where the device, not the threads, does the work).
+fn default_lone_threads(classifier: &Classifier, cores: usize) -> usize {
+    match classifier.device() {
+        Device::Cpu => cores,
+        _ => classifier.threads(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -187,7 +195,7 @@ fn main() -> ExitCode {
         queue_size: config.queue_size,
         lone_threads: config
             .lone_request_threads
-            .unwrap_or(classifier.threads())
+            .unwrap_or_else(|| default_lone_threads(&classifier, cores))
             .max(1),
         busy_threads: classifier.threads(),
     };
@@ -283,7 +291,9 @@ async fn serve(
     tokio::spawn(async move {
         let grey = DynamicImage::ImageRgb8(RgbImage::from_pixel(64, 64, [128, 128, 128].into()));
         let prepared = warm.classifier.prepare(&grey).map_err(|e| e.to_string());
-        let submitted = prepared.and_then(|p| warm.batcher.submit(p).map_err(|e| format!("{e:?}")));
+        let on_its_way = warm.batcher.preparing();
+        let submitted = prepared
+            .and_then(|p| (warm.batcher.submit(p, on_its_way)).map_err(|e| format!("{e:?}")));
         let answered = match submitted {
             Ok(answer) => answer.await.map_err(|e| e.to_string()),
             Err(e) => Err(e),

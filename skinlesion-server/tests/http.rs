@@ -107,11 +107,26 @@ fn every_endpoint_answers_in_the_original_shape() {
     );
 }
 
+/// Whether the server's log has `text` (its stderr is read on another thread: give it a moment).
+fn logged(server: &Server, text: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !server.stderr.lock().unwrap().contains(text) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
+}
+
 #[test]
 fn precision_is_chosen_at_start_up_and_reported() {
     let offers_bf16 = !in_process().metadata().other_precisions.is_empty();
     let server = Server::start(&["--precision", "fp32"]);
     assert_eq!(server.get("/ready").json()["precision"], "fp32");
+    // A lone pass takes every core, in every precision.
+    let cores = skinlesion_core::available_cores();
+    assert!(logged(&server, &format!("lone_threads={cores}")));
     drop(server);
     let bf16 = [
         skinlesion_core::Precision::Bf16,
@@ -121,6 +136,8 @@ fn precision_is_chosen_at_start_up_and_reported() {
         let name = precision.to_string();
         let server = Server::start(&["--precision", &name]);
         assert_eq!(server.get("/ready").json()["precision"], name.as_str());
+        let lone = format!("lone_threads={cores}");
+        assert!(logged(&server, &lone), "{name}");
         let bytes = image(&test_ids(1)[0]);
         let expected = skinlesion_core::Classifier::builder(model())
             .device(skinlesion_core::Device::Cpu)
