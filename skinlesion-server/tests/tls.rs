@@ -97,7 +97,12 @@ impl Client {
 
     async fn send(&mut self, request: Request<Full<Bytes>>) -> (StatusCode, Version, Bytes) {
         let response = match self {
-            Client::Http1(s) => s.send_request(request).await.unwrap(),
+            // An HTTP/1 connection takes the next request only once it has finished the last
+            // response (sending earlier fails with "connection was not ready").
+            Client::Http1(s) => {
+                s.ready().await.unwrap();
+                s.send_request(request).await.unwrap()
+            }
             Client::Http2(s) => s.send_request(request).await.unwrap(),
         };
         let (status, version) = (response.status(), response.version());
