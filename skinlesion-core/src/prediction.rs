@@ -171,7 +171,13 @@ impl<'de> Deserialize<'de> for Prediction {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = Wire::deserialize(deserializer)?;
         let probabilities: Vec<_> = wire.all_predictions.into_iter().collect();
-        let best_guess = most_probable(&probabilities).unwrap_or(wire.class_name);
+        // An answer is its own best guess (a model's decision rule may pick another class
+        // than the most probable one); an abstention's best guess is not on the wire, so it
+        // reads back as the most probable class.
+        let best_guess = match wire.class_name {
+            LesionClass::Unknown => most_probable(&probabilities).unwrap_or(wire.class_name),
+            answer => answer,
+        };
         let unknown_reason = match wire.class_name {
             LesionClass::Unknown => wire.unknown_reason.or(Some(UnknownReason::LowConfidence)),
             _ => None,

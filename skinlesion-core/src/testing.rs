@@ -240,6 +240,14 @@ pub fn second_source_images() -> Vec<LabelledImage> {
     labelled_images(&second_source_dir())
 }
 
+/// PH2's folder (`../shared/data/ph2`, a third hospital: MEL and NV, for validation only);
+/// `SKINLESION_PH2` overrides where it is.
+pub fn ph2_dir() -> PathBuf {
+    std::env::var_os("SKINLESION_PH2")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ham10000_dir().join("../ph2"))
+}
+
 /// The rows of `DIR/labels.csv` (columns `image_id`, `label`, `split`, found by name).
 fn labelled_images(dir: &Path) -> Vec<LabelledImage> {
     let labels = std::fs::read_to_string(dir.join("labels.csv"))

@@ -14,7 +14,7 @@ use skinlesion_core::{
     PrecisionWeights, Prediction, Recheck, WeightsFormat, WeightsRef,
 };
 
-use crate::data::{filter_split, read_labels};
+use crate::data::{filter_split, read_fitting_labels, source_name};
 
 /// Images per forward pass while measuring (the answers do not depend on it).
 const BATCH: usize = 16;
@@ -150,7 +150,7 @@ fn measure(
     let calibration = &metadata.calibration;
     let mut measured = Vec::new();
     for (set, (labels, images)) in config.labels.iter().zip(&config.images).enumerate() {
-        let samples = filter_split(read_labels(labels, images)?, Some(&config.split))?;
+        let samples = filter_split(read_fitting_labels(labels, images)?, Some(&config.split))?;
         for chunk in samples.chunks(BATCH) {
             let prepared = fp32
                 .prepare_batch(chunk.iter().map(|s| s.path.as_path()))
@@ -217,7 +217,7 @@ fn report(
     bands: Margins,
 ) -> (Agreement, Recheck) {
     let names: Vec<String> = (config.labels.iter())
-        .map(|l| format!("{} {}", set_name(l), config.split))
+        .map(|l| format!("{} {}", source_name(l), config.split))
         .collect();
     let rechecked = |m: &Measured| m.margins.within(&bands);
     // What bf16 answers, or with `checked` what bf16-checked does.
@@ -270,10 +270,3 @@ fn report(
     (tally(None, false).agreement(all), recheck)
 }
 
-/// A set's name for people: the labels file's folder (`ham10000`, `isic2017`).
-fn set_name(labels: &Path) -> String {
-    labels.parent().and_then(Path::file_name).map_or_else(
-        || labels.display().to_string(),
-        |n| n.to_string_lossy().into(),
-    )
-}

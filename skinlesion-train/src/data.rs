@@ -71,6 +71,52 @@ pub fn read_labels(csv_path: &Path, images: &Path) -> Result<Vec<Sample>> {
     Ok(samples)
 }
 
+/// Data sets that only measure: no path that trains or fits anything (weights, temperature,
+/// operating point, decision rule, gate, Unknown threshold, bf16 recheck bands) may read
+/// them. PH2 (`../shared/data/ph2`) is the one source no model here has seen, and it stays
+/// so only if no code fits anything to it.
+pub const VALIDATION_ONLY: [&str; 1] = ["ph2"];
+
+/// The data set a path belongs to, when it lies in a folder [`VALIDATION_ONLY`] names.
+pub fn validation_only_set(path: &Path) -> Option<&'static str> {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    absolute.components().find_map(|c| {
+        let name = c.as_os_str().to_string_lossy().to_lowercase();
+        VALIDATION_ONLY.iter().copied().find(|v| *v == name)
+    })
+}
+
+/// Refuses a path that belongs to a validation-only data set, for a fitting path.
+pub fn refuse_validation_only(path: &Path) -> Result<()> {
+    match validation_only_set(path) {
+        Some(set) => bail!(
+            "{} belongs to {set}, which is for validation only: nothing is trained or fitted on it",
+            path.display()
+        ),
+        None => Ok(()),
+    }
+}
+
+/// [`read_labels`] for a path that trains or fits: refuses validation-only data sets, by the
+/// labels file and by each image.
+pub fn read_fitting_labels(csv_path: &Path, images: &Path) -> Result<Vec<Sample>> {
+    refuse_validation_only(csv_path)?;
+    refuse_validation_only(images)?;
+    let samples = read_labels(csv_path, images)?;
+    for s in &samples {
+        refuse_validation_only(&s.path)?;
+    }
+    Ok(samples)
+}
+
+/// A labelled set's name for people: the labels file's folder (`ham10000`, `isic2017`).
+pub fn source_name(labels: &Path) -> String {
+    labels.parent().and_then(Path::file_name).map_or_else(
+        || labels.display().to_string(),
+        |n| n.to_string_lossy().into(),
+    )
+}
+
 /// Keeps the samples of one split (all when `split` is `None`).
 pub fn filter_split(samples: Vec<Sample>, split: Option<&str>) -> Result<Vec<Sample>> {
     let Some(split) = split else {
@@ -128,6 +174,7 @@ pub fn read_gate_set(csv_path: &Path) -> Result<Vec<GateSample>> {
         label: String,
         source: String,
     }
+    refuse_validation_only(csv_path)?;
     let folder = csv_path.parent().unwrap_or(Path::new("."));
     let mut reader = csv::Reader::from_path(csv_path)
         .with_context(|| format!("reading {}", csv_path.display()))?;
@@ -143,6 +190,7 @@ pub fn read_gate_set(csv_path: &Path) -> Result<Vec<GateSample>> {
                 line + 2
             ),
         };
+        refuse_validation_only(&folder.join(&row.file))?;
         rows.push(GateSample {
             sample: Sample {
                 path: folder.join(row.file),

@@ -81,6 +81,17 @@ pub struct Metrics {
     pub melanoma_sensitivity_ci95: Option<[f64; 2]>,
     /// Share of non-melanoma images not called melanoma.
     pub melanoma_specificity: Option<f64>,
+    /// Melanomas answered melanoma (an Unknown answer does not count as found).
+    pub melanoma_sensitivity_served: Option<f64>,
+    /// Non-melanomas not answered melanoma (an Unknown answer counts as not melanoma).
+    pub melanoma_specificity_served: Option<f64>,
+    /// One-vs-rest AUC of melanoma's probability.
+    pub melanoma_auc: Option<f64>,
+    /// AUC of the melanoma-to-nevus log ratio among melanomas and nevi alone: how well the
+    /// network ranks the melanocytic lesions whatever the other classes do.
+    pub melanoma_vs_nevus_auc: Option<f64>,
+    /// Recall of melanocytic nevi (`NV`), when it is a label of the set.
+    pub nevus_recall: Option<f64>,
     pub ece_before_calibration: f64,
     pub ece_after_calibration: f64,
     /// The same with every true label weighing equally: the population the probabilities of
@@ -390,6 +401,8 @@ fn compute(
     let answered: Vec<usize> = (0..scored.len())
         .filter(|&i| !scored[i].prediction.is_unknown())
         .collect();
+    let served = served_melanoma(scored, &truth, mel);
+    let nevus = labels.names.iter().position(|n| n == LesionClass::MelanocyticNevi.code());
     let weights = metrics::class_balanced_weights(&truth, k);
     let ece = |conf: &[f64], hits: &[bool], w: &[f64]| {
         metrics::expected_calibration_error(conf, hits, w, ECE_BINS)
@@ -432,6 +445,11 @@ fn compute(
         melanoma_sensitivity: mel.and_then(|m| per_class[m].recall),
         melanoma_sensitivity_ci95: mel.and_then(|m| intervals.recall[m]),
         melanoma_specificity,
+        melanoma_sensitivity_served: served.0,
+        melanoma_specificity_served: served.1,
+        melanoma_auc: mel.and_then(|m| aucs[m]),
+        melanoma_vs_nevus_auc: mel.zip(nevus).and_then(|(m, n)| ratio_auc(scored, &truth, m, n)),
+        nevus_recall: nevus.and_then(|n| per_class[n].recall),
         ece_before_calibration: ece(&conf_raw, &hits_raw, &[]),
         ece_after_calibration: ece(&conf_cal, &hits_cal, &[]),
         class_balanced_ece_before_calibration: ece(&conf_raw, &hits_raw, &weights),
@@ -470,6 +488,38 @@ fn compute(
         interval_definition: "2.5th-97.5th percentiles of 2000 bootstrap resamples of the images, \
                               drawn within each true label (every label keeps its support)",
     }
+}
+
+/// Melanoma sensitivity and specificity of what a user is told: only an answered "melanoma"
+/// counts as calling it.
+fn served_melanoma(
+    scored: &[Scored],
+    truth: &[usize],
+    mel: Option<usize>,
+) -> (Option<f64>, Option<f64>) {
+    let Some(m) = mel else {
+        return (None, None);
+    };
+    let called = |s: &Scored| s.prediction.class() == LesionClass::Melanoma;
+    let share = |positive: bool| {
+        let of: Vec<&Scored> = (scored.iter().zip(truth))
+            .filter(|(_, &t)| (t == m) == positive)
+            .map(|(s, _)| s)
+            .collect();
+        let hits = of.iter().filter(|s| called(s) == positive).count();
+        (!of.is_empty()).then(|| hits as f64 / of.len() as f64)
+    };
+    (share(true), share(false))
+}
+
+/// AUC of the melanoma-to-nevus log ratio separating melanomas from nevi, the other images
+/// left out (of the plain softmax, in f64: temperature and prior do not change its ranking).
+fn ratio_auc(scored: &[Scored], truth: &[usize], mel: usize, nevus: usize) -> Option<f64> {
+    let (scores, positive): (Vec<f64>, Vec<bool>) = (scored.iter().zip(truth))
+        .filter(|(_, &t)| t == mel || t == nevus)
+        .map(|(s, &t)| ((s.raw[mel] / s.raw[nevus]).ln(), t == mel))
+        .unzip();
+    metrics::roc_auc(&scores, &positive)
 }
 
 /// Balanced accuracy where only the `answered` images can be right.

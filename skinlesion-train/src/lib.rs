@@ -5,7 +5,7 @@
 //! [`train::Trainer`]); [`nets`] the architectures, each owning its input spec; [`data`] label
 //! files and decoding (with the library's preprocessing and parallel preparation); [`metrics`],
 //! [`evaluate`] and [`plots`] the scoring; [`classify`] batch classification to CSV or JSON
-//! lines. Probabilities and decisions always come from the library's
+//! lines; [`refit_decision`] the two-step decision refitted on a model's validation sets. Probabilities and decisions always come from the library's
 //! [`skinlesion_core::Calibration`], so what is fitted is what is served.
 //!
 //! Research and education only; not a medical device.
@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod nets;
 pub mod plots;
 pub mod progress;
+pub mod refit_decision;
 pub mod train;
 
 /// libtorch's random generator is one for the process, and unit tests run on several threads:

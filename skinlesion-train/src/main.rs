@@ -8,6 +8,7 @@ use skinlesion_core::{Classifier, Device, Precision, DISCLAIMER};
 use skinlesion_train::add_precision::{add_precision, AddPrecisionConfig};
 use skinlesion_train::classify::{classify, collect_images, Format};
 use skinlesion_train::evaluate::{evaluate, EvalConfig, LabelMap};
+use skinlesion_train::refit_decision::{refit_decision, RefitDecisionConfig};
 use skinlesion_train::train::regate::{regate, RegateConfig};
 use skinlesion_train::train::{train, TrainConfig};
 
@@ -33,6 +34,9 @@ enum Command {
     /// Re-export a shipped model with its dermoscopy gate and Unknown threshold refitted (its
     /// network and operating point unchanged).
     Regate(RegateConfig),
+    /// Re-export a model's manifest (same weights) with the two-step decision (melanocytic or
+    /// not, then melanoma or nevus) fitted on its training sources' `val` splits.
+    RefitDecision(RefitDecisionConfig),
     /// Add a model's bf16 network (from scripts/bf16_network.py) to its manifest, with how
     /// often its answers equal fp32's on labelled images.
     AddPrecision(AddPrecisionConfig),
@@ -151,6 +155,7 @@ fn main() -> ExitCode {
         Command::Train(a) => train(&a.config, a.resume).map(|_| ()),
         Command::Regate(a) => regate(&a).map(|_| ()),
         Command::AddPrecision(a) => add_precision(&a).map(|_| ()),
+        Command::RefitDecision(a) => refit_decision(&a).map(|_| ()),
         Command::Evaluate(a) => shipped_or(a.model)
             .and_then(|model| {
                 evaluate(&EvalConfig {

@@ -1,7 +1,7 @@
 //! The whole rule from one row of logits to an answer: calibrated probabilities, the one
 //! argmax, the dermoscopy gate and the Unknown threshold.
 
-use super::{Calibration, GateScore};
+use super::{Calibration, DecisionRule, GateScore};
 use crate::error::{Error, Result};
 use crate::prediction::{Prediction, UnknownReason};
 use crate::taxonomy::LesionClass;
@@ -28,22 +28,37 @@ impl Calibration {
             .collect()
     }
 
-    /// The index of the answer for one row of logits (the first on ties): the most probable
-    /// class, or for a format-1 calibration with a `decision_bias` the largest `logit + bias`.
+    /// The index of the answer for one row of logits (the first on ties): by the manifest's
+    /// [`DecisionRule`] (the most probable class unless it names another), or for a format-1
+    /// calibration with a `decision_bias` the largest `logit + bias`.
     pub fn decision(&self, logits: &[f32]) -> usize {
         argmax(self.decision_scores(logits))
     }
 
-    /// The scores [`Calibration::decision`] compares: scaled logits plus the log prior, or
-    /// for a format-1 calibration with a `decision_bias`, `logit + bias`.
+    /// The scores [`Calibration::decision`] compares, in units of log probability: the answer
+    /// is the largest, and its lead over the runner-up is how far the answer is from changing.
+    /// For a format-1 calibration with a `decision_bias`, `logit + bias`.
     pub(crate) fn decision_scores(&self, logits: &[f32]) -> Vec<f64> {
-        match self.decision_bias.is_empty() {
-            true => self.scaled(logits),
-            false => logits
+        if !self.decision_bias.is_empty() {
+            return logits
                 .iter()
                 .zip(&self.decision_bias)
                 .map(|(&l, &b)| f64::from(l + b))
-                .collect(),
+                .collect();
+        }
+        let scaled = self.scaled(logits);
+        match self.decision_rule {
+            DecisionRule::MostProbable => scaled,
+            DecisionRule::TwoStep {
+                melanoma_output,
+                nevus_output,
+                melanocytic_bias,
+            } => two_step_scores(
+                scaled,
+                melanoma_output,
+                nevus_output,
+                f64::from(melanocytic_bias),
+            ),
         }
     }
 
@@ -123,6 +138,7 @@ impl Default for Calibration {
             log_prior: Vec::new(),
             decision_bias: Vec::new(),
             dermoscopy_gate: None,
+            decision_rule: DecisionRule::MostProbable,
         }
     }
 }
@@ -189,6 +205,23 @@ impl Prediction {
     }
 }
 
+/// The two-step rule's scores from the log probabilities (up to one constant): each
+/// non-melanocytic class keeps its own; the melanocytic group scores `ln(p(MEL) + p(NV)) +
+/// bias`, given to whichever of the two is more probable, and the other of the two scores
+/// that less their log ratio. So the argmax is the rule's answer, and the lead over the
+/// runner-up is the nearer of the rule's two boundaries. Outputs out of range leave the
+/// scores as they are (the manifest check refuses such a rule).
+fn two_step_scores(mut scores: Vec<f64>, melanoma: usize, nevus: usize, bias: f64) -> Vec<f64> {
+    let (Some(&m), Some(&n)) = (scores.get(melanoma), scores.get(nevus)) else {
+        return scores;
+    };
+    let high = m.max(n);
+    let group = high + ((m - high).exp() + (n - high).exp()).ln() + bias;
+    scores[melanoma] = group + (m - n).min(0.0);
+    scores[nevus] = group + (n - m).min(0.0);
+    scores
+}
+
 /// The most probable class (of equal ones, the first listed); `None` for none.
 pub(crate) fn most_probable(probabilities: &[(LesionClass, f32)]) -> Option<LesionClass> {
     let best = argmax(probabilities.iter().map(|&(_, p)| f64::from(p)));
@@ -219,6 +252,63 @@ mod tests {
         assert_eq!(argmax([0.2, f64::NAN]), 0);
         assert_eq!(argmax([f64::NAN, f64::NAN]), 0);
         assert_eq!(argmax(std::iter::empty()), 0);
+    }
+
+    const CLASSES: [LesionClass; 4] = [
+        LesionClass::BasalCellCarcinoma,
+        LesionClass::BenignKeratosis,
+        LesionClass::Melanoma,
+        LesionClass::MelanocyticNevi,
+    ];
+
+    fn two_step(bias: f32, melanoma_log_prior: f32) -> Calibration {
+        Calibration {
+            log_prior: vec![0.0, 0.0, melanoma_log_prior, 0.0],
+            decision_rule: DecisionRule::two_step(&CLASSES, bias).unwrap(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_two_step_rule_groups_melanoma_with_nevi_first() {
+        // BKL is the most probable class, but melanoma and nevi together outweigh it.
+        let logits = [-3.0, 0.0, -0.4, -0.5];
+        assert_eq!(Calibration::default().decision(&logits), 1);
+        assert_eq!(two_step(0.0, 0.0).decision(&logits), 2);
+        // Without the group's share the keratosis stays; a negative bias needs more.
+        assert_eq!(two_step(-1.0, 0.0).decision(&logits), 1);
+        // Melanoma against nevi is their ratio alone, moved by melanoma's log prior.
+        assert_eq!(two_step(0.0, -0.2).decision(&logits), 3);
+        // The answer's confidence is its own probability, as for every rule.
+        let calibration = two_step(0.0, 0.0);
+        let p = calibration.probabilities(&logits);
+        assert!((f64::from(calibration.confidence(&logits)) - p[2]).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_two_step_margin_is_the_nearer_boundary() {
+        let calibration = two_step(0.0, 0.0);
+        // Melanocytic by a wide margin, melanoma over nevi by 0.1: the margin is 0.1.
+        let margins = calibration.margins(&[-5.0, -5.0, 1.0, 0.9], None);
+        assert!((margins.answer - 0.1).abs() < 1e-9, "{margins:?}");
+        // Not melanocytic: BKL over BCC by 0.3, over the group by more.
+        let margins = calibration.margins(&[0.7, 1.0, -4.0, -4.0], None);
+        assert!((margins.answer - 0.3).abs() < 1e-9, "{margins:?}");
+    }
+
+    #[test]
+    fn the_two_step_rule_needs_melanoma_nevi_and_another_class() {
+        use LesionClass::{Melanoma as M, MelanocyticNevi as N};
+        assert!(DecisionRule::two_step(&[M, N], 0.0).is_err());
+        assert!(DecisionRule::two_step(&[M, LesionClass::BenignKeratosis], 0.0).is_err());
+        assert_eq!(
+            DecisionRule::two_step(&CLASSES, 0.5).unwrap(),
+            DecisionRule::TwoStep {
+                melanoma_output: 2,
+                nevus_output: 3,
+                melanocytic_bias: 0.5
+            }
+        );
     }
 
     #[test]

@@ -56,7 +56,8 @@ pub struct ModelMetadata {
 /// answer.
 ///
 /// Probabilities are `softmax(logits / temperature + log_prior)`, and the answer is the most
-/// probable class: the bars a user sees and the class named always tell one story. `log_prior`
+/// probable class, or, when the manifest names the [`DecisionRule::TwoStep`] rule, the class
+/// the clinical two-step algorithm picks from those same probabilities. `log_prior`
 /// is the operating point: the class prior the probabilities are for. A network trained with a
 /// class-balanced loss gives balanced probabilities with no prior (rare cancers are not drowned
 /// out by common nevi), and raising melanoma's prior moves the operating point towards more
@@ -86,6 +87,86 @@ pub struct Calibration {
     /// Refuses what is not dermoscopy; `None` for models without one (every format-1 model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dermoscopy_gate: Option<DermoscopyGate>,
+    /// How the answer is chosen from the probabilities: the most probable class unless the
+    /// manifest names another rule (format 2 only).
+    #[serde(default, skip_serializing_if = "DecisionRule::is_most_probable")]
+    pub decision_rule: DecisionRule,
+}
+
+/// How the answer is chosen from the calibrated probabilities `p` (format 2).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "rule", deny_unknown_fields)]
+pub enum DecisionRule {
+    /// The most probable class.
+    #[default]
+    #[serde(rename = "most_probable")]
+    MostProbable,
+    /// The two-step algorithm of dermoscopy. First melanocytic or not: the lesion is
+    /// melanocytic when `ln(p(MEL) + p(NV)) + melanocytic_bias` is at least the log
+    /// probability of every other class. Then a melanocytic lesion is melanoma when `p(MEL) ≥
+    /// p(NV)` (melanoma's log prior is the operating point of this step), and any other lesion
+    /// is its most probable non-melanocytic class. Off-source, classes outside the two take and
+    /// give probability unpredictably; the melanoma-against-nevus ratio does not depend on
+    /// them.
+    #[serde(rename = "two_step")]
+    TwoStep {
+        /// The melanoma output's index in the model's class order.
+        melanoma_output: usize,
+        /// The melanocytic nevus output's index.
+        nevus_output: usize,
+        /// Added to the melanocytic group's log probability in the first step.
+        melanocytic_bias: f32,
+    },
+}
+
+impl DecisionRule {
+    /// Whether this is the default rule (the most probable class).
+    pub fn is_most_probable(&self) -> bool {
+        *self == DecisionRule::MostProbable
+    }
+
+    /// The two-step rule for a model trained on `classes`; an error when they lack melanoma,
+    /// nevi or any other class.
+    pub fn two_step(classes: &[LesionClass], melanocytic_bias: f32) -> Result<Self> {
+        let position = |class| classes.iter().position(|&c| c == class);
+        match (
+            position(LesionClass::Melanoma),
+            position(LesionClass::MelanocyticNevi),
+        ) {
+            (Some(melanoma_output), Some(nevus_output)) if classes.len() > 2 => {
+                Ok(DecisionRule::TwoStep {
+                    melanoma_output,
+                    nevus_output,
+                    melanocytic_bias,
+                })
+            }
+            _ => Err(Error::MetadataMismatch(format!(
+                "the two-step rule needs melanoma, nevi and another class, not {classes:?}"
+            ))),
+        }
+    }
+
+    fn validate(&self, classes: &[LesionClass]) -> Result<()> {
+        match *self {
+            DecisionRule::MostProbable => Ok(()),
+            DecisionRule::TwoStep {
+                melanoma_output,
+                nevus_output,
+                melanocytic_bias,
+            } => {
+                let expected = DecisionRule::two_step(classes, melanocytic_bias)?;
+                if !melanocytic_bias.is_finite() || expected != *self {
+                    return Err(Error::MetadataMismatch(format!(
+                        "two_step names outputs {melanoma_output} and {nevus_output} with bias \
+                         {melanocytic_bias}; melanoma and nevi are outputs {:?} and {:?} of {classes:?}",
+                        classes.iter().position(|&c| c == LesionClass::Melanoma),
+                        classes.iter().position(|&c| c == LesionClass::MelanocyticNevi),
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// The out-of-distribution gate: an image whose score is above `threshold` does not look like
@@ -356,6 +437,10 @@ impl ModelMetadata {
         if self.format == MANIFEST_FORMAT_1 && c.dermoscopy_gate.is_some() {
             return fail(format!("{MANIFEST_FORMAT_1} has no dermoscopy_gate"));
         }
+        if self.format == MANIFEST_FORMAT_1 && !c.decision_rule.is_most_probable() {
+            return fail(format!("{MANIFEST_FORMAT_1} has no decision_rule"));
+        }
+        c.decision_rule.validate(&self.classes)?;
         if let Some(gate) = &c.dermoscopy_gate {
             if !gate.threshold.is_finite() {
                 return fail(format!("gate threshold {} must be finite", gate.threshold));

@@ -44,10 +44,11 @@ pub(crate) fn test_calibration() -> Calibration {
             score: GateScore::DermoscopyHead,
             threshold: 0.0,
         }),
+        decision_rule: DecisionRule::MostProbable,
     }
 }
 pub use manifest::{
-    read_metadata, Agreement, Calibration, ClassMaps, DermoscopyGate, GateScore, ModelMetadata,
+    read_metadata, Agreement, Calibration, ClassMaps, DecisionRule, DermoscopyGate, GateScore, ModelMetadata,
     ModelPaths, PrecisionWeights, Recheck, WeightsFormat, WeightsRef,
 };
 pub use recheck::Margins;

@@ -19,6 +19,7 @@ pub mod optim;
 pub mod precision;
 pub mod regate;
 pub mod shifts;
+pub mod two_step;
 
 use std::ops::Range;
 use std::path::Path;
@@ -34,7 +35,7 @@ pub use calibrate::{abstain, calibrate, UNKNOWN_COVERAGE};
 pub use checkpoint::{Checkpoint, EpochLog, StepProfile, TrainState};
 pub use config::{IncompatibleResume, InvalidSetting, TrainConfig};
 
-use crate::data::{filter_split, load_images, read_labels, Sample};
+use crate::data::{filter_split, load_images, read_fitting_labels, Sample};
 use crate::metrics;
 use crate::nets::{MirrorAveraged, Net, NetShape};
 use checkpoint::Weights;
@@ -599,7 +600,7 @@ pub(crate) fn read_splits(config: &TrainConfig) -> Result<Splits> {
         val_sources: Vec::new(),
     };
     for (labels, images) in config.labels.iter().zip(&config.images) {
-        let all = read_labels(labels, images)?;
+        let all = read_fitting_labels(labels, images)?;
         if all.iter().all(|s| s.split.is_none()) {
             bail!(
                 "{}: training needs a `split` column with train and val rows",
