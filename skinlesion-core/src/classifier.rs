@@ -303,7 +303,7 @@ impl PreparedImage {
 /// ```no_run
 /// use skinlesion_core::{Classifier, Device};
 ///
-/// let classifier = Classifier::builder("models/skinlesion-v5.1.json")
+/// let classifier = Classifier::builder("models/skinlesion-v5.json")
 ///     .device(Device::Cpu)
 ///     .build()?;
 /// let prediction = classifier.classify("lesion.jpg")?;

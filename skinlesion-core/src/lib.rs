@@ -11,7 +11,7 @@
 //! ```no_run
 //! use skinlesion_core::Classifier;
 //!
-//! let classifier = Classifier::load("models/skinlesion-v5.1.json")?;
+//! let classifier = Classifier::load("models/skinlesion-v5.json")?;
 //! let prediction = classifier.classify("lesion.jpg")?;
 //! println!("{}", serde_json::to_string_pretty(&prediction).unwrap());
 //! # Ok::<(), skinlesion_core::Error>(())
@@ -54,7 +54,7 @@ pub use error::{Error, ErrorFamily, ErrorKind, Result};
 pub use explain::{ClassMap, Explanation, Heatmap};
 pub use input::ImageInput;
 pub use model::{
-    find_shipped_model, shipped_model_candidates, Agreement, Calibration, ClassMaps, DecisionRule,
+    find_shipped_model, shipped_model_candidates, Agreement, Calibration, ClassMaps,
     DermoscopyGate, GateScore, Margins, ModelMetadata, PrecisionWeights, Recheck, WeightsFormat,
     WeightsRef, SHIPPED_MODEL,
 };

@@ -208,8 +208,8 @@ def test_prediction_object(classifier, images, core):
 
 
 # Test images the shipped model abstains on, as skinlesion-core/tests/shipped_model.rs records:
-# one for low confidence, one not taken for dermoscopy.
-ABSTAINED = ["ISIC_0025302", "ISIC_0028750"]
+# two for low confidence, one not taken for dermoscopy.
+ABSTAINED = ["ISIC_0024521", "ISIC_0024523", "ISIC_0028750"]
 
 
 def test_unknown_is_an_abstention(classifier, images):

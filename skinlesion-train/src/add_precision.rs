@@ -269,3 +269,4 @@ fn report(
     };
     (tally(None, false).agreement(all), recheck)
 }
+

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 /// The manifest of the model this release ships, in the repository's `models/` folder: the
 /// one place that names it.
-pub const SHIPPED_MODEL: &str = "skinlesion-v5.1.json";
+pub const SHIPPED_MODEL: &str = "skinlesion-v5.json";
 
 /// Where an application looks for [`SHIPPED_MODEL`] when the user names no model, in order:
 /// `models/` in the working directory; then `models/` beside the running executable or in any
