@@ -54,7 +54,7 @@ pub use error::{Error, ErrorFamily, ErrorKind, Result};
 pub use explain::{ClassMap, Explanation, Heatmap};
 pub use input::ImageInput;
 pub use model::{
-    find_shipped_model, shipped_model_candidates, Agreement, Calibration, ClassMaps,
+    find_shipped_model, shipped_model_candidates, Agreement, Calibration, ClassMaps, DecisionRule,
     DermoscopyGate, GateScore, Margins, ModelMetadata, PrecisionWeights, Recheck, WeightsFormat,
     WeightsRef, SHIPPED_MODEL,
 };

@@ -261,3 +261,33 @@ fn the_gate_refuses_generated_images() {
         assert_refused(&p, name);
     }
 }
+
+/// v5.1 ships beside v5: the same weights answering by the two-step decision (model card).
+/// A nevus v5 calls melanoma (its melanoma prior's price) is a nevus to v5.1, and a
+/// dermatofibroma v5 names is, by the rule, a melanocytic low-confidence abstention.
+#[test]
+fn v5_1_is_v5s_network_with_the_two_step_decision() {
+    let manifest = manifest().with_file_name("skinlesion-v5.1.json");
+    let classifier = Classifier::builder(&manifest)
+        .device(Device::Cpu)
+        .precision(Precision::Fp32)
+        .build()
+        .unwrap();
+    let meta = classifier.metadata();
+    assert_eq!(meta.weights.sha256, WEIGHTS_SHA256);
+    assert!(matches!(
+        meta.calibration.decision_rule,
+        skinlesion_core::DecisionRule::TwoStep { .. }
+    ));
+    let image = |id: &str| ham10000_dir().join(format!("images/{id}.jpg"));
+    let nevus = classifier
+        .classify(image("ISIC_0024363").as_path())
+        .unwrap();
+    assert_eq!(nevus.class(), LesionClass::MelanocyticNevi);
+    assert!((nevus.confidence() - 0.298219).abs() < 1e-4, "{nevus:?}");
+    let df = classifier
+        .classify(image("ISIC_0025302").as_path())
+        .unwrap();
+    assert_eq!(df.unknown_reason(), Some(UnknownReason::LowConfidence));
+    assert_eq!(df.best_guess(), LesionClass::MelanocyticNevi);
+}

@@ -269,4 +269,3 @@ fn report(
     };
     (tally(None, false).agreement(all), recheck)
 }
-

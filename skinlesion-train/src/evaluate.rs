@@ -402,7 +402,10 @@ fn compute(
         .filter(|&i| !scored[i].prediction.is_unknown())
         .collect();
     let served = served_melanoma(scored, &truth, mel);
-    let nevus = labels.names.iter().position(|n| n == LesionClass::MelanocyticNevi.code());
+    let nevus = labels
+        .names
+        .iter()
+        .position(|n| n == LesionClass::MelanocyticNevi.code());
     let weights = metrics::class_balanced_weights(&truth, k);
     let ece = |conf: &[f64], hits: &[bool], w: &[f64]| {
         metrics::expected_calibration_error(conf, hits, w, ECE_BINS)
@@ -448,7 +451,9 @@ fn compute(
         melanoma_sensitivity_served: served.0,
         melanoma_specificity_served: served.1,
         melanoma_auc: mel.and_then(|m| aucs[m]),
-        melanoma_vs_nevus_auc: mel.zip(nevus).and_then(|(m, n)| ratio_auc(scored, &truth, m, n)),
+        melanoma_vs_nevus_auc: mel
+            .zip(nevus)
+            .and_then(|(m, n)| ratio_auc(scored, &truth, m, n)),
         nevus_recall: nevus.and_then(|n| per_class[n].recall),
         ece_before_calibration: ece(&conf_raw, &hits_raw, &[]),
         ece_after_calibration: ece(&conf_cal, &hits_cal, &[]),

@@ -89,9 +89,16 @@ pub fn refit_decision(config: &RefitDecisionConfig) -> Result<ModelMetadata> {
         &views,
         config.melanoma_sensitivity,
     )
-    .context("the two-step rule needs melanoma and nevi among the classes and melanomas to fit on")?;
+    .context(
+        "the two-step rule needs melanoma and nevi among the classes and melanomas to fit on",
+    )?;
     let first = &sources[0];
-    abstain(&mut calibration, &first.logits, &first.truth, &first.accepted);
+    abstain(
+        &mut calibration,
+        &first.logits,
+        &first.truth,
+        &first.accepted,
+    );
     report(&fit);
     metadata.calibration = calibration;
     metadata.version = config.model_version.clone();
@@ -149,7 +156,9 @@ fn source_logits(
             let class: LesionClass = sample.label.parse()?;
             let truth = (classes.iter().position(|&c| c == class))
                 .with_context(|| format!("label {class} is not among the model's classes"))?;
-            let refused = calibration.prediction(classes, &logits, score)?.unknown_reason()
+            let refused = calibration
+                .prediction(classes, &logits, score)?
+                .unknown_reason()
                 == Some(UnknownReason::NotDermoscopy);
             source.truth.push(truth);
             source.accepted.push(!refused);
@@ -174,8 +183,10 @@ fn report(fit: &TwoStepFit) {
             s.source,
             s.images,
             s.balanced_accuracy,
-            s.melanoma_sensitivity.map_or("-".into(), |v| format!("{v:.3}")),
-            s.melanoma_specificity.map_or("-".into(), |v| format!("{v:.3}"))
+            s.melanoma_sensitivity
+                .map_or("-".into(), |v| format!("{v:.3}")),
+            s.melanoma_specificity
+                .map_or("-".into(), |v| format!("{v:.3}"))
         );
     }
 }

@@ -26,7 +26,10 @@ fn rows(from: &Path, split: Option<&str>, n: usize, as_split: &str) -> String {
     let samples = read_labels(&from.join("labels.csv"), &from.join("images")).unwrap();
     let mut out = String::new();
     let mut taken = std::collections::BTreeMap::<String, usize>::new();
-    for s in samples.iter().filter(|s| split.is_none() || s.split.as_deref() == split) {
+    for s in samples
+        .iter()
+        .filter(|s| split.is_none() || s.split.as_deref() == split)
+    {
         let count = taken.entry(s.label.clone()).or_default();
         if *count < n {
             *count += 1;
@@ -39,7 +42,11 @@ fn rows(from: &Path, split: Option<&str>, n: usize, as_split: &str) -> String {
 /// A CSV of [`rows`] of `val` images, written as `name` into `dir`.
 fn subset(dir: &Path, name: &str, from: &Path, split: Option<&str>, n: usize) -> PathBuf {
     let path = dir.join(name);
-    std::fs::write(&path, format!("file,label,split\n{}", rows(from, split, n, "val"))).unwrap();
+    std::fs::write(
+        &path,
+        format!("file,label,split\n{}", rows(from, split, n, "val")),
+    )
+    .unwrap();
     path
 }
 
@@ -75,11 +82,11 @@ fn no_training_or_fitting_path_reads_ph2() {
     let mut config = tiny_run(dir.path(), ham10000_dir().join("labels.csv"), "refused");
     config.labels = vec![labels.clone()];
     config.images = vec![images.clone()];
-    refused(train(&config, false).err().expect("training on PH2 refused"));
+    refused(train(&config, false).expect_err("training on PH2 refused"));
     // A second source of PH2 beside HAM10000 too.
     config.labels = vec![ham10000_dir().join("labels.csv"), labels.clone()];
     config.images = vec![ham10000_dir().join("images"), images.clone()];
-    refused(train(&config, false).err().expect("PH2 as a second source refused"));
+    refused(train(&config, false).expect_err("PH2 as a second source refused"));
 
     let model = write_mean_colour_model(
         dir.path(),
@@ -100,7 +107,7 @@ fn no_training_or_fitting_path_reads_ph2() {
         output: dir.path().join("m2.json"),
         model_version: "2".into(),
     };
-    refused(refit_decision(&refit).err().expect("refit on PH2 refused"));
+    refused(refit_decision(&refit).expect_err("refit on PH2 refused"));
     // The bf16 recheck bands.
     std::fs::copy(dir.path().join("m.pt"), dir.path().join("m.bf16.pt")).unwrap();
     let precision = AddPrecisionConfig {
@@ -113,16 +120,19 @@ fn no_training_or_fitting_path_reads_ph2() {
         keep_recheck: false,
         dry_run: true,
     };
-    refused(add_precision(&precision).err().expect("bands on PH2 refused"));
+    refused(add_precision(&precision).expect_err("bands on PH2 refused"));
     // The dermoscopy gate's fitting set.
     let gate = dir.path().join("gate.csv");
     let ph2_image = ph2.join("images/IMD003.jpg");
     std::fs::write(
         &gate,
-        format!("file,dermoscopy,label,source\n{},1,NV,ph2\n", ph2_image.display()),
+        format!(
+            "file,dermoscopy,label,source\n{},1,NV,ph2\n",
+            ph2_image.display()
+        ),
     )
     .unwrap();
-    refused(read_gate_set(&gate).err().expect("a gate set with PH2 refused"));
+    refused(read_gate_set(&gate).expect_err("a gate set with PH2 refused"));
     // Measuring on it is what it is for.
     assert!(read_labels(&labels, &ph2.join("images")).is_ok());
 }
@@ -229,14 +239,17 @@ fn a_ham_only_twin_is_refitted_and_scored_on_held_out_sources() {
             images: PathBuf::from("/"),
             split: None,
             maps: Vec::new(),
-            out_dir: dir.path().join(name),
+            out_dir: dir.path().join(format!("eval-{name}")),
             batch_size: Some(4),
             precision: Precision::Fp32,
         })
         .unwrap();
         let served = metrics.melanoma_sensitivity_served.unwrap();
         assert!(served <= metrics.melanoma_sensitivity.unwrap() + 1e-12);
-        assert!(metrics.melanoma_specificity_served.unwrap() >= metrics.melanoma_specificity.unwrap() - 1e-12);
+        assert!(
+            metrics.melanoma_specificity_served.unwrap()
+                >= metrics.melanoma_specificity.unwrap() - 1e-12
+        );
         for v in [
             metrics.melanoma_auc,
             metrics.melanoma_vs_nevus_auc,

@@ -48,8 +48,8 @@ pub(crate) fn test_calibration() -> Calibration {
     }
 }
 pub use manifest::{
-    read_metadata, Agreement, Calibration, ClassMaps, DecisionRule, DermoscopyGate, GateScore, ModelMetadata,
-    ModelPaths, PrecisionWeights, Recheck, WeightsFormat, WeightsRef,
+    read_metadata, Agreement, Calibration, ClassMaps, DecisionRule, DermoscopyGate, GateScore,
+    ModelMetadata, ModelPaths, PrecisionWeights, Recheck, WeightsFormat, WeightsRef,
 };
 pub use recheck::Margins;
 pub use shipped::{find_shipped_model, shipped_model_candidates, SHIPPED_MODEL};

@@ -65,7 +65,8 @@ pub fn fit_two_step(
     let mut best: Option<TwoStepFit> = None;
     for step in BIASES {
         let bias = step as f32 * BIAS_STEP;
-        let prior = prior_for_sensitivity(calibration, classes, sources, bias, melanoma_sensitivity);
+        let prior =
+            prior_for_sensitivity(calibration, classes, sources, bias, melanoma_sensitivity);
         let fit = assess(calibration, classes, sources, bias, prior);
         if best
             .as_ref()
@@ -85,7 +86,12 @@ pub fn fit_two_step(
 }
 
 /// `calibration` with the two-step rule at `bias` and melanoma's log prior `prior`.
-fn with_rule(calibration: &Calibration, classes: &[LesionClass], bias: f32, prior: f32) -> Calibration {
+fn with_rule(
+    calibration: &Calibration,
+    classes: &[LesionClass],
+    bias: f32,
+    prior: f32,
+) -> Calibration {
     let mut c = calibration.clone();
     let melanoma = classes.iter().position(|&c| c == LesionClass::Melanoma);
     c.log_prior = classes
@@ -179,7 +185,7 @@ fn assess(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use LesionClass::{BenignKeratosis as Bkl, Melanoma as Mel, MelanocyticNevi as Nv};
+    use LesionClass::{BenignKeratosis as Bkl, MelanocyticNevi as Nv, Melanoma as Mel};
 
     /// Two sources: on the second, a keratosis logit steals from nevi (what off-source images
     /// do), so only the melanocytic step with a bias keeps them melanocytic.
@@ -202,8 +208,16 @@ mod tests {
         ];
         let (t1, t2) = ([0, 0, 1, 1, 2, 2], [1, 2, 2, 0]);
         let sources = [
-            SourceLogits { name: "a".into(), logits: &first, truth: &t1 },
-            SourceLogits { name: "b".into(), logits: &second, truth: &t2 },
+            SourceLogits {
+                name: "a".into(),
+                logits: &first,
+                truth: &t1,
+            },
+            SourceLogits {
+                name: "b".into(),
+                logits: &second,
+                truth: &t2,
+            },
         ];
         let mut calibration = Calibration::default();
         let fit = fit_two_step(&mut calibration, &classes, &sources, 0.99).unwrap();
@@ -226,7 +240,11 @@ mod tests {
     #[test]
     fn no_fit_without_melanoma_and_nevi() {
         let logits = vec![vec![0.0f32, 1.0]];
-        let sources = [SourceLogits { name: "a".into(), logits: &logits, truth: &[0] }];
+        let sources = [SourceLogits {
+            name: "a".into(),
+            logits: &logits,
+            truth: &[0],
+        }];
         let mut c = Calibration::default();
         assert!(fit_two_step(&mut c, &[Bkl, Mel], &sources, 0.85).is_none());
         assert_eq!(c, Calibration::default());
