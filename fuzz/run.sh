@@ -35,6 +35,13 @@ if [ ! -d "$corpus/dicom_bytes" ]; then
   rm -rf "$fixtures"
 fi
 
+# Hand-written hostile inputs (e.g. a JPEG of 2647 valid scans), checked against their
+# writers by the tests.
+for seeds in fuzz/seeds/*/; do
+  mkdir -p "$corpus/$(basename "$seeds")"
+  cp "$seeds"* "$corpus/$(basename "$seeds")/"
+done
+
 export RUSTC_BOOTSTRAP=1
 # Leak checks stay on; the one suppression (with its reason) is a glibc thread-exit race.
 export LSAN_OPTIONS="suppressions=$root/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"

@@ -36,6 +36,7 @@ use std::io::Cursor;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use skinlesion_benches::{data_dir, shipped_model};
 use skinlesion_core::image::{self, imageops::FilterType, ImageFormat};
+use skinlesion_core::testing::many_scan_jpeg;
 use skinlesion_core::training::preprocess;
 use skinlesion_core::{available_cores, Classifier, Device, Precision};
 use tch::{CModule, Kind, Tensor};
@@ -96,6 +97,16 @@ fn preprocessing(c: &mut Criterion) {
             b.iter(|| preprocess(&bytes, spec, &limits).unwrap())
         });
     }
+    // The scan limit (issue #49): at it, the most work a 12-megapixel JPEG may ask for; past
+    // it, refused from the markers alone.
+    let at_limit = many_scan_jpeg(4032, 3024, limits.max_jpeg_scans as usize);
+    group.bench_function("jpeg_4032x3024_at_scan_limit", |b| {
+        b.iter(|| preprocess(&at_limit, spec, &limits).unwrap())
+    });
+    let over = many_scan_jpeg(4032, 3024, 2647);
+    group.bench_function("jpeg_4032x3024_2647_scans_refused", |b| {
+        b.iter(|| preprocess(&over, spec, &limits).unwrap_err())
+    });
     group.finish();
 }
 

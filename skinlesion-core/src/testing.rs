@@ -6,6 +6,10 @@
 //! computed exactly from the preprocessed input. The data helpers find the HAM10000 images the
 //! workspace's tests read and build hostile inputs.
 
+mod many_scans;
+
+pub use many_scans::many_scan_jpeg;
+
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 

@@ -64,7 +64,7 @@ fn kind_classes(py: Python<'_>) -> &[(ErrorKind, Py<PyType>)] {
                 let doc = CString::new(kind.explanation()).expect("no NUL in the table");
                 let class = PyErr::new_type(py, &name, Some(&doc), Some(&base), None)
                     .expect("Python makes an exception class");
-                // The core's name of the kind ("decode_error"), as logs and tables write it.
+                // The core's name of the kind ("decode"), as logs and tables write it.
                 (class.bind(py).setattr("kind", kind.name()))
                     .expect("an exception class takes attributes");
                 (kind, class)

@@ -178,6 +178,8 @@ fn every_bad_input_gets_its_status_and_the_server_keeps_serving() {
         )
         .unwrap();
 
+    // 12 megapixels in 2647 valid scans: refused from its markers, before any decoding.
+    let many_scans = skinlesion_core::testing::many_scan_jpeg(4032, 3024, 2647);
     let cases: Vec<(&str, HttpResponse, u16)> = vec![
         ("no body", server.post("/predict", &format!("multipart/form-data; boundary={BOUNDARY}"), b""), 400),
         ("not multipart", server.post("/predict", "application/json", b"{}"), 400),
@@ -186,6 +188,7 @@ fn every_bad_input_gets_its_status_and_the_server_keeps_serving() {
         ("text file", server.predict(&[("file", b"this is a text file, not an image\n")]), 415),
         ("truncated JPEG", server.predict(&[("file", &good[..good.len() / 2])]), 400),
         ("truncated PNG", server.predict(&[("file", &png[..png.len() / 2])]), 400),
+        ("JPEG with 2647 scans", server.predict(&[("file", &many_scans)]), 400),
         ("100000x100000 PNG header", server.predict(&[("file", &skinlesion_core::testing::png_header_only(100_000, 100_000))]), 413),
         // Refused from the headers alone: the body is never sent.
         ("declared body over the limit", server.send(format!("POST /predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: 400000\r\n\r\n").as_bytes()), 413),

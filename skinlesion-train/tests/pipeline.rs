@@ -688,7 +688,9 @@ fn a_short_fine_tune_of_the_pretrained_backbone_yields_a_loadable_model() {
     assert!(gate.threshold.is_finite() && gate.threshold > 0.0);
     assert!(prediction.ood_score().is_some_and(f32::is_finite));
     // The threshold refuses at most 5 % of the calibration source's val: with this run's 3
-    // val images per class, none.
+    // val images per class, none. It is the largest val score as training computed it; the
+    // exported trace recomputes that score with other float rounding (and a gate fitted on
+    // 33 images scores in the 1e5s), so the largest may land a hair above.
     let val: Vec<PathBuf> = std::fs::read_to_string(&config.labels[0])
         .unwrap()
         .lines()
@@ -698,7 +700,12 @@ fn a_short_fine_tune_of_the_pretrained_backbone_yields_a_loadable_model() {
     assert_eq!(val.len(), 12);
     for (path, p) in val.iter().zip(classifier.classify_batch(&val)) {
         let score = p.unwrap().ood_score().unwrap();
-        assert!(score <= gate.threshold, "{}: {score}", path.display());
+        assert!(
+            score <= gate.threshold * (1.0 + 1e-4),
+            "{}: {score} > {}",
+            path.display(),
+            gate.threshold
+        );
     }
     // Refusal follows the score (a few steps of training make no useful gate to test more).
     let grey = skinlesion_core::image::DynamicImage::ImageRgb8(

@@ -17,6 +17,10 @@ pub struct DecodeLimits {
     pub max_pixels: u64,
     /// Most bytes of encoded input accepted.
     pub max_bytes: u64,
+    /// Most scans a JPEG may have. A progressive JPEG's decoding work grows with its scans
+    /// (about 0.6 ms each at 12 megapixels), and the format allows thousands in a small file;
+    /// counted from the markers before either decoder runs.
+    pub max_jpeg_scans: u32,
 }
 
 impl DecodeLimits {
@@ -24,6 +28,10 @@ impl DecodeLimits {
     pub const DEFAULT_MAX_PIXELS: u64 = 50_000_000;
     /// 64 MiB of encoded input.
     pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+    /// 100 scans: libjpeg's `cjpeg` writes at most 97, cameras and other encoders about 10,
+    /// and the pure-Rust decoder (zune-jpeg) stops at 100 whatever is asked, so a higher limit
+    /// would only reach libjpeg-turbo's reduced-scale path.
+    pub const DEFAULT_MAX_JPEG_SCANS: u32 = 100;
 }
 
 impl Default for DecodeLimits {
@@ -31,6 +39,7 @@ impl Default for DecodeLimits {
         Self {
             max_pixels: Self::DEFAULT_MAX_PIXELS,
             max_bytes: Self::DEFAULT_MAX_BYTES,
+            max_jpeg_scans: Self::DEFAULT_MAX_JPEG_SCANS,
         }
     }
 }
@@ -97,12 +106,8 @@ fn decode(bytes: &[u8], limits: &DecodeLimits, cover: Option<(u32, u32)>) -> Res
         ));
     }
     let jpeg = reader.format() == Some(image::ImageFormat::Jpeg);
-    if jpeg && !jpeg_has_end_marker(bytes) {
-        // The JPEG decoder grey-fills missing data instead of failing; a classifier must not
-        // guess from half an image.
-        return Err(Error::Decode(
-            "truncated JPEG: the data ends before the end-of-image marker".into(),
-        ));
+    if jpeg {
+        check_jpeg_structure(bytes, limits)?;
     }
     let mut reader = reader;
     // A second guard inside the decoder: no allocation beyond what the pixel limit allows
@@ -173,31 +178,78 @@ fn jpeg_scaled(bytes: &[u8], stored: (u32, u32), cover: (u32, u32)) -> Option<Dy
 /// decode).
 const SCALED_MARGIN: u32 = 4;
 
-/// Whether a JPEG's entropy-coded data reaches an end-of-image marker (FF D9).
-///
-/// Walks the marker segments by their lengths (so an EXIF thumbnail's own end marker does not
-/// count) to the first start-of-scan, then looks for FF D9: inside scan data a 0xFF byte is
-/// always followed by 0x00 or a restart marker, so FF D9 there is the real end.
-fn jpeg_has_end_marker(bytes: &[u8]) -> bool {
+/// Refuses a JPEG whose data ends before its end-of-image marker (the decoders grey-fill
+/// missing data instead of failing; a classifier must not guess from half an image) or that
+/// has more than `limits.max_jpeg_scans` scans.
+fn check_jpeg_structure(bytes: &[u8], limits: &DecodeLimits) -> Result<()> {
+    let structure = jpeg_structure(bytes);
+    if structure.scans > limits.max_jpeg_scans {
+        return Err(Error::Decode(format!(
+            "JPEG with more than {} scans (decoding work grows with each); at most {} accepted",
+            limits.max_jpeg_scans, limits.max_jpeg_scans
+        )));
+    }
+    if !structure.ends {
+        return Err(Error::Decode(
+            "truncated JPEG: the data ends before the end-of-image marker".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What [`jpeg_structure`] found.
+#[derive(Debug, PartialEq, Eq)]
+struct JpegStructure {
+    /// Start-of-scan markers.
+    scans: u32,
+    /// Whether the entropy-coded data reaches an end-of-image marker (FF D9).
+    ends: bool,
+}
+
+/// Counts a JPEG's scans and looks for its end. Walks the marker segments by their lengths up
+/// to the first start-of-scan (so an EXIF thumbnail's own markers do not count), then reads
+/// the rest byte by byte: inside scan data a 0xFF byte is always followed by 0x00, a fill
+/// byte or a restart marker, so any other FF xx there is a real marker, whose segment is
+/// skipped by its length.
+fn jpeg_structure(bytes: &[u8]) -> JpegStructure {
+    let mut found = JpegStructure {
+        scans: 0,
+        ends: false,
+    };
+    let segment_end = |i: usize| {
+        let len = bytes.get(i + 2..i + 4)?;
+        Some(i + 2 + usize::from(u16::from_be_bytes([len[0], len[1]])))
+    };
     let mut i = 2; // after SOI
+    let mut in_scans = false;
     while i + 1 < bytes.len() {
         if bytes[i] != 0xFF {
-            return false;
+            if !in_scans {
+                return found;
+            }
+            i += 1; // entropy-coded data
+            continue;
         }
-        let marker = bytes[i + 1];
-        match marker {
-            0xFF => i += 1, // fill byte
-            0xDA => return bytes[i + 2..].windows(2).any(|w| w == [0xFF, 0xD9]),
-            0x01 | 0xD0..=0xD7 => i += 2,
-            _ => {
-                let Some(len) = bytes.get(i + 2..i + 4) else {
-                    return false;
+        match bytes[i + 1] {
+            0xFF => i += 1,                      // fill byte
+            0x00 | 0x01 | 0xD0..=0xD7 => i += 2, // stuffed zero, TEM, restart
+            0xD9 if in_scans => {
+                found.ends = true;
+                return found;
+            }
+            marker => {
+                let Some(end) = segment_end(i) else {
+                    return found;
                 };
-                i += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+                if marker == 0xDA {
+                    found.scans = found.scans.saturating_add(1);
+                    in_scans = true;
+                }
+                i = end;
             }
         }
     }
-    false
+    found
 }
 
 fn image_error(e: ImageError) -> Error {

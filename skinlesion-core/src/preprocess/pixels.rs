@@ -146,6 +146,7 @@ mod tests {
             &DecodeLimits {
                 max_pixels: u64::MAX,
                 max_bytes: 1,
+                ..DecodeLimits::default()
             },
         );
         assert!(matches!(overflow, Err(Error::InvalidPixels(_))));

@@ -81,7 +81,7 @@ class Scorer:
         row["model_name"], row["model_version"] = self._model
         row["model_precision"] = self._classifier.precision
         if isinstance(result, BaseException):
-            # The core's name of the kind ("decode_error"), as every interface names it.
+            # The core's name of the kind ("decode"), as every interface names it.
             row["error_kind"], row["error"] = getattr(result, "kind", type(result).__name__), str(result)
             return row
         row.update(
