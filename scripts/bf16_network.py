@@ -185,6 +185,13 @@ def main() -> None:
     classes = len(manifest["classes"])
     size = manifest["input"]["height"], manifest["input"]["width"]
     x = torch.rand(4, 3, *size) * 2 - 1
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX512", "AVX512_BF16", "AMX"):
+        # oneDNN's bf16 convolutions refuse an AVX2-only CPU; the rewrite itself does not
+        # depend on the CPU (the same bytes come out), only this check does.
+        print(f"{out}: {converted} backbone constants in bfloat16, {fused} fused convolutions; "
+              f"not run: this CPU ({torch.backends.cpu.get_cpu_capability()}) cannot run "
+              "bfloat16 convolutions")
+        return
     with torch.no_grad():
         want, got = original(x)[:, :classes], torch.jit.load(str(out))(x)[:, :classes]
         # Fusing changes where ops run and the order of roundings, not the arithmetic.

@@ -252,7 +252,18 @@ impl ClassifierBuilder {
             threads,
             precision,
         };
-        classifier.check_outputs(&classifier.model)?;
+        classifier
+            .check_outputs(&classifier.model)
+            .map_err(|e| match precision.network() {
+                Precision::Bf16 if !crate::precision::cpu_runs_bf16_convolutions() => {
+                    Error::Config(format!(
+                        "precision {precision}: this CPU cannot run the model's bf16 network \
+                         (oneDNN's bfloat16 convolutions need AVX-512 BW, VL and DQ, or \
+                         AVX-NE-CONVERT); use fp32 or auto ({e})"
+                    ))
+                }
+                _ => e,
+            })?;
         if let Some(fallback) = &classifier.fallback {
             classifier.check_outputs(&fallback.fp32)?;
         }

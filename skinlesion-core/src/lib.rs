@@ -59,7 +59,8 @@ pub use model::{
     WeightsRef, SHIPPED_MODEL,
 };
 pub use precision::{
-    cpu_has_bf16, Precision, AUTO_BALANCED_ACCURACY_DIFFERENCE, AUTO_SAME_ANSWER, AUTO_SAME_GATE,
+    cpu_has_bf16, cpu_runs_bf16_convolutions, Precision, AUTO_BALANCED_ACCURACY_DIFFERENCE,
+    AUTO_SAME_ANSWER, AUTO_SAME_GATE,
 };
 pub use prediction::{Prediction, UnknownReason};
 pub use preprocess::{

@@ -166,6 +166,21 @@ pub fn cpu_has_bf16() -> bool {
     }
 }
 
+/// True when this CPU can run oneDNN's bfloat16 convolutions at all (natively or emulated):
+/// libtorch refuses them without AVX-512 BW, VL and DQ or AVX-NE-CONVERT, e.g. on an
+/// AVX2-only CPU. A bf16 network of plain operations may still run there.
+pub fn cpu_runs_bf16_convolutions() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        (has!("avx512bw") && has!("avx512vl") && has!("avx512dq")) || has!("avxneconvert")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

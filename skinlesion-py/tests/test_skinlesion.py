@@ -283,6 +283,16 @@ def test_classifier_properties(classifier):
     assert "not a medical device" in skinlesion.DISCLAIMER
 
 
+def _runs_bf16_convolutions():
+    """What the library checks: oneDNN's bf16 convolutions need AVX-512 BW/VL/DQ or
+    AVX-NE-CONVERT (an AVX2-only CPU cannot run the shipped bf16 network)."""
+    try:
+        flags = set(open("/proc/cpuinfo").read().split())
+    except OSError:
+        return True
+    return {"avx512bw", "avx512vl", "avx512dq"} <= flags or "avx_ne_convert" in flags
+
+
 def test_precision_is_chosen_and_checked(images):
     fp32 = skinlesion.Classifier(MODEL, device="cpu", precision="fp32")
     assert fp32.precision == "fp32"
@@ -290,7 +300,10 @@ def test_precision_is_chosen_and_checked(images):
         skinlesion.Classifier(MODEL, device="cpu", precision="fp16")
     with pytest.raises(TypeError, match="precision must be a str"):
         skinlesion.Classifier(MODEL, device="cpu", precision=16)
-    if fp32.metadata.get("other_precisions"):
+    if fp32.metadata.get("other_precisions") and not _runs_bf16_convolutions():
+        with pytest.raises(skinlesion.ConfigError, match="cannot run the model's bf16 network"):
+            skinlesion.Classifier(MODEL, device="cpu", precision="bf16")
+    elif fp32.metadata.get("other_precisions"):
         bf16 = skinlesion.Classifier(MODEL, device="cpu", precision="bf16")
         assert bf16.precision == "bf16"
         assert bf16.classify(images[0]).best_guess in [c.code for c in bf16.classes]

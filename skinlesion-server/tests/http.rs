@@ -132,7 +132,21 @@ fn precision_is_chosen_at_start_up_and_reported() {
         skinlesion_core::Precision::Bf16,
         skinlesion_core::Precision::Bf16Checked,
     ];
-    for precision in bf16.into_iter().filter(|_| offers_bf16) {
+    let runs_bf16 = skinlesion_core::cpu_runs_bf16_convolutions();
+    if offers_bf16 && !runs_bf16 {
+        // An AVX2-only CPU: the server refuses to start, saying why.
+        let refused = Command::new(env!("CARGO_BIN_EXE_skinlesion-server"))
+            .args(["--port", "0", "--device", "cpu", "--precision", "bf16"])
+            .output()
+            .unwrap();
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("cannot run the model's bf16 network"),
+            "{stderr}"
+        );
+    }
+    for precision in bf16.into_iter().filter(|_| offers_bf16 && runs_bf16) {
         let name = precision.to_string();
         let server = Server::start(&["--precision", &name]);
         assert_eq!(server.get("/ready").json()["precision"], name.as_str());
