@@ -47,10 +47,22 @@ fn dicom_is_answered_as_the_jpeg_it_wraps_on_every_endpoint() {
         .json();
     let results = batch["predictions"].as_array().unwrap();
     assert_eq!(results[0]["prediction"]["dicom"], *info);
-    assert_eq!(
-        results[0]["prediction"]["all_predictions"],
-        from_jpeg["all_predictions"]
+    // A batch of two runs another forward than one image alone: the same answer, rounded
+    // differently in the last float bits on some CPUs (AVX2's fp32 kernels).
+    let (in_batch, alone) = (
+        results[0]["prediction"]["all_predictions"]
+            .as_object()
+            .unwrap(),
+        from_jpeg["all_predictions"].as_object().unwrap(),
     );
+    assert_eq!(in_batch.len(), alone.len());
+    for (class, p) in alone {
+        let q = in_batch[class].as_f64().unwrap();
+        assert!(
+            (p.as_f64().unwrap() - q).abs() < 1e-5,
+            "{class}: {p} vs {q}"
+        );
+    }
     assert!(results[1]["prediction"].get("dicom").is_none());
 
     let explained = server.post("/explain", &content_type, &body).json();
