@@ -24,7 +24,7 @@ MEL, NV = CLASSES.index("MEL"), CLASSES.index("NV")
 
 def load(path):
     rows = list(csv.DictReader(open(path)))
-    probabilities = np.array([[float(r[f"p_{c}"]) for c in CLASSES] for r in rows])
+    probabilities = np.array([[float(r[f"probability_{c}"]) for c in CLASSES] for r in rows])
     truth = np.array([CLASSES.index(r["true_label"]) for r in rows])
     return probabilities, truth
 

@@ -88,6 +88,12 @@ impl LesionClass {
         }
     }
 
+    /// The name of this class's probability column in every table the project writes (the
+    /// training CLI's CSVs, the bulk scorer's rows), e.g. `"probability_MEL"`.
+    pub fn probability_column(self) -> String {
+        format!("probability_{}", self.code())
+    }
+
     /// The display name, e.g. `"Melanoma"`; this is the `class_name` of the HTTP API.
     pub const fn name(self) -> &'static str {
         match self {

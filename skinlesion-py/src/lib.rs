@@ -579,10 +579,10 @@ impl PyExplanation {
     }
 }
 
-/// Every lesion class as (code, display name, malignancy), the eight diagnoses in ISIC code
-/// order, then Unknown.
+/// Every lesion class as (code, display name, malignancy, probability column), the eight
+/// diagnoses in ISIC code order, then Unknown.
 #[pyfunction]
-fn lesion_classes() -> Vec<(&'static str, &'static str, String)> {
+fn lesion_classes() -> Vec<(&'static str, &'static str, String, String)> {
     LesionClass::ALL
         .iter()
         .map(|c| {
@@ -590,7 +590,7 @@ fn lesion_classes() -> Vec<(&'static str, &'static str, String)> {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
-            (c.code(), c.name(), malignancy)
+            (c.code(), c.name(), malignancy, c.probability_column())
         })
         .collect()
 }

@@ -261,6 +261,8 @@ def test_lesion_classes():
     assert skinlesion.LesionClass.UNK.malignancy == "undetermined"
     assert skinlesion.LesionClass("MEL") is skinlesion.LesionClass.MEL == "MEL"
     assert skinlesion.LesionClass.MEL.display_name == "Melanoma"
+    # One probability column name everywhere, from the core (bulk rows, training CSVs).
+    assert skinlesion.LesionClass.MEL.probability_column == "probability_MEL"
 
 
 def test_preferred_batch_size_is_the_cores_rule():
@@ -486,7 +488,7 @@ def _generated_blocks():
         + "]\n"
     )
     members = "".join(
-        f'    {code} = "{code}"  # {name}\n' for code, name, _ in skinlesion._skinlesion.lesion_classes()
+        f'    {code} = "{code}"  # {name}\n' for code, name, _, _ in skinlesion._skinlesion.lesion_classes()
     )
     return [
         (_PACKAGE / "_skinlesion.pyi", _ERRORS, stubs.rstrip("\n") + "\n"),

@@ -214,7 +214,7 @@ impl<'a, W: Write> Sink<'a, W> {
             "unknown_reason",
             "ood_score",
         ];
-        let probabilities = classes.iter().map(|c| format!("p_{}", c.code()));
+        let probabilities = classes.iter().map(|c| c.probability_column());
         let header: Vec<String> = fixed
             .into_iter()
             .map(str::to_owned)

@@ -557,7 +557,7 @@ fn write_predictions(path: &Path, scored: &[Scored], classes: &[LesionClass]) ->
     .into_iter()
     .map(String::from)
     .collect::<Vec<_>>();
-    header.extend(classes.iter().map(|c| format!("p_{}", c.code())));
+    header.extend(classes.iter().map(|c| c.probability_column()));
     out.write_record(&header)?;
     for s in scored {
         let mut row = vec![

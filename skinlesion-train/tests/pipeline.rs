@@ -345,7 +345,7 @@ fn evaluate_computes_hand_checked_metrics() {
     assert_eq!(predictions.lines().count(), 9);
     assert!(predictions
         .starts_with(
-            "file,true_label,predicted,best_guess,confidence,unknown_reason,ood_score,p_AK,p_MEL,p_NV,p_SCC"
+            "file,true_label,predicted,best_guess,confidence,unknown_reason,ood_score,probability_AK,probability_MEL,probability_NV,probability_SCC"
         ));
 
     // A coarser label set: AK and SCC count as AKIEC.

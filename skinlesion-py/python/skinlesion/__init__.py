@@ -144,6 +144,12 @@ class LesionClass(str, enum.Enum):
         return _CLASS_INFO[self.value][1]
 
     @property
+    def probability_column(self) -> str:
+        """This class's probability column in every table the project writes, e.g.
+        ``"probability_MEL"`` (bulk scoring's rows, the training CLI's CSVs)."""
+        return _CLASS_INFO[self.value][2]
+
+    @property
     def is_cancerous(self) -> bool:
         """True for melanoma, basal cell carcinoma and squamous cell carcinoma."""
         return self.malignancy == "cancerous"
@@ -153,7 +159,7 @@ class LesionClass(str, enum.Enum):
 
 
 # Names and malignancy come from the Rust core, the single source of the taxonomy.
-_CLASS_INFO = {code: (name, malignancy) for code, name, malignancy in _lesion_classes()}
+_CLASS_INFO = {code: (name, malignancy, column) for code, name, malignancy, column in _lesion_classes()}
 assert list(_CLASS_INFO) == [c.value for c in LesionClass], "taxonomy out of sync with the core"
 
 #: Every lesion class, the eight diagnoses then Unknown.

@@ -101,8 +101,8 @@ def parse_precision(precision: str) -> str:
 def preferred_batch_size(device: str) -> int:
     """Images per forward pass that classify fastest per image on ``device`` (1 on a CPU)."""
 
-def lesion_classes() -> List[Tuple[str, str, str]]:
-    """Every lesion class as (code, display name, malignancy)."""
+def lesion_classes() -> List[Tuple[str, str, str, str]]:
+    """Every lesion class as (code, display name, malignancy, probability column)."""
 
 def error_kinds() -> List[Tuple[str, bool, bool, type]]:
     """Every core error kind as (name, is_input_error, is_model_error, exception class)."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Dict, Mapping, Optional, Sequence
 
-from .. import DICOM_FIELDS, DISCLAIMER, LESION_CLASSES, Classifier
+from .. import DICOM_FIELDS, DISCLAIMER, LESION_CLASSES, Classifier, LesionClass
 from ._cluster import imports
 
-_CODE_BY_NAME = {c.display_name: c.code for c in LESION_CLASSES}
+_COLUMN_BY_NAME = {c.display_name: c.probability_column for c in LESION_CLASSES}
 
 
 def schema(classes: Sequence[str]):
@@ -33,7 +33,7 @@ def schema(classes: Sequence[str]):
         ("is_cancerous", pa.bool_()),
         ("unknown_reason", pa.string()),
         ("ood_score", pa.float32()),
-        *((f"probability_{code}", pa.float32()) for code in classes),
+        *((LesionClass(code).probability_column, pa.float32()) for code in classes),
         ("dicom", pa.struct([(field, pa.string()) for field in DICOM_FIELDS])),
         ("model_name", pa.string()),
         ("model_version", pa.string()),
@@ -95,5 +95,5 @@ class Scorer:
             dicom=result.dicom,
         )
         for name, p in result.all_predictions.items():
-            row[f"probability_{_CODE_BY_NAME[name]}"] = p
+            row[_COLUMN_BY_NAME[name]] = p
         return row
