@@ -33,6 +33,7 @@ step "cargo fmt (fuzz)" cargo fmt --manifest-path fuzz/Cargo.toml --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo clippy (fuzz)" cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 step "cargo build (tests)" cargo test --workspace --no-run
-step "cargo test" cargo test --workspace
+# Every test binary even after one fails: one run shows every failure.
+step "cargo test" cargo test --workspace --no-fail-fast
 step "python (wheel, smoke test, pytest, notebook)" bash skinlesion-py/tests/run.sh
 step "fuzz smoke run" bash fuzz/run.sh 10
